@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -33,6 +35,339 @@ def main(
     ),
 ) -> None:
     """ser-cl: speech emotion recognition with contrastive learning."""
+
+
+# ---------------------------------------------------------------------------------------------
+# data commands (owner: data developer): prepare, synth, folds
+
+
+@app.command()
+def prepare(
+    corpus_dir: Path = typer.Argument(..., help="Corpus folder (or a .csv manifest file)."),
+    out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write the feature store into."),
+    corpus: Optional[str] = typer.Option(
+        None, "--corpus", help="iemocap, emodb, ravdess, cremad, tess or csv (default: detected from the layout)."
+    ),
+    classes: Optional[str] = typer.Option(
+        None,
+        "--classes",
+        help=(
+            "Labels to keep, merge and rename: comma-separated LABEL[+LABEL...][=NAME] items, "
+            "in class order; 'all' keeps every label. Default per corpus, e.g. IEMOCAP "
+            "'neu=neutral,hap+exc=happy,sad=sad,ang=angry'."
+        ),
+    ),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all CPU cores)."),
+    min_duration: float = typer.Option(0.25, "--min-duration", help="Skip utterances shorter than this (seconds)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Compute log-spectrogram features of a corpus into a feature store DATA_DIR.
+
+    Writes manifest.csv, features.npy (float16, frames x 257), offsets.npy and
+    prepare.json (written last: its presence marks a complete store).
+    Bad audio files are skipped and listed in prepare.json.
+    Re-running into the same DATA_DIR reuses DATA_DIR/cache/.
+
+    Examples:
+
+      ser-cl prepare /data/IEMOCAP_full_release --out data/iemocap
+
+      ser-cl prepare /data/emodb --out data/emodb --jobs 4
+
+      ser-cl prepare /data/IEMOCAP -o data/iem5 --classes neu,hap+exc,sad,ang,fru
+
+      ser-cl prepare my_manifest.csv --out data/mine --classes all
+    """
+    from ser_cl.data.corpora import CorpusError
+    from ser_cl.data.prepare import prepare as run_prepare
+
+    try:
+        result = run_prepare(corpus_dir, out, corpus=corpus, classes=classes, jobs=jobs,
+                             min_duration=min_duration, progress=not quiet)
+    except (CorpusError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2)
+    info = result.info
+    typer.echo(
+        f"prepared {result.n_utterances} utterances ({result.audio_seconds / 3600:.2f} h) from {info['corpus']} "
+        f"into {result.data_dir} in {result.wall_seconds:.1f} s "
+        f"({result.n_computed} computed, {result.n_cached} from cache)"
+    )
+    typer.echo("classes: " + ", ".join(f"{c} {n}" for c, n in info["counts_per_class"].items()))
+    typer.echo(f"speakers: {len(info['counts_per_speaker'])}; folds ({info['folds']['protocol']}): {len(info['folds']['folds'])}")
+    if info["dropped_labels"]:
+        typer.echo("dropped labels: " + ", ".join(f"{k} {v}" for k, v in info["dropped_labels"].items()))
+    if info["skipped"]:
+        typer.echo(f"skipped {len(info['skipped'])} file(s); reasons in {result.data_dir / 'prepare.json'}:")
+        for entry in info["skipped"][:5]:
+            typer.echo(f"  {entry['path']}: {entry['reason']}")
+        if len(info["skipped"]) > 5:
+            typer.echo(f"  ... and {len(info['skipped']) - 5} more")
+
+
+@app.command()
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write the synthetic corpus into."),
+    per_speaker: int = typer.Option(12, "--per-speaker", help="Utterances per speaker per class (4 classes)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the corpus is deterministic given it)."),
+) -> None:
+    """Write a small synthetic corpus in the IEMOCAP layout (5 sessions x 2 speakers).
+
+    Labels neu/hap/exc/sad/ang with class-dependent pitch, loudness, tempo and
+    brightness, plus a few fru/xxx utterances that the default classes drop.
+    Default: 500 files, about 11 minutes of audio.
+
+    Example:
+
+      ser-cl synth data/synth-raw && ser-cl prepare data/synth-raw --out data/synth
+    """
+    from ser_cl.data.synth import synthesize_corpus
+
+    summary = synthesize_corpus(out_dir, per_speaker=per_speaker, seed=seed)
+    typer.echo(
+        f"wrote {summary['utterances']} utterances ({summary['audio_seconds'] / 60:.1f} min, "
+        f"{summary['speakers']} speakers) to {out_dir}; labels: "
+        + ", ".join(f"{k} {v}" for k, v in summary["labels"].items())
+    )
+    typer.echo(f"next: ser-cl prepare {out_dir} --out DATA_DIR")
+
+
+@app.command()
+def folds(
+    data_dir: Path = typer.Argument(..., help="A prepared DATA_DIR."),
+    protocol: str = typer.Option(
+        "auto", "--protocol", "-p", help="auto, session10 (thesis), session5 (leave-one-session-out) or speaker."
+    ),
+) -> None:
+    """List the cross-validation folds of a prepared DATA_DIR.
+
+    session10 (thesis): per held-out session, one speaker is validation and the
+    other test, then swapped (10 folds on IEMOCAP).
+    session5: the held-out session is test; one speaker of the next session is
+    validation (removed from train).
+    speaker: each speaker is test once; the next speaker (sorted, cyclic) is
+    validation.
+    auto: session10 when every session has exactly 2 speakers, else speaker.
+
+    Example:
+
+      ser-cl folds data/iemocap --protocol session5
+    """
+    from ser_cl.data.folds import auto_protocol, make_folds
+    from ser_cl.data.store import FeatureStore
+
+    try:
+        store = FeatureStore(data_dir)
+        chosen = auto_protocol(store) if protocol == "auto" else protocol
+        fold_list = make_folds(store, chosen)
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{len(fold_list)} folds ({chosen}) over {len(store)} utterances, {len(set(store.speakers))} speakers")
+    typer.echo(f"{'fold':<8} {'val speakers':<16} {'test speakers':<20} {'train':>6} {'val':>6} {'test':>6}")
+    for f in fold_list:
+        typer.echo(
+            f"{f.name:<8} {','.join(f.val_speakers):<16} {','.join(f.test_speakers):<20} "
+            f"{f.train.size:>6} {f.val.size:>6} {f.test.size:>6}"
+        )
+
+
+# -- training, evaluation and prediction ---------------------------------------------------------
+SET_HELP = "Override any config field, e.g. --set optim.epochs=5 --set data.dir=data/emodb (repeatable)."
+FOLD_HELP = "Run only this fold (1-based; repeatable). Default: all folds of the protocol."
+PRESET_HELP = "A TOML file of overrides merged into every stage, or a name in experiments/presets/ (e.g. cpu)."
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _print_plan(planned) -> None:
+    from ser_cl.train.run import variant_dir
+
+    for p in planned:
+        for v in p.variants:
+            src = f"  <- {v.source or v.config.finetune.source}" if v.config.finetune.source else ""
+            typer.echo(f"{p.stage.kind:9s} {variant_dir(v.config, v.name)}{src}")
+
+
+def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_overrides=()) -> None:
+    from ser_cl.config import ConfigError
+    from ser_cl.train.loop import TrainingDiverged
+    from ser_cl.train.run import run_variant, select_stages
+
+    try:
+        planned = select_stages(experiment, kinds, list(set_) + list(extra_overrides), stage, preset)
+        if dry_run:
+            _print_plan(planned)
+            return
+        for p in planned:
+            for v in p.variants:
+                out = run_variant(v, fold, device)
+                typer.echo(f"done: {out}")
+    except (ConfigError, FileNotFoundError, ValueError, TrainingDiverged, RuntimeError) as err:
+        _fail(err)
+
+
+_EXP = typer.Argument(..., help="Experiment TOML file (see experiments/).")
+_FOLD = typer.Option(None, "--fold", help=FOLD_HELP)
+_SET = typer.Option(None, "--set", help=SET_HELP)
+_DEVICE = typer.Option(None, "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N.")
+_STAGE = typer.Option(None, "--stage", help="Run only the stage of this name.")
+_PRESET = typer.Option(None, "--preset", help=PRESET_HELP)
+_DRY = typer.Option(False, "--dry-run", help="Print the variants and run directories, train nothing.")
+
+
+@app.command()
+def train(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
+          device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
+          dry_run: bool = _DRY) -> None:
+    """Train the encoder + linear head with cross-entropy (optionally + lambda*SupCon + beta*NT-Xent).
+
+    Writes runs/<experiment>/<variant>/fold-NN/ (config.toml, best.pt, last.pt, metrics.jsonl,
+    metrics.json). Re-running the same command resumes after the last finished epoch.
+
+    Example: ser-cl train experiments/ce_baseline.toml --set data.dir=data/iemocap --fold 1
+    """
+    _train(("train",), experiment, fold, set_ or [], device, stage, preset, dry_run)
+
+
+@app.command()
+def pretrain(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
+             device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
+             dry_run: bool = _DRY) -> None:
+    """Train the encoder alone with a contrastive loss (triplet, smooth triplet, NT-Xent, SupCon, self-supervised NT-Xent).
+
+    Example: ser-cl pretrain experiments/selfsup_ntxent.toml --set data.dir=data/iemocap
+    """
+    _train(("pretrain",), experiment, fold, set_ or [], device, stage, preset, dry_run)
+
+
+@app.command()
+def finetune(experiment: Path = _EXP,
+             from_: Optional[Path] = typer.Option(None, "--from", help="Pretrained run dir runs/<experiment>/<variant>."),
+             fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
+             device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
+             dry_run: bool = _DRY) -> None:
+    """Fine-tune a pretrained encoder with a linear head and cross-entropy (frozen encoder first, then all).
+
+    Example: ser-cl finetune experiments/selfsup_ntxent.toml --stage ft_ce_aug --from runs/selfsup_ntxent/pretrain
+    """
+    extra = [f"finetune.from={json.dumps(str(from_))}"] if from_ is not None else []
+    _train(("finetune",), experiment, fold, set_ or [], device, stage, preset, dry_run, extra)
+
+
+@app.command()
+def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
+        device: Optional[str] = _DEVICE, preset: Optional[str] = _PRESET, dry_run: bool = _DRY,
+        report_format: str = typer.Option("md", "--format", help="Report format: md, csv or json.")) -> None:
+    """Run every stage of an experiment in order (pretrain -> finetune ...), probe each, print the report.
+
+    Resumable: finished folds are skipped, an interrupted fold continues after its last epoch.
+
+    Example: ser-cl run experiments/supcon.toml --set data.dir=data/iemocap --preset cpu
+    """
+    from ser_cl.config import ConfigError
+    from ser_cl.eval.run_probe import probe_run
+    from ser_cl.train.loop import TrainingDiverged
+    from ser_cl.train.run import run_variant, select_stages
+
+    try:
+        planned = select_stages(experiment, ("train", "pretrain", "finetune"), set_ or [], None, preset)
+        if dry_run:
+            _print_plan(planned)
+            return
+        exp_dir = None
+        for p in planned:
+            for v in p.variants:
+                out = run_variant(v, fold, device)
+                exp_dir = out.parent
+                if v.config.probe:
+                    probe_run(out, fold, device or v.config.device, skip_done=True)
+        if exp_dir is not None:
+            _print_report(exp_dir, report_format, None)
+    except (ConfigError, FileNotFoundError, ValueError, TrainingDiverged, RuntimeError) as err:
+        _fail(err)
+
+
+@app.command()
+def probe(run_dir: Path = typer.Argument(..., help="A variant dir runs/<exp>/<variant>, an experiment dir, or runs/."),
+          fold: Optional[List[int]] = _FOLD, device: Optional[str] = _DEVICE) -> None:
+    """Embed train/val/test with each fold's best checkpoint; linear SVM UA/WA, retrieval Recall@1, k-means F1/NMI.
+
+    Writes fold-NN/embeddings/{train,val,test}.npy (+ labels, ids) and fold-NN/probe.json.
+
+    Example: ser-cl probe runs/supcon/pretrain_tau=0.1 --fold 1
+    """
+    from ser_cl.eval.run_probe import probe_run
+
+    try:
+        written = probe_run(run_dir, fold, device or "auto")
+        typer.echo(f"wrote {len(written)} probe.json file(s)")
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+
+
+@app.command()
+def report(runs_dir: Path = typer.Argument(Path("runs"), help="The runs dir, or one experiment's dir."),
+           format: str = typer.Option("md", "--format", help="md, csv or json."),
+           out: Optional[Path] = typer.Option(None, "--out", help="Write the table to this file."),
+           plots: Optional[Path] = typer.Option(None, "--plots", help="PNG folder (default RUNS_DIR/plots)."),
+           no_plots: bool = typer.Option(False, "--no-plots", help="Do not draw PNG plots.")) -> None:
+    """The thesis' tables: UA/WA mean +- std over folds for val and test, per experiment and variant.
+
+    Also retrieval Recall@1 and k-means F1/NMI (after `ser-cl probe`), the thesis' numbers beside
+    ours, the best variant of each sweep marked, incomplete runs flagged with the missing files.
+    Plots (UA vs each swept hyper-parameter, pooled confusion matrices) need matplotlib.
+
+    Example: ser-cl report runs/ --format md --out runs/report.md
+    """
+    _print_report(runs_dir, format, out, plots, not no_plots)
+
+
+def _print_report(runs_dir: Path, fmt: str, out: Optional[Path], plots_dir: Optional[Path] = None,
+                  plots: bool = True) -> None:
+    from ser_cl.eval.report import write_report
+
+    try:
+        res = write_report(runs_dir, fmt, out, plots=plots, plots_dir=plots_dir)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    if out is None:
+        typer.echo(res.text)
+    else:
+        typer.echo(f"wrote {out}")
+    for line in res.messages:
+        typer.echo(line, err=True)
+
+
+@app.command()
+def predict(model: Path = typer.Argument(..., help="A checkpoint (.pt), a fold dir, or a run dir (ensemble of its folds)."),
+            audio: List[Path] = typer.Argument(..., help="WAV files (any sample rate, mono or stereo)."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+            device: Optional[str] = _DEVICE) -> None:
+    """The emotion and class probabilities of each WAV file.
+
+    Example: ser-cl predict runs/ce_baseline/train recording.wav other.wav --json
+    """
+    from ser_cl.predict import predict_files
+
+    try:
+        results = predict_files(model, audio, device or "auto")
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                typer.echo(f"{r['path']}\terror: {r['error']}")
+            else:
+                probs = " ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
+                typer.echo(f"{r['path']}\t{r['emotion']}\t{probs}")
+    if any("error" in r for r in results):
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,411 @@
+"""Experiment configuration: plain dataclasses loaded from TOML, validated with clear errors.
+
+An experiment file holds one or more *stages* (train, pretrain, finetune). A file without
+``[[stages]]`` is a single stage whose kind is ``stage = "..."`` at the top level. Each stage
+may carry a ``sweep`` table of lists that expands into variants (the cartesian product).
+
+Precedence, lowest first: dataclass defaults < the file's top-level tables < the stage's own
+tables < ``--set key=value`` overrides from the command line. A key that is overridden on the
+command line is removed from every sweep (the override fixes it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import itertools
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STAGE_KINDS = ("train", "pretrain", "finetune")
+
+
+class ConfigError(ValueError):
+    """A bad experiment file or override; the message names the key and the file."""
+
+
+@dataclass
+class DataConfig:
+    dir: str = "data/synth"  # a DATA_DIR written by `ser-cl prepare`
+    protocol: str = "auto"  # session10 | session5 | speaker | auto
+    max_frames: int = 0  # crop training batches to at most this many frames (0 = no cap)
+    eval_batch_size: int = 64
+
+
+@dataclass
+class ModelSection:
+    preset: str = "thesis"  # thesis | small; the fields below override the preset when set
+    conv_channels: Optional[int] = None
+    gru_hidden: Optional[int] = None
+    gru_layers: Optional[int] = None
+    gru_dropout: Optional[float] = None
+    transformer_layers: Optional[int] = None
+    n_heads: Optional[int] = None
+    d_ff: Optional[int] = None
+    transformer_dropout: Optional[float] = None
+    normalize: Optional[bool] = None  # None: True for contrastive pretraining, False otherwise
+    proj_dim: Optional[int] = None
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"  # ce | triplet | smooth_triplet | ntxent | supcon | selfsup_ntxent
+    margin: float = 0.2  # triplet
+    mining: str = "all"  # triplet: all | semihard | hard | semihard-hard
+    hard_fraction: float = 0.2  # semihard-hard: the last fraction of epochs uses hard triplets
+    tau: float = 0.1  # smooth_triplet, ntxent, supcon, selfsup_ntxent
+    supcon_weight: float = 0.0  # lambda in L = CE + lambda * SupCon (thesis 4.4.3)
+    supcon_tau: float = 0.1
+    selfsup_weight: float = 0.0  # beta in L = CE + lambda * SupCon + beta * NT-Xent (4.4.5)
+    selfsup_tau: float = 0.5
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 50
+    batch_size: int = 32  # utterances per batch (a multi-view batch holds twice as many views)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 3  # epochs without improvement before lr is divided by 10 (thesis)
+    lr_factor: float = 0.1
+    monitor: str = "auto"  # auto | val_ua | val_loss (auto: val_ua with a classifier head)
+    early_stop: int = 0  # stop after this many epochs without improvement (0 = never; thesis)
+    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = False  # SpecAugment on the training batches
+    multiview: bool = False  # 2 augmented views per utterance (thesis 4.4.2.4)
+    time_mask_frac: float = 0.05
+    freq_mask_width: int = 10
+
+
+@dataclass
+class FinetuneConfig:
+    # TOML key `from`: a variant run dir, or the name of an earlier stage of this file. A finetune
+    # stage needs it; a pretrain stage with it starts from that encoder (e.g. SupCon after NT-Xent)
+    source: str = ""
+    freeze_epochs: int = 10  # finetune: encoder frozen for these epochs, then all parameters train
+
+
+@dataclass
+class StageConfig:
+    """Everything one training stage needs; written back as ``config.toml`` in each fold dir."""
+
+    experiment: str = "experiment"
+    name: str = "train"  # stage name, the first part of the variant directory name
+    kind: str = "train"  # train | pretrain | finetune
+    description: str = ""
+    runs_dir: str = "runs"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    probe: bool = True  # `ser-cl run` probes this stage's folds after training
+    # reference numbers (percent) for the report: val_ua, test_ua, note; a sub-table
+    # variants."<swept values>" (e.g. variants."tau=0.5") gives a variant its own numbers
+    thesis: Dict[str, Any] = field(default_factory=dict)
+    sweep: Dict[str, List[Any]] = field(default_factory=dict)
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def has_head(self) -> bool:
+        """Whether training fits the linear classifier head (so its UA is meaningful)."""
+        return self.kind in ("train", "finetune")
+
+    @property
+    def monitor(self) -> str:
+        if self.optim.monitor != "auto":
+            return self.optim.monitor
+        return "val_ua" if self.has_head else "val_loss"
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelSection,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "augment": AugmentConfig,
+    "finetune": FinetuneConfig,
+}
+STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "device", "probe")
+LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent")
+MINING = ("all", "semihard", "hard", "semihard-hard")
+PROTOCOLS = ("auto", "session10", "session5", "speaker")
+
+
+# -- typed conversion -------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = getattr(tp, "__origin__", None)
+    args = getattr(tp, "__args__", ())
+    if origin is Optional or (origin is not None and type(None) in args):  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, key, where)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool):
+        if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            return value
+    elif origin in (dict, Dict) and isinstance(value, dict):
+        return dict(value)
+    elif origin in (list, List) and isinstance(value, list):
+        return list(value)
+    raise ConfigError(f"{where}: key '{key}' must be {_type_name(tp)}, got {value!r}")
+
+
+def _section_from_dict(cls: type, table: Dict[str, Any], prefix: str, where: str) -> Any:
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in table.items():
+        tkey = "from" if (cls is FinetuneConfig and key == "from") else key
+        attr = "source" if tkey == "from" else tkey
+        if attr not in names:
+            hint = difflib.get_close_matches(key, names + (["from"] if cls is FinetuneConfig else []), n=1)
+            extra = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{extra}")
+        kwargs[attr] = _coerce(value, hints[attr], prefix + key, where)
+    return cls(**kwargs)
+
+
+def _deep_merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("sweep", "thesis"):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _set_dotted(table: Dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = table
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a table")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> Tuple[str, Any]:
+    """``"optim.lr=1e-4"`` -> ``("optim.lr", 0.0001)``; values are TOML, else plain strings."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. optim.epochs=5")
+    key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def stage_from_dict(table: Dict[str, Any], where: str) -> StageConfig:
+    """Build and validate one StageConfig from a merged plain dict."""
+    known = set(SECTIONS) | set(STAGE_SCALARS) | {"thesis", "sweep", "stage", "stages"}
+    kwargs: Dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"{where}: unknown key '{key}'{extra}")
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a table, e.g. [{key}]")
+            kwargs[key] = _section_from_dict(SECTIONS[key], value, key + ".", where)
+        elif key == "stage":
+            kwargs["kind"] = _coerce(value, str, key, where)
+        elif key in ("thesis", "sweep"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a table")
+            kwargs[key] = dict(value)
+        elif key != "stages":
+            kwargs[key] = _coerce(value, get_type_hints(StageConfig)[key], key, where)
+    cfg = StageConfig(**kwargs)
+    validate(cfg, where)
+    return cfg
+
+
+def validate(cfg: StageConfig, where: str) -> None:
+    def check(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"{where}: {msg}")
+
+    check(cfg.kind in STAGE_KINDS, f"stage must be one of {', '.join(STAGE_KINDS)}, got '{cfg.kind}'")
+    check(cfg.loss.name in LOSS_NAMES, f"loss.name must be one of {', '.join(LOSS_NAMES)}, got '{cfg.loss.name}'")
+    check(cfg.loss.mining in MINING, f"loss.mining must be one of {', '.join(MINING)}, got '{cfg.loss.mining}'")
+    check(cfg.data.protocol in PROTOCOLS, f"data.protocol must be one of {', '.join(PROTOCOLS)}")
+    check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
+    check(cfg.optim.epochs >= 1, "optim.epochs must be >= 1")
+    check(cfg.optim.batch_size >= 2, "optim.batch_size must be >= 2")
+    check(cfg.optim.lr > 0, "optim.lr must be > 0")
+    if cfg.kind in ("train", "finetune"):
+        check(cfg.loss.name == "ce", f"a {cfg.kind} stage trains the classifier: loss.name must be 'ce' "
+              "(add SupCon / NT-Xent with loss.supcon_weight / loss.selfsup_weight)")
+    if cfg.kind == "pretrain":
+        check(cfg.loss.name != "ce", "a pretrain stage needs a contrastive loss.name (e.g. supcon, selfsup_ntxent)")
+        check(cfg.monitor == "val_loss", "a pretrain stage has no classifier: optim.monitor must be val_loss")
+    if cfg.kind == "finetune":
+        check(bool(cfg.finetune.source), "a finetune stage needs finetune.from = RUN_DIR or a stage name "
+              "(or --from RUN_DIR on the command line)")
+    needs_views = cfg.loss.name == "selfsup_ntxent" or cfg.loss.selfsup_weight > 0
+    if needs_views:
+        check(cfg.augment.multiview, "self-supervised NT-Xent needs two views: set augment.multiview = true")
+    if cfg.augment.multiview:
+        check(cfg.augment.enabled, "augment.multiview = true needs augment.enabled = true")
+    for key, values in cfg.sweep.items():
+        check(isinstance(values, list) and len(values) > 0, f"sweep.'{key}' must be a non-empty list")
+        check("." in key and key.split(".")[0] in SECTIONS, f"sweep key '{key}' must be section.field, e.g. loss.tau")
+
+
+def _read_toml(path: Path, what: str) -> Dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found (see experiments/ for examples)")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def resolve_preset(name: str) -> Path:
+    """A preset is a TOML file of overrides: a path, or a name in experiments/presets/."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for base in (Path.cwd() / "experiments" / "presets", Path(__file__).resolve().parents[1] / "experiments" / "presets"):
+        if (base / f"{name}.toml").is_file():
+            return base / f"{name}.toml"
+    raise ConfigError(f"preset '{name}' not found: give a TOML file or a name from experiments/presets/")
+
+
+def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
+                    preset: Optional[str] = None) -> List[StageConfig]:
+    """Read an experiment TOML into its stages (before sweep expansion).
+
+    ``preset`` (a TOML file of tables) is merged over every stage, then ``overrides``.
+    """
+    path = Path(path)
+    raw = _read_toml(path, "experiment file")
+    preset_table = _read_toml(resolve_preset(preset), "preset") if preset else {}
+    parsed = [parse_override(o) for o in (overrides or [])]
+    raw.setdefault("experiment", path.stem)
+    stage_tables = raw.pop("stages", None)
+    if stage_tables is None:
+        stage_tables = [{}]
+        raw.setdefault("name", raw.get("stage", "train"))
+    elif not isinstance(stage_tables, list) or not all(isinstance(s, dict) for s in stage_tables):
+        raise ConfigError(f"{path}: 'stages' must be an array of tables ([[stages]])")
+    base_sweep = raw.pop("sweep", {})
+    stages = []
+    for i, table in enumerate(stage_tables):
+        merged = _deep_merge(raw, table)
+        if "sweep" not in table and len(stage_tables) == 1:
+            merged["sweep"] = base_sweep
+        merged.setdefault("name", merged.get("stage", f"stage{i + 1}"))
+        merged = _deep_merge(merged, preset_table)
+        for key, value in parsed:
+            _set_dotted(merged, key, value)
+            merged.get("sweep", {}).pop(key, None)
+        where = f"{path} (stage '{merged['name']}')" if len(stage_tables) > 1 else str(path)
+        stages.append(stage_from_dict(merged, where))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: stage names must be unique, got {names}")
+    for s in stages:
+        src = s.finetune.source
+        if src in names and names.index(src) >= names.index(s.name):
+            raise ConfigError(f"{path}: stage '{s.name}' fine-tunes '{src}', which must come before it")
+    return stages
+
+
+def _short(key: str) -> str:
+    return key.split(".")[-1]
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, float) and value != int(value) else str(value)
+
+
+@dataclass
+class Variant:
+    """One expanded sweep point of one stage."""
+
+    config: StageConfig
+    name: str  # directory name under runs/<experiment>/
+    sweep: Dict[str, Any]  # key -> value of this variant (including inherited from its source)
+    source: Optional[str] = None  # variant name of the stage it fine-tunes (same experiment)
+
+
+def expand(stage: StageConfig, source_variants: Optional[List[Variant]] = None) -> List[Variant]:
+    """Expand the sweep of ``stage``; a finetune of an earlier stage fans out over its variants."""
+    keys = list(stage.sweep)
+    points = list(itertools.product(*[stage.sweep[k] for k in keys])) or [()]
+    parents: List[Optional[Variant]] = list(source_variants) if source_variants else [None]
+    out = []
+    for parent in parents:
+        for point in points:
+            table = dataclasses.asdict(stage)
+            sweep = dict(parent.sweep) if parent else {}
+            for key, value in zip(keys, point):
+                _set_dotted(table, key, value)
+                sweep[key] = value
+            table["sweep"] = {}
+            table["finetune"] = {("from" if k == "source" else k): v for k, v in table["finetune"].items()}
+            cfg = stage_from_dict(table, f"stage '{stage.name}'")
+            suffix = "".join(f"_{_short(k)}={_fmt(v)}" for k, v in sweep.items())
+            per_variant = cfg.thesis.pop("variants", {})
+            cfg.thesis.update(per_variant.get(suffix.lstrip("_"), {}))
+            out.append(Variant(cfg, stage.name + suffix, sweep, parent.name if parent else None))
+    return out
+
+
+def to_toml(cfg: StageConfig) -> str:
+    """Serialise a StageConfig as TOML (the resolved ``config.toml`` of a fold)."""
+    table = dataclasses.asdict(cfg)
+    table["stage"] = table.pop("kind")
+    table["finetune"] = {("from" if k == "source" else k): v for k, v in table["finetune"].items()}
+    lines: List[str] = []
+    for key, value in table.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            for k, v in value.items():
+                if v is not None:
+                    k = k if k.replace("_", "").isalnum() else f'"{k}"'
+                    lines.append(f"{k} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,77 @@
+"""SpecAugment time and frequency masking (thesis 4.4.2.4, after Park et al. 2019).
+
+Per sample: one time mask of w_t consecutive frames, w_t uniform in {0, ..., floor(frac * L)}
+(L = the sample's valid length), placed uniformly inside the valid part; and one frequency mask
+of w_f consecutive bins, w_f uniform in {0, ..., freq_mask_width}, placed uniformly within the
+bins. The frequency mask covers only the valid frames, so the padding is left as it was.
+
+Masked values are set to ZERO, as the thesis does ("zero-ed out"). Note the features are
+unnormalised log-spectrograms, so 0 is not their mean (Park et al. mask normalised features,
+where 0 is the mean); we keep zero to reproduce the thesis.
+
+Everything is vectorised on the input's device (masks from ``arange`` comparisons, no loop over
+the batch); the random numbers come from ``generator`` when one is given (reproducible).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+
+__all__ = ["spec_augment", "two_views"]
+
+
+def _uniform_int(u: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Map u ~ U[0, 1) to an integer uniform in {0, ..., high} (elementwise, high >= 0)."""
+    return torch.minimum(torch.floor(u * (high + 1).to(u.dtype)).to(torch.int64), high)
+
+
+def spec_augment(
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    time_mask_frac: float = 0.05,
+    freq_mask_width: int = 10,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Return a masked copy of ``x`` [B, T, F]; ``x`` itself is not modified.
+
+    ``lengths`` [B] are the valid frames of each row (clamped to T). The random draws are made on
+    the generator's device (``x``'s device without one) and moved to ``x``'s device.
+    """
+    if x.dim() != 3:
+        raise ValueError(f"expected x of shape [B, T, F], got {tuple(x.shape)}")
+    if time_mask_frac < 0 or freq_mask_width < 0:
+        raise ValueError("time_mask_frac and freq_mask_width must be >= 0")
+    batch, max_len, n_freq = x.shape
+    device = x.device
+    draw_device = generator.device if generator is not None else device
+    u = torch.rand(batch, 4, generator=generator, device=draw_device, dtype=torch.float64).to(device)
+    lengths = lengths.to(device=device, dtype=torch.int64).clamp(0, max_len)
+
+    # Time mask: width in [0, floor(frac * L)], start in [0, L - width].
+    max_time_width = torch.floor(lengths.to(torch.float64) * time_mask_frac).to(torch.int64)
+    time_width = _uniform_int(u[:, 0], max_time_width)
+    time_start = _uniform_int(u[:, 1], lengths - time_width)
+    # Frequency mask: width in [0, min(W, F)], start in [0, F - width].
+    max_freq_width = torch.full_like(lengths, min(int(freq_mask_width), n_freq))
+    freq_width = _uniform_int(u[:, 2], max_freq_width)
+    freq_start = _uniform_int(u[:, 3], n_freq - freq_width)
+
+    t = torch.arange(max_len, device=device)[None, :]
+    f = torch.arange(n_freq, device=device)[None, :]
+    valid = t < lengths[:, None]  # [B, T]
+    time_mask = (t >= time_start[:, None]) & (t < (time_start + time_width)[:, None])  # [B, T]
+    freq_mask = (f >= freq_start[:, None]) & (f < (freq_start + freq_width)[:, None])  # [B, F]
+    mask = (time_mask[:, :, None] | freq_mask[:, None, :]) & valid[:, :, None]
+    return x.masked_fill(mask, 0.0)
+
+
+def two_views(x: torch.Tensor, lengths: torch.Tensor, **aug: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The thesis' multi-view batch: rows 2k and 2k+1 are two independent augmentations of x[k].
+
+    ``aug`` goes to :func:`spec_augment`. Repeat the labels with ``labels.repeat_interleave(2)``.
+    """
+    x2 = x.repeat_interleave(2, dim=0)
+    lengths2 = lengths.repeat_interleave(2, dim=0)
+    return spec_augment(x2, lengths2, **aug), lengths2

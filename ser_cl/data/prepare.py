@@ -1,0 +1,322 @@
+"""``ser-cl prepare``: corpus folder -> feature store (manifest.csv, features.npy, offsets.npy, prepare.json).
+
+Steps: read the corpus (``corpora``), map labels to classes (``parse_classes``), compute the
+log-spectrogram of every kept utterance in parallel (``--jobs`` processes), then assemble the
+store. Robustness rules:
+
+- A bad audio file (empty, truncated, not WAV, shorter than ``min_duration``) is skipped and
+  listed with its reason in prepare.json; the run goes on.
+- Per-utterance features are cached in ``DATA_DIR/cache/`` under a key made of the absolute
+  path, size and mtime of the file and the feature parameters, each entry written atomically.
+  A second run into the same DATA_DIR computes only what changed (often nothing) and
+  re-assembles. Delete ``DATA_DIR/cache/`` to reclaim the space; nothing else reads it.
+- Every output file is written under a temporary name and renamed; an old prepare.json is
+  removed first and the new one is written LAST, so a DATA_DIR is complete iff prepare.json
+  exists (``FeatureStore`` refuses one without it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ser_cl import __version__
+from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_wav
+from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, read_corpus
+from ser_cl.data.features import FEATURE_PARAMS, N_FREQ, SAMPLE_RATE, frame_count, log_spectrogram
+from ser_cl.io import atomic_path, save_npy, write_json, write_text
+
+MANIFEST_COLUMNS = ("utt_id", "path", "speaker", "session", "gender", "label", "n_frames", "duration_s", "corpus_label")
+DEFAULT_MIN_DURATION = 0.25
+CACHE_DIR = "cache"
+
+
+@dataclass
+class PrepareResult:
+    """Summary of a ``prepare`` run (``info`` is the content of prepare.json)."""
+
+    data_dir: Path
+    corpus: str
+    n_utterances: int
+    n_skipped: int
+    n_computed: int  # feature files computed in this run
+    n_cached: int  # feature files reused from DATA_DIR/cache
+    total_frames: int
+    audio_seconds: float
+    wall_seconds: float
+    info: dict
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+
+_PARAMS_KEY = json.dumps(FEATURE_PARAMS, sort_keys=True)
+
+
+def _cache_key(path: str, stat: os.stat_result) -> str:
+    text = f"{_PARAMS_KEY}|{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _compute_entry(task: tuple[int, str, str]) -> tuple[int, Optional[int], Optional[str]]:
+    """Worker: features of one file -> cache. Returns (index, n_samples or None, error reason or None)."""
+    index, path, cache_stem = task
+    try:
+        wave = load_audio(path, SAMPLE_RATE)
+    except AudioReadError as err:  # not cached: permissions or I/O may be fixed without touching the file
+        return index, None, str(err)
+    except AudioError as err:
+        reason = str(err)
+        write_text(cache_stem + ".err", reason)
+        return index, None, reason
+    except Exception as err:  # noqa: BLE001 -- report, do not cache: may be transient (permissions, I/O)
+        return index, None, f"{type(err).__name__}: {err}"
+    feats = log_spectrogram(wave).astype(np.float16)
+    if not np.isfinite(feats).all():  # float16 overflow is impossible for sane audio; refuse rather than store inf
+        reason = "features not finite (samples far outside [-1, 1]?)"
+        write_text(cache_stem + ".err", reason)
+        return index, None, reason
+    save_npy(f"{cache_stem}_{wave.size}.npy", feats)
+    return index, int(wave.size), None
+
+
+def _scan_cache(cache_dir: Path) -> dict[str, tuple[str, str]]:
+    """key -> ("ok", n_samples) or ("err", reason-file) for every finished cache entry."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in os.listdir(cache_dir):
+        if name.startswith("."):
+            continue  # temporary files of an interrupted write
+        if name.endswith(".npy") and "_" in name:
+            key, _, n = name[:-4].rpartition("_")
+            if n.isdigit():
+                found[key] = ("ok", n)
+        elif name.endswith(".err"):
+            found.setdefault(name[:-4], ("err", name))
+    return found
+
+
+def _mp_context():
+    methods = multiprocessing.get_all_start_methods()
+    # fork is cheap (no re-import); macOS and Windows lack a safe fork
+    if "fork" in methods and sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _preload_resampler(sample_path: str) -> None:
+    """Import scipy.signal once in the parent (before forking) when the corpus needs resampling.
+
+    Importing it takes ~1 s; done here, forked workers share it instead of each paying for it.
+    """
+    try:
+        _, rate = read_wav(sample_path)
+    except AudioError:
+        return
+    if rate != SAMPLE_RATE:
+        import scipy.signal  # noqa: F401
+
+
+def _run_tasks(tasks: list[tuple[int, str, str]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
+    """Compute the tasks (in ``jobs`` processes when > 1) with a progress bar on a terminal's stderr."""
+    from tqdm import tqdm
+
+    results = []
+    if not tasks:
+        return results
+    if jobs > 1:
+        _preload_resampler(tasks[0][1])
+    if jobs <= 1 or len(tasks) < 4:
+        with tqdm(total=len(tasks), desc="features", unit="utt", disable=None if progress else True, leave=False) as bar:
+            for task in tasks:
+                results.append(_compute_entry(task))
+                bar.update(1)
+        return results
+    chunksize = max(1, min(32, len(tasks) // (jobs * 8)))
+    # the pool is forked before the progress bar starts its monitor thread
+    with _mp_context().Pool(processes=min(jobs, len(tasks))) as pool:
+        with tqdm(total=len(tasks), desc="features", unit="utt", disable=None if progress else True, leave=False) as bar:
+            for result in pool.imap_unordered(_compute_entry, tasks, chunksize=chunksize):
+                results.append(result)
+                bar.update(1)
+    return results
+
+
+def _manifest_text(rows: Sequence[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def prepare(
+    corpus_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    corpus: Optional[str] = None,
+    classes: Optional[str] = None,
+    jobs: Optional[int] = None,
+    min_duration: float = DEFAULT_MIN_DURATION,
+    progress: bool = True,
+) -> PrepareResult:
+    """Prepare the corpus at ``corpus_dir`` into the feature store ``out_dir``; see the module doc.
+
+    ``corpus``: a name from ``CORPORA`` (None: detect). ``classes``: a ``parse_classes`` spec
+    (None: the corpus default). ``jobs``: worker processes (None: ``os.cpu_count()``).
+    Raises ``CorpusError`` (one-line message) for an unreadable corpus or a class spec that
+    selects nothing.
+    """
+    from ser_cl.data.folds import auto_protocol, fold_summary, make_folds
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    listing = read_corpus(corpus_dir, corpus)
+    spec = classes or CORPORA[listing.corpus].default_classes
+    class_map = parse_classes(spec, available=[u.label for u in listing.utterances])
+
+    kept: list[tuple[Utterance, str]] = []
+    dropped = Counter()
+    for utt in listing.utterances:
+        name = class_map.class_of(utt.label)
+        if name is None:
+            dropped[utt.label] += 1
+        else:
+            kept.append((utt, name))
+    found_labels = sorted(set(u.label for u in listing.utterances))
+    for name in class_map.classes:
+        if not any(c == name for _, c in kept):
+            raise CorpusError(
+                f"class {name!r} (labels {'+'.join(class_map.sources(name))}) matches no utterance; "
+                f"labels in this corpus: {', '.join(found_labels) or 'none'}"
+            )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / "prepare.json"
+    if marker.exists():
+        marker.unlink()  # the directory is incomplete from here until the new marker is written
+    cache_dir = out_dir / CACHE_DIR
+    cache_dir.mkdir(exist_ok=True)
+    cached = _scan_cache(cache_dir)
+
+    skipped = list(listing.skipped)
+    entries: list[Optional[tuple[str, int]]] = [None] * len(kept)  # (cache file, n_samples)
+    reasons: dict[int, str] = {}
+    tasks = []
+    n_cached = 0
+    for i, (utt, _) in enumerate(kept):
+        try:
+            key = _cache_key(utt.path, os.stat(utt.path))
+        except OSError as err:
+            reasons[i] = f"cannot read file: {err.strerror or err}"
+            continue
+        hit = cached.get(key)
+        if hit is None:
+            tasks.append((i, utt.path, str(cache_dir / key)))
+        elif hit[0] == "ok":
+            entries[i] = (str(cache_dir / f"{key}_{hit[1]}.npy"), int(hit[1]))
+            n_cached += 1
+        else:
+            reasons[i] = (cache_dir / hit[1]).read_text(encoding="utf-8").strip()
+            n_cached += 1
+
+    jobs = max(1, int(jobs or os.cpu_count() or 1))
+    stem_of = {index: stem for index, _, stem in tasks}
+    for index, n_samples, reason in _run_tasks(tasks, jobs, progress):
+        if reason is not None:
+            reasons[index] = reason
+        else:
+            entries[index] = (f"{stem_of[index]}_{n_samples}.npy", int(n_samples))
+
+    # decide what is kept (too-short is decided here, so changing --min-duration needs no recompute)
+    min_samples = max(int(np.ceil(min_duration * SAMPLE_RATE)), 400)
+    rows, files = [], []
+    for i, (utt, name) in enumerate(kept):
+        if i in reasons:
+            skipped.append({"path": utt.path, "reason": reasons[i]})
+            continue
+        cache_file, n_samples = entries[i]
+        if n_samples < min_samples:
+            skipped.append(
+                {"path": utt.path, "reason": f"too short: {n_samples / SAMPLE_RATE:.3f} s (< {max(min_duration, 400 / SAMPLE_RATE):g} s)"}
+            )
+            continue
+        n_frames = frame_count(n_samples)
+        rows.append(
+            {
+                "utt_id": utt.utt_id, "path": utt.path, "speaker": utt.speaker, "session": utt.session,
+                "gender": utt.gender, "label": name, "n_frames": n_frames,
+                "duration_s": f"{n_samples / SAMPLE_RATE:.4f}", "corpus_label": utt.label,
+            }
+        )
+        files.append(cache_file)
+    if not rows:
+        raise CorpusError(f"no usable utterance in {corpus_dir} ({len(skipped)} skipped; first reason: "
+                          f"{skipped[0]['reason'] if skipped else 'none'})")
+    counts_per_class = Counter(r["label"] for r in rows)
+    empty = [c for c in class_map.classes if not counts_per_class.get(c)]
+    if empty:
+        raise CorpusError(f"class {empty[0]!r} has no usable utterance left after skipping {len(skipped)} "
+                          f"bad file(s) (first reason: {skipped[0]['reason'] if skipped else 'none'})")
+
+    lengths = np.array([r["n_frames"] for r in rows], dtype=np.int64)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    with atomic_path(out_dir / "features.npy", suffix=".npy") as tmp:
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), N_FREQ))
+        for i, cache_file in enumerate(files):
+            feats = np.load(cache_file)
+            if feats.shape != (lengths[i], N_FREQ) or feats.dtype != np.float16:
+                os.unlink(cache_file)
+                raise RuntimeError(f"corrupt cache entry {cache_file} (removed); run prepare again")
+            store[offsets[i] : offsets[i + 1]] = feats
+        store.flush()
+        del store
+    save_npy(out_dir / "offsets.npy", offsets)
+    write_text(out_dir / "manifest.csv", _manifest_text(rows))
+
+    counts_per_speaker = Counter(r["speaker"] for r in rows)
+    protocol = auto_protocol(rows)
+    try:
+        folds_info = {"protocol": protocol, "folds": fold_summary(make_folds(rows, protocol))}
+    except ValueError as err:
+        folds_info = {"protocol": protocol, "folds": [], "error": str(err)}
+    audio_seconds = float(sum(float(r["duration_s"]) for r in rows))
+    wall = time.perf_counter() - started
+    info = {
+        "ser_cl_version": __version__,
+        "corpus": listing.corpus,
+        "source": str(Path(corpus_dir).resolve()),
+        "classes": list(class_map.classes),
+        "class_spec": class_map.spec,
+        "class_map": dict(class_map.mapping),
+        "features": dict(FEATURE_PARAMS),
+        "min_duration_s": min_duration,
+        "n_utterances": len(rows),
+        "total_frames": int(offsets[-1]),
+        "audio_seconds": round(audio_seconds, 3),
+        "counts_per_class": {c: counts_per_class.get(c, 0) for c in class_map.classes},
+        "counts_per_speaker": dict(sorted(counts_per_speaker.items())),
+        "dropped_labels": dict(sorted(dropped.items())),
+        "skipped": skipped,
+        "folds": folds_info,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_seconds": round(wall, 3),
+    }
+    write_json(marker, info)  # LAST: the completion marker
+    return PrepareResult(
+        data_dir=out_dir, corpus=listing.corpus, n_utterances=len(rows), n_skipped=len(skipped),
+        n_computed=len(tasks), n_cached=n_cached, total_frames=int(offsets[-1]),
+        audio_seconds=audio_seconds, wall_seconds=wall, info=info,
+    )

@@ -1,0 +1,87 @@
+"""Read access to a feature store written by ``ser-cl prepare`` (see ``prepare``).
+
+``features.npy`` is memory-mapped, so opening a store is cheap and ``store[i]`` is a
+view of one utterance's frames; nothing is loaded until it is used.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+_HINT = "run `ser-cl prepare CORPUS_DIR --out {d}`"
+
+
+class FeatureStore:
+    """A prepared DATA_DIR: manifest rows, class labels and memory-mapped log-spectrograms.
+
+    Attributes: ``data_dir``, ``info`` (prepare.json), ``rows`` (manifest rows, str values),
+    ``classes``, ``labels`` (int64 index into classes), ``speakers``, ``sessions``, ``genders``,
+    ``utt_ids``, ``lengths`` (int64 frames), ``n_freq``, ``offsets``, ``features`` (memmap).
+    ``store[i]`` -> float16 [T_i, n_freq] view.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.data_dir = Path(data_dir)
+        d = self.data_dir
+        hint = _HINT.format(d=d)
+        if not d.is_dir():
+            raise FileNotFoundError(f"no data directory {d}; {hint}")
+        marker = d / "prepare.json"
+        if not marker.is_file():
+            if (d / "manifest.csv").exists() or (d / "features.npy").exists():
+                raise FileNotFoundError(f"{marker} is missing: {d} is an incomplete (interrupted) prepare; {hint}")
+            raise FileNotFoundError(f"{marker} is missing: {d} is not a prepared data directory; {hint}")
+        for name in ("manifest.csv", "features.npy", "offsets.npy"):
+            if not (d / name).is_file():
+                raise FileNotFoundError(f"{d / name} is missing although prepare.json exists; {hint}")
+        try:
+            self.info: dict = json.loads(marker.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise ValueError(f"{marker} is not valid JSON ({err}); {hint}") from err
+        self.classes: list[str] = list(self.info.get("classes") or [])
+        if not self.classes:
+            raise ValueError(f"{marker} lists no classes; {hint}")
+
+        with open(d / "manifest.csv", newline="", encoding="utf-8") as f:
+            self.rows: list[dict] = [dict(r) for r in csv.DictReader(f)]
+        self.features = np.load(d / "features.npy", mmap_mode="r")
+        self.offsets = np.load(d / "offsets.npy")
+        n = len(self.rows)
+        if self.features.ndim != 2:
+            raise ValueError(f"{d / 'features.npy'} has shape {self.features.shape}, expected [frames, n_freq]; {hint}")
+        if self.offsets.shape != (n + 1,) or int(self.offsets[-1]) != self.features.shape[0]:
+            raise ValueError(
+                f"{d / 'offsets.npy'} ({self.offsets.shape[0]} entries, ends at {int(self.offsets[-1]) if self.offsets.size else 'n/a'}) "
+                f"does not match manifest.csv ({n} rows) and features.npy ({self.features.shape[0]} frames); {hint}"
+            )
+        self.offsets = self.offsets.astype(np.int64, copy=False)
+        self.lengths = np.diff(self.offsets)
+        self.n_freq: int = int(self.features.shape[1])
+
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted({r["label"] for r in self.rows} - set(index))
+        if unknown:
+            raise ValueError(f"{d / 'manifest.csv'} has label(s) {unknown} not in prepare.json classes {self.classes}; {hint}")
+        self.labels = np.array([index[r["label"]] for r in self.rows], dtype=np.int64)
+        self.utt_ids: list[str] = [r["utt_id"] for r in self.rows]
+        self.speakers: list[str] = [r["speaker"] for r in self.rows]
+        self.sessions: list[str] = [r.get("session", "") or "" for r in self.rows]
+        self.genders: list[str] = [r.get("gender", "") or "" for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self.rows)
+        if not -n <= i < n:
+            raise IndexError(f"utterance index {i} out of range for a store of {n}")
+        i = i % n
+        return self.features[self.offsets[i] : self.offsets[i + 1]]
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.data_dir)!r}: {len(self)} utterances, classes {self.classes})"

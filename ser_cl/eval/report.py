@@ -1,0 +1,617 @@
+"""``ser-cl report``: gather runs/<experiment>/<variant>/ into thesis-style tables.
+
+What is read (the run-directory contract): ``run.json`` of each variant, and in each
+``fold-NN/`` its ``metrics.json`` and, when present, ``probe.json``.
+
+Rules (also in the README):
+
+* Method. A variant whose run.json says ``"head": true`` is scored with its classifier head
+  ("ce head"): probe.json's ``"classifier"`` block when present, else metrics.json's val/test.
+  Otherwise it is scored with the linear SVM of probe.json ("svm").
+* A fold is complete when its metrics.json parses and has ``"status": "complete"``, the scores
+  of the method are there, and none of its JSON files is corrupt. Only complete folds are ever
+  averaged. A variant is complete when every fold listed in run.json's ``"folds"`` is complete.
+* An incomplete variant keeps its means (over the complete folds), marked with a trailing
+  ``!`` in Markdown, and its status names every bad file, e.g.
+  ``INCOMPLETE 7/10: fold-03 missing metrics.json, fold-05 corrupt probe.json``.
+* Means +- standard deviations are over folds; std is the population one (``np.std``, ddof=0;
+  the thesis does not say which). UA, WA, Recall@1 and k-means F1 are percentages, NMI a
+  fraction in [0, 1].
+* In a sweep (an experiment with more than one variant) the complete variant with the highest
+  mean validation UA is the best one (``best`` column; `` *`` after its name in Markdown).
+  Ties go to the first in table order; incomplete variants are never chosen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+METHOD_HEAD = "ce head"
+METHOD_SVM = "svm"
+FORMATS = ("md", "csv", "json")
+PLOTS_HINT = 'plots skipped: matplotlib is not installed; `pip install "ser-cl[plots]"` gives them'
+_SPLITS = ("val", "test")
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+
+class _Corrupt(Exception):
+    """A JSON file that exists but cannot be used."""
+
+
+def _read_json(path: Path) -> Optional[Any]:
+    """Parsed JSON, None when the file is absent, ``_Corrupt`` when it does not parse."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise _Corrupt(str(error)) from error
+
+
+def _scores_block(block: Any) -> Optional[Dict[str, Any]]:
+    """A {"ua","wa","confusion"} block with finite numbers, else None."""
+    if not isinstance(block, dict):
+        return None
+    try:
+        ua, wa = float(block["ua"]), float(block["wa"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (math.isfinite(ua) and math.isfinite(wa)):
+        return None
+    confusion = block.get("confusion")
+    return {"ua": ua, "wa": wa, "confusion": confusion if isinstance(confusion, list) else None}
+
+
+def _split_scores(parent: Any) -> Optional[Dict[str, Dict[str, Any]]]:
+    """``{"val": block, "test": block}`` from a dict holding both, else None."""
+    if not isinstance(parent, dict):
+        return None
+    blocks = {split: _scores_block(parent.get(split)) for split in _SPLITS}
+    if any(block is None for block in blocks.values()):
+        return None
+    return blocks  # type: ignore[return-value]
+
+
+def _probe_extras(probe: Optional[dict]) -> Dict[str, Dict[str, float]]:
+    """Retrieval / clustering numbers of probe.json as {"r1": {split: x}, "f1": ..., "nmi": ...}."""
+    extras: Dict[str, Dict[str, float]] = {"r1": {}, "f1": {}, "nmi": {}}
+    if not isinstance(probe, dict):
+        return extras
+    for split in _SPLITS:
+        try:
+            extras["r1"][split] = float(probe["retrieval"][split]["recall_at_1"])
+        except (KeyError, TypeError, ValueError):
+            pass
+        for key in ("f1", "nmi"):
+            try:
+                extras[key][split] = float(probe["clustering"][split][key])
+            except (KeyError, TypeError, ValueError):
+                pass
+    return extras
+
+
+@dataclass
+class FoldResult:
+    """One fold directory (or an expected fold whose directory is missing)."""
+
+    name: str
+    path: Path
+    metrics: Optional[dict] = None  # parsed metrics.json (None if missing or corrupt)
+    probe: Optional[dict] = None  # parsed probe.json (None if missing or corrupt)
+    scores: Optional[Dict[str, Dict[str, Any]]] = None  # the method's {"val","test"} blocks
+    extras: Dict[str, Dict[str, float]] = field(default_factory=dict)  # retrieval / clustering
+    problems: List[str] = field(default_factory=list)  # each makes the fold incomplete
+    notes: List[str] = field(default_factory=list)  # worth saying, but the fold still counts
+
+    @property
+    def complete(self) -> bool:
+        return self.scores is not None and not self.problems
+
+
+@dataclass
+class VariantResult:
+    """One runs/<experiment>/<variant>/ directory, read and checked."""
+
+    experiment: str
+    variant: str
+    path: Path
+    run: Dict[str, Any]  # run.json ({} when missing or corrupt)
+    head: bool
+    method: str  # METHOD_HEAD or METHOD_SVM
+    expected_folds: Optional[List[str]]  # run.json "folds"; None when unknown
+    folds: List[FoldResult]
+    problems: List[str] = field(default_factory=list)  # run-level + fold-level, in order
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def sweep(self) -> Dict[str, Any]:
+        sweep = self.run.get("sweep")
+        return dict(sweep) if isinstance(sweep, dict) else {}
+
+    @property
+    def thesis(self) -> Dict[str, Any]:
+        thesis = self.run.get("thesis")
+        return dict(thesis) if isinstance(thesis, dict) else {}
+
+    @property
+    def classes(self) -> List[str]:
+        classes = self.run.get("classes")
+        if isinstance(classes, list) and classes:
+            return [str(name) for name in classes]
+        for fold in self.complete_folds:
+            for source in (fold.metrics, fold.probe):
+                if isinstance(source, dict) and isinstance(source.get("classes"), list):
+                    return [str(name) for name in source["classes"]]
+        return []
+
+    @property
+    def complete_folds(self) -> List[FoldResult]:
+        return [fold for fold in self.folds if fold.complete]
+
+    @property
+    def n_expected(self) -> Optional[int]:
+        return None if self.expected_folds is None else len(self.expected_folds)
+
+    @property
+    def is_complete(self) -> bool:
+        return (
+            not self.problems
+            and self.expected_folds is not None
+            and len(self.complete_folds) == len(self.expected_folds)
+        )
+
+    @property
+    def status(self) -> str:
+        """"ok", "ok; note: ..." or "INCOMPLETE k/n: <every bad file>"."""
+        if self.is_complete:
+            return "ok" if not self.notes else "ok; note: " + ", ".join(self.notes)
+        expected = "?" if self.n_expected is None else str(self.n_expected)
+        text = f"INCOMPLETE {len(self.complete_folds)}/{expected}"
+        if self.problems:
+            text += ": " + ", ".join(self.problems)
+        if self.notes:
+            text += "; note: " + ", ".join(self.notes)
+        return text
+
+    def values(self, split: str, key: str) -> np.ndarray:
+        """Per-complete-fold values: key "ua"/"wa" (method scores) or "r1"/"f1"/"nmi" (probe)."""
+        out = []
+        for fold in self.complete_folds:
+            if key in ("ua", "wa"):
+                out.append(fold.scores[split][key])  # type: ignore[index]
+            elif split in fold.extras.get(key, {}):
+                out.append(fold.extras[key][split])
+        return np.asarray(out, dtype=np.float64)
+
+    def pooled_confusion(self, split: str = "test") -> Optional[np.ndarray]:
+        """Confusion matrix of the method summed over the complete folds (None if unavailable)."""
+        total: Optional[np.ndarray] = None
+        for fold in self.complete_folds:
+            confusion = fold.scores[split].get("confusion")  # type: ignore[index]
+            if confusion is None:
+                continue
+            try:
+                matrix = np.asarray(confusion, dtype=np.int64)
+            except (TypeError, ValueError):
+                continue
+            if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+                continue
+            if total is None:
+                total = matrix.copy()
+            elif total.shape == matrix.shape:
+                total += matrix
+        return total
+
+
+def _read_fold(path: Path, name: str, head: Optional[bool]) -> FoldResult:
+    """Read and check one fold directory; ``head`` None means unknown (no run.json)."""
+    fold = FoldResult(name=name, path=path)
+    if not path.is_dir():
+        fold.problems.append(f"{name} missing directory")
+        return fold
+    try:
+        fold.metrics = _read_json(path / "metrics.json")
+    except _Corrupt:
+        fold.problems.append(f"{name} corrupt metrics.json")
+    try:
+        fold.probe = _read_json(path / "probe.json")
+    except _Corrupt:
+        fold.problems.append(f"{name} corrupt probe.json")
+    if fold.metrics is not None and not isinstance(fold.metrics, dict):
+        fold.problems.append(f"{name} corrupt metrics.json")
+        fold.metrics = None
+    if fold.probe is not None and not isinstance(fold.probe, dict):
+        fold.problems.append(f"{name} corrupt probe.json")
+        fold.probe = None
+    has_metrics_file = (path / "metrics.json").is_file()
+    if not has_metrics_file:
+        fold.problems.append(f"{name} missing metrics.json")
+    elif fold.metrics is not None and fold.metrics.get("status") != "complete":
+        fold.problems.append(f"{name} metrics.json status {fold.metrics.get('status')!r}")
+    if head is None:  # no run.json: the method follows from what metrics.json holds
+        head = _split_scores(fold.metrics) is not None
+    if head:
+        classifier = fold.probe.get("classifier") if fold.probe else None
+        fold.scores = _split_scores(classifier) or _split_scores(fold.metrics)
+        if fold.scores is None and fold.metrics is not None:
+            fold.problems.append(f"{name} metrics.json lacks val/test scores")
+    else:
+        fold.scores = _split_scores(fold.probe.get("svm")) if fold.probe else None
+        if not (path / "probe.json").is_file():
+            fold.problems.append(f"{name} missing probe.json")
+        elif fold.probe is not None and fold.scores is None:
+            fold.problems.append(f"{name} probe.json lacks svm val/test scores")
+    fold.extras = _probe_extras(fold.probe)
+    return fold
+
+
+def _read_variant(path: Path) -> VariantResult:
+    problems: List[str] = []
+    notes: List[str] = []
+    run: Dict[str, Any] = {}
+    try:
+        parsed = _read_json(path / "run.json")
+        if parsed is None:
+            problems.append("missing run.json")
+        elif not isinstance(parsed, dict):
+            problems.append("corrupt run.json")
+        else:
+            run = parsed
+    except _Corrupt:
+        problems.append("corrupt run.json")
+
+    experiment = str(run.get("experiment") or path.parent.name)
+    variant = str(run.get("variant") or path.name)
+    head: Optional[bool] = bool(run["head"]) if isinstance(run.get("head"), bool) else None
+    if run and head is None:
+        problems.append('run.json lacks "head"')
+
+    found = sorted(child.name for child in path.glob("fold-*") if child.is_dir())
+    expected: Optional[List[str]] = None
+    if isinstance(run.get("folds"), list) and all(isinstance(name, str) for name in run["folds"]):
+        expected = list(run["folds"])
+        if not expected:
+            problems.append('run.json "folds" is empty')
+    elif run:
+        problems.append('run.json lacks "folds"')
+    names = expected if expected is not None else found
+    folds = [_read_fold(path / name, name, head) for name in names]
+    if expected is not None:
+        extra = [name for name in found if name not in expected]
+        notes.extend(f"{name} not in run.json folds (ignored)" for name in extra)
+    for fold in folds:
+        problems.extend(fold.problems)
+        notes.extend(fold.notes)
+    # a head-scored variant needs no probe.json, but when only some complete folds have one,
+    # the R@1/F1/NMI columns average fewer folds than UA/WA: say which folds lack it
+    complete = [fold for fold in folds if fold.complete]
+    probed = [fold for fold in complete if fold.probe is not None]
+    if probed and len(probed) < len(complete):
+        notes.extend(f"{fold.name} missing probe.json" for fold in complete if fold.probe is None)
+
+    if head is None:  # method from the folds: the head's if any fold had head scores
+        head = any(_split_scores(fold.metrics) is not None for fold in folds)
+    return VariantResult(
+        experiment=experiment,
+        variant=variant,
+        path=path,
+        run=run,
+        head=head,
+        method=METHOD_HEAD if head else METHOD_SVM,
+        expected_folds=expected,
+        folds=folds,
+        problems=problems,
+        notes=notes,
+    )
+
+
+def _sort_value(value: Any) -> Tuple[int, Any]:
+    if isinstance(value, bool):
+        return (1, str(value))
+    if isinstance(value, (int, float)):
+        return (0, float(value))
+    return (1, str(value))
+
+
+def _variant_key(result: VariantResult) -> Tuple[Any, ...]:
+    sweep = result.sweep
+    return (tuple((key, _sort_value(sweep[key])) for key in sorted(sweep)), result.variant)
+
+
+def collect_runs(runs_dir: Union[str, Path]) -> List[VariantResult]:
+    """Every variant under ``runs_dir``, sorted by experiment, then swept values, then name.
+
+    A variant directory is one holding run.json or fold-* sub-directories, at any depth, so
+    ``runs/``, ``runs/<experiment>/`` and ``runs/<experiment>/<variant>/`` all work.
+    """
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory: train something first (`ser-cl train ...`)")
+    variant_dirs = {p.parent for p in root.rglob("run.json")}
+    variant_dirs |= {p.parent for p in root.rglob("fold-*") if p.is_dir()}
+    # a fold-* directory below another variant's fold is not a variant of its own
+    variant_dirs = {d for d in variant_dirs if not any(part.startswith("fold-") for part in d.relative_to(root).parts)}
+    results = [_read_variant(d) for d in sorted(variant_dirs)]
+    results.sort(key=lambda r: (r.experiment, _variant_key(r)))
+    return results
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def _mean_std(values: np.ndarray, scale: float) -> Tuple[Optional[float], Optional[float]]:
+    if values.size == 0:
+        return None, None
+    return float(np.mean(values) * scale), float(np.std(values, ddof=0) * scale)
+
+
+def _number_or_none(value: Any) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
+    """One row (dict of plain JSON types) per variant, in the order of ``results``.
+
+    Numeric fields: ``{split}_{metric}_mean`` / ``_std`` for split val/test and metric
+    ua, wa, r1 (retrieval Recall@1), f1 (k-means F1) -- percent -- and nmi (fraction);
+    None when no complete fold has the number. ``best`` marks the sweep winner.
+    """
+    rows: List[Dict[str, Any]] = []
+    for result in results:
+        row: Dict[str, Any] = {
+            "experiment": result.experiment,
+            "variant": result.variant,
+            "sweep": result.sweep,
+            "method": result.method,
+            "stage": result.run.get("stage"),
+            "protocol": result.run.get("protocol"),
+        }
+        for split in _SPLITS:
+            for key in ("ua", "wa", "r1", "f1", "nmi"):
+                scale = 1.0 if key == "nmi" else 100.0
+                mean, std = _mean_std(result.values(split, key), scale)
+                row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"] = mean, std
+        thesis = result.thesis
+        row["thesis_val_ua"] = _number_or_none(thesis.get("val_ua"))
+        row["thesis_test_ua"] = _number_or_none(thesis.get("test_ua"))
+        row["n_folds"] = len(result.complete_folds)
+        row["n_expected"] = result.n_expected
+        row["complete"] = result.is_complete
+        row["best"] = False
+        row["status"] = result.status
+        row["problems"] = list(result.problems)
+        row["notes"] = list(result.notes)
+        rows.append(row)
+
+    by_experiment: Dict[str, List[Dict[str, Any]]] = {}
+    for row in rows:
+        by_experiment.setdefault(row["experiment"], []).append(row)
+    for group in by_experiment.values():
+        if len(group) < 2:
+            continue
+        candidates = [row for row in group if row["complete"] and row["val_ua_mean"] is not None]
+        if candidates:
+            best = max(candidates, key=lambda row: row["val_ua_mean"])  # max keeps the first of ties
+            best["best"] = True
+    return rows
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def format_value(value: Any) -> str:
+    """Swept values as written in TOML: 0.1 -> "0.1", 1e-05 -> "1e-05", True -> "true"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def format_sweep(sweep: Dict[str, Any]) -> str:
+    return "; ".join(f"{key}={format_value(sweep[key])}" for key in sorted(sweep))
+
+
+def _pm(mean: Optional[float], std: Optional[float], digits: int) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def _md_table(header: List[str], body: List[List[str]], right: Sequence[bool]) -> List[str]:
+    """Aligned GitHub Markdown table (also readable as plain text)."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body)]
+    widths = [max(width, 3) for width in widths]
+
+    def line(cells: List[str]) -> str:
+        padded = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, right)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right)) + "|"
+    return [line(header), rule] + [line(cells) for cells in body]
+
+
+def _render_md(rows: List[Dict[str, Any]]) -> str:
+    out = [
+        "# ser-cl report",
+        "",
+        "UA = unweighted accuracy (mean per-class recall), WA = weighted (overall) accuracy, in %,",
+        "mean +- std over folds (population std, ddof=0). R@1 = retrieval Recall@1 (%), F1 (%) and",
+        "NMI = k-means clustering, test split. method: `ce head` = the trained classifier head,",
+        "`svm` = linear SVM fitted on the train embeddings.",
+    ]
+    legend_best = legend_incomplete = False
+    experiments: Dict[str, List[Dict[str, Any]]] = {}
+    for row in rows:
+        experiments.setdefault(row["experiment"], []).append(row)
+    for experiment, group in experiments.items():
+        sweep_keys: List[str] = []
+        for row in group:
+            sweep_keys.extend(key for key in sorted(row["sweep"]) if key not in sweep_keys)
+        has_probe = any(row["test_r1_mean"] is not None or row["test_f1_mean"] is not None for row in group)
+        has_thesis_val = any(row["thesis_val_ua"] is not None for row in group)
+        has_thesis_test = any(row["thesis_test_ua"] is not None for row in group)
+
+        header = ["variant"] + sweep_keys + ["method", "val UA", "val WA", "test UA", "test WA"]
+        right = [False] * (1 + len(sweep_keys)) + [False, True, True, True, True]
+        if has_probe:
+            header += ["test R@1", "test F1", "test NMI"]
+            right += [True, True, True]
+        if has_thesis_val:
+            header.append("thesis val UA")
+            right.append(True)
+        if has_thesis_test:
+            header.append("thesis test UA")
+            right.append(True)
+        header += ["folds", "status"]
+        right += [True, False]
+
+        body = []
+        for row in group:
+            mark = "" if row["complete"] else " !"
+            legend_incomplete |= not row["complete"]
+            legend_best |= row["best"]
+            cells = [row["variant"] + (" *" if row["best"] else "")]
+            cells += [format_value(row["sweep"][key]) if key in row["sweep"] else "" for key in sweep_keys]
+            cells.append(row["method"])
+            for split in _SPLITS:
+                for key in ("ua", "wa"):
+                    text = _pm(row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"], 2)
+                    cells.append(text + (mark if text != "-" else ""))
+            if has_probe:
+                for key, digits in (("r1", 2), ("f1", 2), ("nmi", 3)):
+                    text = _pm(row[f"test_{key}_mean"], row[f"test_{key}_std"], digits)
+                    cells.append(text + (mark if text != "-" else ""))
+            if has_thesis_val:
+                cells.append("-" if row["thesis_val_ua"] is None else f"{row['thesis_val_ua']:.2f}")
+            if has_thesis_test:
+                cells.append("-" if row["thesis_test_ua"] is None else f"{row['thesis_test_ua']:.2f}")
+            expected = "?" if row["n_expected"] is None else str(row["n_expected"])
+            cells += [f"{row['n_folds']}/{expected}", row["status"]]
+            body.append(cells)
+
+        first = group[0]
+        about = ", ".join(
+            f"{name}: {first[name]}" for name in ("stage", "protocol") if first.get(name) not in (None, "")
+        )
+        out += ["", f"## {experiment}" + (f" ({about})" if about else ""), ""]
+        out += _md_table(header, body, right)
+
+    if not rows:
+        out += ["", "No runs found."]
+    legend = []
+    if legend_best:
+        legend.append("`*` best variant of the sweep by mean validation UA (complete variants only).")
+    if legend_incomplete:
+        legend.append("`!` incomplete variant: mean over its complete folds only; the status names the bad files.")
+    if legend:
+        out += [""] + legend
+    return "\n".join(out) + "\n"
+
+
+CSV_COLUMNS = (
+    ["experiment", "variant", "sweep", "method", "stage", "protocol"]
+    + [f"{split}_{key}_{stat}" for split in _SPLITS for key in ("ua", "wa", "r1", "f1", "nmi") for stat in ("mean", "std")]
+    + ["thesis_val_ua", "thesis_test_ua", "n_folds", "n_expected", "complete", "best", "status"]
+)
+
+
+def _render_csv(rows: List[Dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        cells = {}
+        for column in CSV_COLUMNS:
+            value = row.get(column)
+            if column == "sweep":
+                value = format_sweep(value or {})
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, float):
+                value = round(value, 4)
+            cells[column] = "" if value is None else value
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def render(rows: List[Dict[str, Any]], fmt: str = "md") -> str:
+    """The table as Markdown ("md"), CSV ("csv", one row per variant) or JSON ("json", the rows)."""
+    if fmt == "md":
+        return _render_md(rows)
+    if fmt == "csv":
+        return _render_csv(rows)
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+@dataclass
+class ReportResult:
+    """What ``write_report`` produced: the rendered text, where it went, plots, and messages."""
+
+    text: str
+    out: Optional[Path]
+    plots: List[Path]
+    messages: List[str]  # one line each, for the user (e.g. the matplotlib hint)
+    results: List[VariantResult]
+
+
+def write_report(
+    runs_dir: Union[str, Path],
+    fmt: str = "md",
+    out: Optional[Union[str, Path]] = None,
+    plots: bool = True,
+    plots_dir: Optional[Union[str, Path]] = None,
+) -> ReportResult:
+    """Collect ``runs_dir``, render the table in ``fmt``, write it to ``out`` (atomically) if given.
+
+    With ``plots`` (default) the PNGs go to ``plots_dir`` (default ``<runs_dir>/plots``); without
+    matplotlib no plot is made and ``messages`` carries the one-line install hint.
+    """
+    from ser_cl.io import write_text
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    results = collect_runs(runs_dir)
+    text = render(build_table(results), fmt)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        write_text(out_path, text)
+    plot_paths: List[Path] = []
+    messages: List[str] = []
+    if plots:
+        from ser_cl.eval.plots import PlotsUnavailable, write_plots
+
+        target = Path(plots_dir) if plots_dir is not None else Path(runs_dir) / "plots"
+        try:
+            plot_paths = write_plots(results, target)
+        except PlotsUnavailable:
+            messages.append(PLOTS_HINT)
+    incomplete = [r for r in results if not r.is_complete]
+    if incomplete:
+        messages.append(
+            f"{len(incomplete)} of {len(results)} variants incomplete: "
+            + ", ".join(f"{r.experiment}/{r.variant}" for r in incomplete)
+        )
+    return ReportResult(text=text, out=out_path, plots=plot_paths, messages=messages, results=results)
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an experiment/variant/key name."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_") or "_"

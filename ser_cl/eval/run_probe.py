@@ -1,0 +1,123 @@
+"""``ser-cl probe``: embed each fold's train/val/test with its best checkpoint, then score them.
+
+Reads only files: ``run.json`` (data dir, classes), ``fold-NN/split.json`` (utterance ids of the
+three parts) and ``fold-NN/best.pt``. Writes ``fold-NN/embeddings/`` and ``fold-NN/probe.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ser_cl.data.batching import collate
+from ser_cl.data.store import FeatureStore
+from ser_cl.eval.probe import probe_embeddings
+from ser_cl.io import save_npy, write_json, write_text
+from ser_cl.train.checkpoint import load_model
+from ser_cl.train.loop import resolve_device
+
+PARTS = ("train", "val", "test")
+
+
+def find_variant_dirs(path: str | Path) -> List[Path]:
+    """A variant dir itself, or every variant dir below an experiment dir or a runs dir."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run directory (train something first: `ser-cl train ...`)")
+    if (path / "run.json").is_file():
+        return [path]
+    found = sorted(p.parent for p in list(path.glob("*/run.json")) + list(path.glob("*/*/run.json")))
+    if not found:
+        raise FileNotFoundError(f"{path}: no run.json below it; expected runs/<experiment>/<variant>/run.json")
+    return found
+
+
+@torch.no_grad()
+def embed_utterances(model, store: FeatureStore, indices: np.ndarray, device: torch.device,
+                     batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+    """Embeddings (float32 [n, D]) and classifier argmax predictions of whole utterances.
+
+    Utterances are batched in order of length, so padding is small; the result is in the
+    order of ``indices``.
+    """
+    order = np.argsort(store.lengths[indices], kind="stable")
+    embs: List[np.ndarray] = [None] * len(indices)  # type: ignore[list-item]
+    preds = np.zeros(len(indices), dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        pos = order[start:start + batch_size]
+        x, lengths = collate([store[i] for i in indices[pos]], target="max")
+        x = x.to(device)  # lengths stay on the CPU (pack_padded_sequence)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            h = model.embed(x, lengths)
+            logits = model.classify(h)
+        h_np = h.float().cpu().numpy()
+        for j, p in enumerate(pos):
+            embs[p] = h_np[j]
+        preds[pos] = logits.argmax(1).cpu().numpy()
+    return np.stack(embs).astype(np.float32), preds
+
+
+def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torch.device,
+               seed: int = 0) -> Dict:
+    """Embed, save embeddings, fit the probes; write and return probe.json."""
+    split = json.loads((fold_dir / "split.json").read_text())
+    index_of = {u: i for i, u in enumerate(store.utt_ids)}
+    model, ckpt = load_model(fold_dir / "best.pt", device)
+    if list(ckpt["classes"]) != list(store.classes):
+        raise ValueError(f"{fold_dir / 'best.pt'}: classes {ckpt['classes']} differ from the data's {store.classes}")
+    data, preds = {}, {}
+    for part in PARTS:
+        try:
+            idx = np.array([index_of[u] for u in split[part]], dtype=np.int64)
+        except KeyError as err:
+            raise ValueError(f"{fold_dir / 'split.json'}: utterance {err} is not in {store.data_dir}; "
+                             "was the data re-prepared? re-train this run") from None
+        X, p = embed_utterances(model, store, idx, device)
+        y = store.labels[idx]
+        save_npy(fold_dir / "embeddings" / f"{part}.npy", X)
+        save_npy(fold_dir / "embeddings" / f"{part}_labels.npy", y)
+        write_text(fold_dir / "embeddings" / f"{part}_ids.txt", "".join(u + "\n" for u in split[part]))
+        data[part], preds[part] = (X, y), p
+    result = probe_embeddings(data["train"], data["val"], data["test"], list(store.classes),
+                              classifier_preds={"val": preds["val"], "test": preds["test"]} if has_head else None,
+                              seed=seed)
+    write_json(fold_dir / "probe.json", result)
+    return result
+
+
+def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_spec: str = "auto",
+              progress: bool = True, skip_done: bool = False) -> List[Path]:
+    """Probe every complete fold of every variant under ``path``; returns the probe.json paths.
+
+    A fold without a complete metrics.json is reported by name and skipped.
+    """
+    device = resolve_device(device_spec)
+    written: List[Path] = []
+    for vdir in find_variant_dirs(path):
+        info = json.loads((vdir / "run.json").read_text())
+        store = FeatureStore(info["data_dir"])
+        for k, name in enumerate(info["folds"], 1):
+            if folds and k not in folds:
+                continue
+            fdir = vdir / name
+            try:
+                done = json.loads((fdir / "metrics.json").read_text()).get("status") == "complete"
+            except (OSError, ValueError):
+                done = False
+            if not done:
+                tqdm.write(f"{fdir}: not trained to completion (no complete metrics.json); skipped")
+                continue
+            if skip_done and (fdir / "probe.json").is_file():
+                written.append(fdir / "probe.json")
+                continue
+            res = probe_fold(fdir, store, bool(info.get("head")), device)
+            written.append(fdir / "probe.json")
+            if progress:
+                svm = res["svm"]["test"]["ua"]
+                tqdm.write(f"{fdir}: svm test UA {100 * svm:.2f}%")
+    return written

@@ -1,0 +1,70 @@
+"""``ser-cl predict``: the emotion of new recordings, from one checkpoint or a whole run.
+
+With a run directory, the class probabilities are averaged over the best checkpoints of its
+complete folds (an ensemble of the cross-validation models).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from ser_cl.data.audio import AudioError, load_audio
+from ser_cl.data.features import log_spectrogram
+from ser_cl.train.checkpoint import load_model
+from ser_cl.train.loop import resolve_device
+
+
+def find_checkpoints(model_path: str | Path) -> List[Path]:
+    """A checkpoint file, a fold dir (its best.pt), or a variant dir (every complete fold's best.pt)."""
+    path = Path(model_path)
+    if path.is_file():
+        return [path]
+    if (path / "best.pt").is_file():
+        return [path / "best.pt"]
+    found = []
+    for fold_dir in sorted(path.glob("fold-*")):
+        try:
+            done = json.loads((fold_dir / "metrics.json").read_text()).get("status") == "complete"
+        except (OSError, ValueError):
+            done = False
+        if done and (fold_dir / "best.pt").is_file():
+            found.append(fold_dir / "best.pt")
+    if not found:
+        raise FileNotFoundError(f"{path}: no checkpoint: expected a .pt file, a fold dir with best.pt, "
+                                "or a run dir runs/<experiment>/<variant> with trained folds")
+    return found
+
+
+@torch.no_grad()
+def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], device_spec: str = "auto"
+                  ) -> List[Dict[str, Any]]:
+    """One result per audio file: {"path", "emotion", "probabilities"} or {"path", "error"}."""
+    device = resolve_device(device_spec)
+    models, classes = [], None
+    for ckpt_path in find_checkpoints(model_path):
+        model, ckpt = load_model(ckpt_path, device)
+        if not ckpt.get("has_head", True):
+            raise ValueError(f"{ckpt_path}: trained without a classifier head (a pretrain stage); "
+                             "fine-tune it first (`ser-cl finetune EXP.toml --from RUN_DIR`) or use `ser-cl probe`")
+        if classes is not None and list(ckpt["classes"]) != classes:
+            raise ValueError(f"{ckpt_path}: its classes differ from the other folds'")
+        classes = list(ckpt["classes"])
+        models.append(model)
+    results = []
+    for audio in audio_paths:
+        try:
+            feats = log_spectrogram(load_audio(audio))
+        except (AudioError, OSError) as err:
+            results.append({"path": str(audio), "error": f"cannot read {audio}: {err}"})
+            continue
+        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
+        lengths = torch.tensor([x.shape[1]])
+        probs = torch.stack([torch.softmax(m(x, lengths).float(), dim=1)[0] for m in models]).mean(0).cpu()
+        results.append({"path": str(audio), "emotion": classes[int(probs.argmax())],
+                        "probabilities": {c: round(float(p), 4) for c, p in zip(classes, probs)}})
+    return results

@@ -1,0 +1,35 @@
+"""Shared fixtures: a small synthetic corpus, raw and prepared, built once per test session.
+
+``synth_corpus_dir``: the raw corpus (IEMOCAP layout, 5 sessions x 2 speakers, 4 utterances
+per speaker per class of 0.6-1.0 s, plus 1 dropped fru utterance per speaker).
+``synth_data_dir``: that corpus prepared (DATA_DIR with manifest.csv, features.npy, ...):
+160 utterances, classes neutral/happy/sad/angry (40 each), protocol session10 (10 folds,
+128 train / 16 val / 16 test). Treat both as read-only: they are shared by all tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SYNTH_PER_SPEAKER = 4
+SYNTH_DURATION = (0.6, 1.0)
+
+
+@pytest.fixture(scope="session")
+def synth_corpus_dir(tmp_path_factory) -> Path:
+    from ser_cl.data.synth import synthesize_corpus
+
+    root = tmp_path_factory.mktemp("synth-raw")
+    synthesize_corpus(root, per_speaker=SYNTH_PER_SPEAKER, seed=0, duration=SYNTH_DURATION, n_dropped=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth_data_dir(synth_corpus_dir, tmp_path_factory) -> Path:
+    from ser_cl.data.prepare import prepare
+
+    data_dir = tmp_path_factory.mktemp("synth-data")
+    prepare(synth_corpus_dir, data_dir, jobs=1, progress=False)
+    return data_dir

@@ -1,0 +1,101 @@
+"""SpecAugment masking (thesis: one time mask <= 5% of the length, one frequency mask <= 10 bins)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ser_cl.data.augment import spec_augment, two_views
+
+
+def _batch(lengths, max_len=None, n_freq=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    max_len = max_len or max(lengths)
+    x = torch.rand(len(lengths), max_len, n_freq, generator=g) + 1.0  # no natural zeros
+    lengths = torch.tensor(lengths)
+    valid = torch.arange(max_len)[None, :] < lengths[:, None]
+    x = x * valid[:, :, None]  # zero padding, as collate makes it
+    return x, lengths
+
+
+def _masked_runs(row_zero):
+    """(start, width) of the zeroed run in a 1-D bool array; asserts it is contiguous."""
+    where = np.flatnonzero(row_zero)
+    if len(where) == 0:
+        return 0, 0
+    assert where[-1] - where[0] + 1 == len(where), f"mask not contiguous: {where}"
+    return int(where[0]), len(where)
+
+
+def test_mask_widths_and_positions_within_bounds():
+    lengths = [200, 100, 61, 20, 19, 7, 1] * 20
+    x, lens = _batch(lengths, max_len=220)
+    out = spec_augment(x, lens, time_mask_frac=0.05, freq_mask_width=10,
+                       generator=torch.Generator().manual_seed(3))
+    time_widths, freq_widths = [], []
+    for i, n in enumerate(lengths):
+        valid = out[i, :n].numpy()
+        zero = valid == 0
+        # time mask = frames zero in every bin; freq mask = bins zero in every valid frame
+        t_start, t_width = _masked_runs(zero.all(axis=1))
+        f_start, f_width = _masked_runs(zero.all(axis=0))
+        assert 0 <= t_width <= math.floor(0.05 * n)
+        assert t_start + t_width <= n
+        assert 0 <= f_width <= 10 and f_start + f_width <= 40
+        # nothing else is zeroed, and unmasked values are unchanged
+        expected = np.zeros_like(zero)
+        expected[t_start : t_start + t_width, :] = True
+        expected[:, f_start : f_start + f_width] = True
+        np.testing.assert_array_equal(zero, expected)
+        np.testing.assert_array_equal(valid[~zero], x[i, :n].numpy()[~zero])
+        # padding untouched
+        assert torch.equal(out[i, n:], x[i, n:])
+        time_widths.append(t_width)
+        freq_widths.append(f_width)
+    # the full ranges are used (deterministic with the fixed generator)
+    assert max(freq_widths) == 10 and min(freq_widths) == 0
+    assert max(w for w, n in zip(time_widths, lengths) if n == 200) == 10
+
+
+def test_padding_untouched_even_if_nonzero_and_input_not_modified():
+    x, lens = _batch([30, 12], max_len=30)
+    x[1, 12:] = 5.0  # odd padding values must survive
+    before = x.clone()
+    out = spec_augment(x, lens, freq_mask_width=40, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, before)
+    assert torch.equal(out[1, 12:], before[1, 12:])
+    assert out.data_ptr() != x.data_ptr()
+
+
+def test_deterministic_with_generator():
+    x, lens = _batch([50, 40, 30])
+    a = spec_augment(x, lens, generator=torch.Generator().manual_seed(7))
+    b = spec_augment(x, lens, generator=torch.Generator().manual_seed(7))
+    c = spec_augment(x, lens, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_dtype_and_zero_width_options():
+    x, lens = _batch([50, 40])
+    out = spec_augment(x.to(torch.bfloat16), lens, generator=torch.Generator().manual_seed(0))
+    assert out.dtype == torch.bfloat16
+    same = spec_augment(x, lens, time_mask_frac=0.0, freq_mask_width=0)
+    assert torch.equal(same, x)
+
+
+def test_two_views_layout():
+    x, lens = _batch([80, 60, 40])
+    x2, lens2 = two_views(x, lens, generator=torch.Generator().manual_seed(1), freq_mask_width=10)
+    assert tuple(x2.shape) == (6, 80, 40)
+    assert lens2.tolist() == [80, 80, 60, 60, 40, 40]
+    for k in range(3):
+        for row in (2 * k, 2 * k + 1):
+            unmasked = x2[row] != 0
+            assert torch.equal(x2[row][unmasked], x[k][unmasked])  # a view of sample k
+    # the two views of a sample are augmented independently
+    assert any(not torch.equal(x2[2 * k], x2[2 * k + 1]) for k in range(3))
+    labels = torch.tensor([0, 3, 1])
+    assert labels.repeat_interleave(2).tolist() == [0, 0, 3, 3, 1, 1]
