@@ -173,6 +173,8 @@ def folds(
 
 
 # -- training, evaluation and prediction ---------------------------------------------------------
+# ConfigError is a ValueError and TrainingDiverged a RuntimeError: both print as one line
+TRAIN_ERRORS = (FileNotFoundError, ValueError, RuntimeError)
 SET_HELP = "Override any config field, e.g. --set optim.epochs=5 --set data.dir=data/emodb (repeatable)."
 FOLD_HELP = "Run only this fold (1-based; repeatable). Default: all folds of the protocol."
 PRESET_HELP = "A TOML file of overrides merged into every stage, or a name in experiments/presets/ (e.g. cpu)."
@@ -193,8 +195,6 @@ def _print_plan(planned) -> None:
 
 
 def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_overrides=()) -> None:
-    from ser_cl.config import ConfigError
-    from ser_cl.train.loop import TrainingDiverged
     from ser_cl.train.run import run_variant, select_stages
 
     try:
@@ -206,7 +206,7 @@ def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_
             for v in p.variants:
                 out = run_variant(v, fold, device)
                 typer.echo(f"done: {out}")
-    except (ConfigError, FileNotFoundError, ValueError, TrainingDiverged, RuntimeError) as err:
+    except TRAIN_ERRORS as err:
         _fail(err)
 
 
@@ -261,34 +261,57 @@ def finetune(experiment: Path = _EXP,
 @app.command()
 def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
         device: Optional[str] = _DEVICE, preset: Optional[str] = _PRESET, dry_run: bool = _DRY,
-        report_format: str = typer.Option("md", "--format", help="Report format: md, csv or json.")) -> None:
+        stage: Optional[List[str]] = typer.Option(None, "--stage", help="Run only these stages (repeatable); "
+                                                  "the stages they fine-tune must have run before."),
+        report_format: str = typer.Option("md", "--format", help="Report format: md, csv or json."),
+        devices: Optional[str] = typer.Option(None, "--devices", help="Spread the folds over several devices, "
+                                              "one worker process each, e.g. cuda:0,cuda:1,cuda:2,cuda:3."),
+        no_report: bool = typer.Option(False, "--no-report", help="Do not print the report at the end.")) -> None:
     """Run every stage of an experiment in order (pretrain -> finetune ...), probe each, print the report.
 
     Resumable: finished folds are skipped, an interrupted fold continues after its last epoch.
 
     Example: ser-cl run experiments/supcon.toml --set data.dir=data/iemocap --preset cpu
     """
-    from ser_cl.config import ConfigError
-    from ser_cl.eval.run_probe import probe_run
-    from ser_cl.train.loop import TrainingDiverged
-    from ser_cl.train.run import run_variant, select_stages
+    from ser_cl.pipeline import fold_count, plan_experiment, run_experiment, run_on_devices
 
     try:
-        planned = select_stages(experiment, ("train", "pretrain", "finetune"), set_ or [], None, preset)
+        planned = plan_experiment(experiment, set_ or [], preset, stage)
         if dry_run:
             _print_plan(planned)
             return
-        exp_dir = None
-        for p in planned:
-            for v in p.variants:
-                out = run_variant(v, fold, device)
-                exp_dir = out.parent
-                if v.config.probe:
-                    probe_run(out, fold, device or v.config.device, skip_done=True)
-        if exp_dir is not None:
-            _print_report(exp_dir, report_format, None)
-    except (ConfigError, FileNotFoundError, ValueError, TrainingDiverged, RuntimeError) as err:
+        if devices:
+            argv = [str(experiment)] + [a for s in (set_ or []) for a in ("--set", s)]
+            argv += (["--preset", preset] if preset else []) + [a for s in (stage or []) for a in ("--stage", s)]
+            run_on_devices(argv, devices.split(","), fold_count(planned), fold)
+            exp_dir = Path(planned[0].stage.runs_dir) / planned[0].stage.experiment
+        else:
+            exp_dir = run_experiment(planned, fold, device)
+    except TRAIN_ERRORS as err:
         _fail(err)
+    if exp_dir is not None and not no_report:
+        _print_report(exp_dir, report_format, None)
+
+
+@app.command()
+def quickstart(out: Path = typer.Option(Path("data/quickstart"), "--out", help="Where the corpus and features go."),
+               runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the runs go."),
+               per_speaker: int = typer.Option(6, "--per-speaker", help="Synthetic utterances per speaker and class."),
+               device: Optional[str] = _DEVICE) -> None:
+    """The built-in demo, no corpus needed: synth -> prepare -> self-supervised NT-Xent -> CE ft -> probe -> report.
+
+    Runs experiments/quickstart.toml (a small encoder, 5 folds) on the CPU in a few minutes and
+    prints the table. Re-running resumes.
+
+    Example: ser-cl quickstart --out data/quickstart
+    """
+    from ser_cl.pipeline import quickstart as run_quickstart
+
+    try:
+        exp_dir = run_quickstart(out, runs_dir, per_speaker, device)
+    except TRAIN_ERRORS as err:
+        _fail(err)
+    _print_report(exp_dir, "md", None)
 
 
 @app.command()

@@ -53,6 +53,7 @@ class ModelSection:
     transformer_dropout: Optional[float] = None
     normalize: Optional[bool] = None  # None: True for contrastive pretraining, False otherwise
     proj_dim: Optional[int] = None
+    input_norm: Optional[str] = None  # none (thesis) | utterance: per-utterance, per-bin standardisation
 
 
 @dataclass

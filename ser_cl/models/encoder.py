@@ -48,9 +48,14 @@ __all__ = [
     "ModelConfig",
     "PRESETS",
     "SERModel",
+    "INPUT_NORMS",
     "MaskedBatchNorm2d",
     "conv_output_length",
 ]
+
+
+#: Choices of ``ModelConfig.input_norm``.
+INPUT_NORMS = ("none", "utterance")
 
 
 @dataclass
@@ -61,6 +66,9 @@ class ModelConfig:
     a projection head (Linear(D, D) -> ReLU -> Linear(D, proj_dim), as in SimCLR) used only by
     :meth:`SERModel.contrastive`; the thesis uses none (0). ``masked_batchnorm`` makes training-
     mode BatchNorm statistics ignore the padded frames (see the module docstring).
+    ``input_norm`` = "utterance" standardises each utterance's input per frequency bin (mean 0,
+    variance 1 over its valid frames) before the first conv; the thesis uses no feature
+    normalisation ("none", the default). It is an opt-in for small corpora / short CPU runs.
     """
 
     n_freq: int = 257
@@ -78,6 +86,8 @@ class ModelConfig:
     proj_dim: int = 0
     conv_stride: Tuple[int, int] = (2, 2)
     masked_batchnorm: bool = True
+    input_norm: str = "none"
+
 
     def __post_init__(self) -> None:
         # TOML / JSON give lists; keep tuples so configs compare and hash consistently.
@@ -89,6 +99,8 @@ class ModelConfig:
         for name in ("n_freq", "conv_channels", "gru_hidden", "gru_layers", "n_heads", "d_ff"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"ModelConfig.input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
         if self.transformer_layers < 0 or self.proj_dim < 0:
             raise ValueError("ModelConfig.transformer_layers and proj_dim must be >= 0")
         if self.embed_dim % self.n_heads != 0:
@@ -168,6 +180,22 @@ def conv_output_length(lengths: torch.Tensor, kernel: int, stride: int, padding:
 def _valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """[B, max_len] bool, True at the frames t < lengths[b]."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _utterance_standardize(x: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor,
+                           eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance, per-frequency-bin mean/variance normalisation over the valid frames.
+
+    x [B, T, F] (zero beyond ``lengths``), valid [B, T]; the result is zero beyond ``lengths``
+    too, so an utterance gives the same output alone or inside a padded batch.
+    """
+    xf = x.float()
+    w = valid[:, :, None].to(xf.dtype)  # [B, T, 1]
+    n = lengths.to(xf.dtype)[:, None, None]  # [B, 1, 1]
+    mean = (xf * w).sum(dim=1, keepdim=True) / n
+    var = (((xf - mean) * w) ** 2).sum(dim=1, keepdim=True) / n
+    y = (xf - mean) * torch.rsqrt(var + eps) * w
+    return y.to(x.dtype)
 
 
 class MaskedBatchNorm2d(nn.BatchNorm2d):
@@ -308,7 +336,10 @@ class SERModel(nn.Module):
         lengths_dev = lengths_cpu.to(x.device, non_blocking=True)
 
         valid = _valid_mask(lengths_dev, max_len)
-        y = x.masked_fill(~valid[:, :, None], 0.0).transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
+        x = x.masked_fill(~valid[:, :, None], 0.0)
+        if self.cfg.input_norm == "utterance":
+            x = _utterance_standardize(x, valid, lengths_dev)
+        y = x.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
         y, lengths_dev = self.conv1(y, lengths_dev)
         y, lengths_dev = self.conv2(y, lengths_dev)
         out_len = y.shape[-1]

@@ -233,7 +233,7 @@ def train_fold(
                 out = compute_loss(model, x, lengths, labels, cfg.loss, epoch, n_epochs, cfg.has_head)
             if not torch.isfinite(out.loss):
                 raise TrainingDiverged(
-                    f"{fold_dir}: the loss is {float(out.loss)} at epoch {epoch + 1}, step {step + 1}; "
+                    f"{fold_dir}: the loss is {float(out.loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
                     "lower optim.lr or raise loss.tau, then delete last.pt to restart this fold")
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()

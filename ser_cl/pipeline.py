@@ -1,0 +1,103 @@
+"""Multi-stage experiments and the built-in quickstart: stages -> folds -> probe, in order.
+
+Used by ``ser-cl run`` and ``ser-cl quickstart``. Every step skips work that is already
+complete, so re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from ser_cl.config import ConfigError
+from ser_cl.eval.run_probe import probe_run
+from ser_cl.train.run import PlannedStage, run_variant, select_stages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plan_experiment(experiment: str | Path, overrides: Sequence[str] = (), preset: Optional[str] = None,
+                    stages: Optional[Sequence[str]] = None) -> List[PlannedStage]:
+    """All stages of the file (or only those named), their sweeps expanded."""
+    planned = select_stages(experiment, ("train", "pretrain", "finetune"), list(overrides), None, preset)
+    unknown = set(stages or []) - {p.stage.name for p in planned}
+    if unknown:
+        raise ConfigError(f"{experiment}: no stage named {', '.join(sorted(unknown))} "
+                          f"(stages: {', '.join(p.stage.name for p in planned)})")
+    return [p for p in planned if not stages or p.stage.name in stages]
+
+
+def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None,
+                   device: Optional[str] = None, progress: bool = True) -> Optional[Path]:
+    """Train every variant of every stage in order, probing those with ``probe = true``.
+
+    Returns the experiment's run directory (``runs/<experiment>``).
+    """
+    exp_dir = None
+    for p in planned:
+        for v in p.variants:
+            out = run_variant(v, folds, device, progress=progress)
+            exp_dir = out.parent
+            if v.config.probe:
+                probe_run(out, folds, device or v.config.device, progress=progress, skip_done=True)
+    return exp_dir
+
+
+def find_quickstart() -> Path:
+    for base in (Path.cwd(), ROOT):
+        if (base / "experiments" / "quickstart.toml").is_file():
+            return base / "experiments" / "quickstart.toml"
+    raise FileNotFoundError("experiments/quickstart.toml not found: run from the ser-cl repository root")
+
+
+def quickstart(data_root: Path, runs_dir: Path, per_speaker: int = 6, device: Optional[str] = None,
+               progress: bool = True) -> Path:
+    """Synthetic corpus -> prepare -> self-supervised NT-Xent -> CE fine-tuning -> probe."""
+    from ser_cl.data.prepare import prepare
+    from ser_cl.data.synth import synthesize_corpus
+
+    raw, data_dir = data_root / "raw", data_root / "data"
+    if not (raw / "Session5").is_dir():
+        synthesize_corpus(raw, per_speaker=per_speaker, seed=0)
+    if not (data_dir / "prepare.json").is_file():
+        prepare(raw, data_dir, progress=progress)
+    overrides = [f'data.dir="{data_dir.resolve()}"', f'runs_dir="{runs_dir}"']
+    exp_dir = run_experiment(plan_experiment(find_quickstart(), overrides), device=device, progress=progress)
+    assert exp_dir is not None
+    return exp_dir
+
+
+def fold_count(planned: List[PlannedStage]) -> int:
+    """How many folds the experiment's protocol gives on its data."""
+    from ser_cl.data.folds import make_folds
+    from ser_cl.data.store import FeatureStore
+
+    cfg = planned[0].variants[0].config
+    return len(make_folds(FeatureStore(cfg.data.dir), cfg.data.protocol))
+
+
+def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
+                   folds: Optional[Sequence[int]] = None) -> None:
+    """Scale-out on one machine: one worker process per device, folds dealt out round-robin.
+
+    Each worker is ``ser-cl run <argv> --device D --fold ...`` and runs every stage for its
+    folds in order (a fine-tuning stage only needs the same fold's pretraining), so workers
+    never wait on each other. Files are written atomically, so the shared run.json is safe.
+    """
+    import subprocess
+    import sys
+
+    todo = list(folds) if folds else list(range(1, n_folds + 1))
+    procs = []
+    for i, device in enumerate(devices):
+        mine = todo[i::len(devices)]
+        if not mine:
+            continue
+        cmd = [sys.executable, "-m", "ser_cl.cli", "run", *argv, "--device", device, "--no-report"]
+        for k in mine:
+            cmd += ["--fold", str(k)]
+        procs.append((device, mine, subprocess.Popen(cmd)))
+    failed = [(d, m) for d, m, p in procs if p.wait() != 0]
+    if failed:
+        raise RuntimeError("worker(s) failed: " + "; ".join(f"{d} (folds {m})" for d, m in failed)
+                           + "; re-run the same command to resume")

@@ -1,0 +1,100 @@
+"""Experiment files -> dataclasses: validation, overrides, presets, sweeps, round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from ser_cl.config import ConfigError, expand, load_experiment, parse_override, stage_from_dict, to_toml, tomllib
+from ser_cl.train.run import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.toml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    path = write(tmp_path, 'stage = "train"\n[optim]\nepoch = 3\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.epoch'.*did you mean 'optim.epochs'"):
+        load_experiment(path)
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = write(tmp_path, 'stage = "train"\n[optim]\nlr = "fast"\n')
+    with pytest.raises(ConfigError, match=r"'optim.lr' must be float"):
+        load_experiment(path)
+
+
+def test_int_is_accepted_for_float_but_bool_is_not_an_int(tmp_path):
+    assert load_experiment(write(tmp_path, 'stage = "train"\n[optim]\nlr = 1\n'))[0].optim.lr == 1.0
+    with pytest.raises(ConfigError, match="optim.epochs"):
+        load_experiment(write(tmp_path, 'stage = "train"\n[optim]\nepochs = true\n'))
+
+
+def test_semantic_checks(tmp_path):
+    with pytest.raises(ConfigError, match="multiview"):
+        load_experiment(write(tmp_path, 'stage = "pretrain"\n[loss]\nname = "selfsup_ntxent"\n'))
+    with pytest.raises(ConfigError, match="loss.name must be 'ce'"):
+        load_experiment(write(tmp_path, 'stage = "train"\n[loss]\nname = "supcon"\n'))
+    with pytest.raises(ConfigError, match="finetune.from"):
+        load_experiment(write(tmp_path, 'stage = "finetune"\n'))
+
+
+def test_override_wins_and_removes_the_swept_key(tmp_path):
+    path = write(tmp_path, 'stage = "pretrain"\n[loss]\nname = "supcon"\n[sweep]\n"loss.tau" = [0.1, 0.5]\n'
+                           '"optim.lr" = [1e-3, 1e-4]\n')
+    (stage,) = load_experiment(path)
+    assert len(expand(stage)) == 4
+    (stage,) = load_experiment(path, ["loss.tau=2", "data.dir=/x/y", "optim.epochs=7"])
+    variants = expand(stage)
+    assert [v.name for v in variants] == ["pretrain_lr=0.001", "pretrain_lr=0.0001"]
+    assert all(v.config.loss.tau == 2.0 and v.config.data.dir == "/x/y" for v in variants)
+    assert variants[1].config.optim.lr == 1e-4 and variants[1].config.optim.epochs == 7
+
+
+def test_parse_override_values():
+    assert parse_override("optim.lr=1e-4") == ("optim.lr", 1e-4)
+    assert parse_override("augment.enabled=true") == ("augment.enabled", True)
+    assert parse_override("data.dir=data/emodb") == ("data.dir", "data/emodb")
+    with pytest.raises(ConfigError):
+        parse_override("optim.lr")
+
+
+def test_preset_merges_into_every_stage(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text("[model]\npreset = \"small\"\n[optim]\nepochs = 3\n")
+    stages = load_experiment(ROOT / "experiments" / "selfsup_ntxent.toml", ["optim.epochs=2"], str(preset))
+    assert all(s.model.preset == "small" for s in stages)
+    assert all(s.optim.epochs == 2 for s in stages)  # --set beats the preset
+    assert stages[0].model.normalize is True  # the stage's own [model] keys survive
+
+
+def test_finetune_fans_out_over_the_source_sweep_and_takes_per_variant_thesis_numbers():
+    planned = plan(load_experiment(ROOT / "experiments" / "supcon.toml"))
+    pre, ft = planned
+    assert len(pre.variants) == len(ft.variants) == 10
+    assert [v.source for v in ft.variants] == [v.name for v in pre.variants]
+    best = {v.name: v.config.thesis for v in ft.variants}["ft_ce_tau=0.1"]
+    assert best["test_ua"] == 56.36 and "variants" not in best
+
+
+def test_stage_order_is_checked(tmp_path):
+    path = write(tmp_path, '[[stages]]\nname = "ft"\nstage = "finetune"\nfinetune = { from = "pre" }\n'
+                           '[[stages]]\nname = "pre"\nstage = "pretrain"\nloss = { name = "supcon" }\n')
+    with pytest.raises(ConfigError, match="must come before"):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_config_toml_round_trips(path):
+    for p in plan(load_experiment(path)):
+        for v in p.variants:
+            again = stage_from_dict(tomllib.loads(to_toml(v.config)), "round trip")
+            assert dataclasses.asdict(again) == dataclasses.asdict(v.config)
