@@ -289,7 +289,9 @@ def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Option
             exp_dir = run_experiment(planned, fold, device)
     except TRAIN_ERRORS as err:
         _fail(err)
-    if exp_dir is not None and not no_report:
+    from ser_cl.train.distributed import is_main
+
+    if exp_dir is not None and not no_report and is_main():
         _print_report(exp_dir, report_format, None)
 
 

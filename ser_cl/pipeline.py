@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence
 
 from ser_cl.config import ConfigError
 from ser_cl.eval.run_probe import probe_run
+from ser_cl.train import distributed
 from ser_cl.train.run import PlannedStage, run_variant, select_stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,9 @@ def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] =
         for v in p.variants:
             out = run_variant(v, folds, device, progress=progress)
             exp_dir = out.parent
-            if v.config.probe:
+            if v.config.probe and distributed.is_main():
                 probe_run(out, folds, device or v.config.device, progress=progress, skip_done=True)
+            distributed.barrier()
     return exp_dir
 
 

@@ -147,3 +147,12 @@ def test_every_experiment_file_dry_runs(path):
         if "<-" in parts:
             assert parts[parts.index("<-") + 1] in [Path(t).name for t in trained], line
         trained.append(parts[1])
+
+
+def test_devices_deal_folds_to_worker_processes(synth_data_dir, tmp_path):
+    res = invoke("run", ROOT / "experiments/quickstart.toml", "--devices", "cpu,cpu", "--fold", "2", "--fold", "5",
+                 *sets(synth_data_dir, tmp_path))
+    for stage in ("pretrain", "ft_ce_aug"):
+        done = sorted(p.parent.name for p in (tmp_path / "quickstart" / stage).glob("fold-*/metrics.json"))
+        assert done == ["fold-02", "fold-05"], (stage, done)
+    assert "## quickstart" in res.output

@@ -32,6 +32,7 @@ from ser_cl.data.store import FeatureStore
 from ser_cl.eval.metrics import classification_report
 from ser_cl.io import write_json, write_text
 from ser_cl.models import ModelConfig, SERModel
+from ser_cl.train import distributed
 from ser_cl.train.checkpoint import load_checkpoint, model_config_from_dict, save_checkpoint
 from ser_cl.train.objective import compute_loss
 
@@ -167,11 +168,15 @@ def train_fold(
         done = json.loads(metrics_path.read_text())
         if done.get("status") == "complete":
             return done
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    write_text(fold_dir / "config.toml", to_toml(cfg))
-    write_json(fold_dir / "split.json", {
-        "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
-        **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
+    rank, world = distributed.rank_and_world()  # (0, 1) unless launched by torchrun
+    main = rank == 0  # only rank 0 writes files
+    progress = progress and main
+    if main:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        write_text(fold_dir / "config.toml", to_toml(cfg))
+        write_json(fold_dir / "split.json", {
+            "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
+            **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
 
     # -- seeds and model -------------------------------------------------------------------
     seed = cfg.optim.seed
@@ -228,29 +233,36 @@ def train_fold(
         bar = tqdm(batches, total=n_total, desc=f"{fold.name} epoch {epoch + 1}/{n_epochs}", leave=False,
                    disable=not progress, unit="batch")
         for step, (x, lengths, labels) in enumerate(bar):
+            if world > 1:  # torchrun: this process's share of the batch
+                if len(labels) < world:
+                    continue
+                x, lengths, labels = x[rank::world], lengths[rank::world], labels[rank::world]
             x, lengths, labels = _augment(x, lengths, labels, cfg, aug_gen)
             with _autocast(device, cfg.optim.amp):
                 out = compute_loss(model, x, lengths, labels, cfg.loss, epoch, n_epochs, cfg.has_head)
-            if not torch.isfinite(out.loss):
+            if not distributed.all_finite(out.loss):
                 raise TrainingDiverged(
                     f"{fold_dir}: the loss is {float(out.loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
                     "lower optim.lr or raise loss.tau, then delete last.pt to restart this fold")
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
+            distributed.average_gradients(model)
             optimizer.step()
             for key, value in out.parts.items():
                 sums[key] = sums.get(key, 0.0) + value
             sums["loss"] = sums.get("loss", 0.0) + out.loss.detach()
             n_steps += 1
         train_stats = {f"train_{k}": float(v) / max(n_steps, 1) for k, v in sums.items()}
+        distributed.average_buffers(model)
 
         val = evaluate(model, store, fold.val, cfg, device, epoch)
-        value = val["ua"] if cfg.monitor == "val_ua" else val["loss"]
+        value = distributed.broadcast_float(val["ua"] if cfg.monitor == "val_ua" else val["loss"], device)
         improved = best_value is None or (value > best_value if mode == "max" else value < best_value)
         if improved:
             best_value, best_epoch, bad_epochs = value, epoch, 0
-            save_checkpoint(best_path, model, model_cfg, store.classes, n_freq=store.n_freq, epoch=epoch, value=value,
-                            has_head=cfg.has_head)
+            if main:
+                save_checkpoint(best_path, model, model_cfg, store.classes, n_freq=store.n_freq, epoch=epoch,
+                                value=value, has_head=cfg.has_head)
         else:
             bad_epochs += 1
         scheduler.step(value)
@@ -258,12 +270,12 @@ def train_fold(
                   "val_wa": val.get("wa"), "lr": optimizer.param_groups[0]["lr"], "frozen_encoder": frozen,
                   "best_epoch": best_epoch + 1, "seconds": round(time.time() - t0, 2)}
         history.append(record)
-        save_checkpoint(last_path, model, model_cfg, store.classes, n_freq=store.n_freq, epoch=epoch, value=value,
-                        has_head=cfg.has_head,
-                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), history=history,
-                        best_value=best_value, best_epoch=best_epoch, bad_epochs=bad_epochs,
-                        rng=_rng_state(np_rng, aug_gen))
-        write_text(fold_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        if main:
+            save_checkpoint(last_path, model, model_cfg, store.classes, n_freq=store.n_freq, epoch=epoch,
+                            value=value, has_head=cfg.has_head, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), history=history, best_value=best_value,
+                            best_epoch=best_epoch, bad_epochs=bad_epochs, rng=_rng_state(np_rng, aug_gen))
+            write_text(fold_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         if progress:
             shown = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "seconds")
             tqdm.write(f"{fold.name} epoch {epoch + 1}/{n_epochs} {shown}{' *' if improved else ''}")
@@ -271,6 +283,10 @@ def train_fold(
             on_epoch_end(epoch)
 
     # -- final evaluation of the best checkpoint -----------------------------------------------
+    distributed.barrier()
+    if not main:  # rank 0 evaluates and writes metrics.json
+        distributed.barrier()
+        return json.loads(metrics_path.read_text())
     best = load_checkpoint(best_path)
     model.load_state_dict(best["model"])
     metrics: Dict[str, Any] = {
@@ -282,4 +298,5 @@ def train_fold(
         for part in ("val", "test"):
             metrics[part] = evaluate(model, store, getattr(fold, part), cfg, device, best_epoch, with_loss=False)
     write_json(metrics_path, metrics)
+    distributed.barrier()
     return metrics

@@ -17,6 +17,7 @@ from ser_cl.config import ConfigError, StageConfig, Variant, expand, load_experi
 from ser_cl.data.folds import make_folds
 from ser_cl.data.store import FeatureStore
 from ser_cl.io import write_json
+from ser_cl.train import distributed
 from ser_cl.train.loop import resolve_device, train_fold
 
 
@@ -61,7 +62,7 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
                 progress: bool = True) -> Path:
     """Train the selected folds (1-based numbers; all when None) of one variant."""
     cfg = variant.config
-    device = resolve_device(device_spec or cfg.device)
+    device = distributed.setup() or resolve_device(device_spec or cfg.device)  # torchrun: this rank's GPU
     store = FeatureStore(cfg.data.dir)
     all_folds = make_folds(store, cfg.data.protocol)
     out = variant_dir(cfg, variant.name)
@@ -75,13 +76,14 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
     selected = [f for k, f in enumerate(all_folds, 1) if not folds or k in folds]
     if folds and len(selected) != len(set(folds)):
         raise ConfigError(f"--fold must be between 1 and {len(all_folds)} (protocol {cfg.data.protocol})")
-    write_json(out / "run.json", {
-        "experiment": cfg.experiment, "variant": variant.name, "stage": cfg.kind, "description": cfg.description,
-        "data_dir": str(Path(cfg.data.dir).resolve()), "protocol": cfg.data.protocol,
-        "folds": [f.name for f in all_folds], "sweep": variant.sweep, "thesis": cfg.thesis,
-        "classes": list(store.classes), "head": cfg.has_head,
-        "source": str(source) if source is not None else None,
-    })
+    if distributed.is_main():
+        write_json(out / "run.json", {
+            "experiment": cfg.experiment, "variant": variant.name, "stage": cfg.kind, "description": cfg.description,
+            "data_dir": str(Path(cfg.data.dir).resolve()), "protocol": cfg.data.protocol,
+            "folds": [f.name for f in all_folds], "sweep": variant.sweep, "thesis": cfg.thesis,
+            "classes": list(store.classes), "head": cfg.has_head,
+            "source": str(source) if source is not None else None,
+        })
     for fold in tqdm(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / fold.name / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
