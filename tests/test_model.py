@@ -204,3 +204,25 @@ def test_bad_inputs_are_rejected():
         model.embed(x, torch.tensor([11, 5]))
     with pytest.raises(ValueError):
         model.embed(x[:, :, :100], lengths)
+
+
+def test_input_norm_utterance_is_opt_in_padding_safe_and_scale_invariant():
+    """input_norm="utterance" standardises each utterance per bin; the default stays "none"."""
+    assert ModelConfig().input_norm == "none" and SMALL.input_norm == "none"
+    with pytest.raises(ValueError, match="input_norm"):
+        ModelConfig(input_norm="global")
+    model = _model(input_norm="utterance").eval()
+    lengths = [40, 1, 9, 23]
+    x, lens = _padded(lengths, max_len=45)
+    x[:, 42:] = 5.0  # garbage beyond every length must not leak in
+    with torch.no_grad():
+        batch = model.embed(x, lens)
+        for i, n in enumerate(lengths):
+            alone = model.embed(x[i : i + 1, :n], lens[i : i + 1])
+            torch.testing.assert_close(alone[0], batch[i], atol=1e-5, rtol=1e-5)
+        # a per-bin gain and offset (e.g. a channel / loudness change) no longer matters
+        gain, offset = torch.rand(257) + 0.5, torch.randn(257) * 3
+        shifted = model.embed(x[:1, :40] * gain + offset, lens[:1])
+        torch.testing.assert_close(shifted, batch[:1], atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(_model().eval().embed(x[:1, :40] * gain + offset, lens[:1]),
+                                  _model().eval().embed(x[:1, :40], lens[:1]), atol=1e-3)

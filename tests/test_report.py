@@ -306,3 +306,78 @@ def test_plots_for_grid_and_categorical_sweeps(tmp_path):
     names = {p.name for p in written}
     assert {"tau_grid__ua_vs_loss.tau.png", "tau_grid__ua_vs_loss.name.png", "mining__ua_vs_loss.mining.png"} <= names
     assert len(names) == 3 + 6 + 3  # sweep plots + one confusion matrix per variant
+
+
+def test_head_variants_also_show_the_svm_ua_when_every_fold_was_probed(tmp_path):
+    root = tmp_path / "runs"
+    # every fold probed: svm val 0.60/0.70/0.80, test 0.55/0.65/0.90 -> test 70.00 +- 14.72
+    probed = make_variant(root, "ce", "all-probed", head=True, sweep={"optim.lr": 1e-4})
+    for name, v, t in zip(FOLDS3, (0.60, 0.70, 0.80), (0.55, 0.65, 0.90)):
+        write_metrics(probed / name, block(0.5), block(0.4))
+        write_probe(probed / name, v, t)
+    # only fold-01 probed: no svm number, the note stays
+    partial = make_variant(root, "ce", "partly-probed", head=True, sweep={"optim.lr": 1e-3})
+    for name in FOLDS3:
+        write_metrics(partial / name, block(0.5), block(0.4))
+    write_probe(partial / "fold-01", 0.9, 0.9)
+    # incomplete: fold-03 still running, so only fold-01/02 count (test 0.50/0.70 -> 60.00 +- 10.00)
+    running = make_variant(root, "ce", "running", head=True, sweep={"optim.lr": 1e-2})
+    for name, t, status in zip(FOLDS3, (0.50, 0.70, 0.99), ("complete", "complete", "running")):
+        write_metrics(running / name, block(0.5), block(0.4), status=status)
+        write_probe(running / name, 0.3, t)
+    # an svm-method variant: the column would repeat test UA, so it stays empty
+    svm = make_variant(root, "supcon", "svm", head=False)
+    for name in FOLDS3:
+        write_metrics(svm / name, None, None)
+        write_probe(svm / name, 0.5, 0.5)
+
+    rows = rows_by_variant(root)
+    row = rows[("ce", "all-probed")]
+    assert row["method"] == "ce head"
+    assert row["test_ua_mean"] == pytest.approx(40.0)  # UA/WA are still the head's
+    assert row["test_svm_ua_mean"] == pytest.approx(70.0)
+    assert row["test_svm_ua_std"] == pytest.approx(np.sqrt((15**2 + 5**2 + 20**2) / 3))  # 14.72
+    assert row["val_svm_ua_mean"] == pytest.approx(70.0)
+    assert row["val_svm_ua_std"] == pytest.approx(100 * np.std([0.60, 0.70, 0.80]))
+    assert row["status"] == "ok"
+
+    part = rows[("ce", "partly-probed")]
+    assert part["test_svm_ua_mean"] is None and part["val_svm_ua_std"] is None
+    assert part["status"] == "ok; note: fold-02 missing probe.json, fold-03 missing probe.json"
+
+    run = rows[("ce", "running")]
+    assert run["complete"] is False
+    assert run["test_svm_ua_mean"] == pytest.approx(60.0) and run["test_svm_ua_std"] == pytest.approx(10.0)
+
+    only_svm = rows[("supcon", "svm")]
+    assert only_svm["test_ua_mean"] == pytest.approx(50.0)
+    assert only_svm["test_svm_ua_mean"] is None and only_svm["val_svm_ua_mean"] is None
+
+    table = build_table(collect_runs(root))
+    md = render(table, "md")
+    assert "svm test UA = " in md  # the legend explains the column
+    ce_lines = [line for line in md.split("## supcon")[0].splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in ce_lines[0].strip("|").split("|")]
+    assert header.index("svm test UA") == header.index("test WA") + 1
+    column = header.index("svm test UA")
+    cells = {line.split("|")[1].strip().rstrip(" *"): line.strip("|").split("|")[column].strip() for line in ce_lines[2:]}
+    assert cells["all-probed"] == "70.00 +- 14.72" == pm([0.55, 0.65, 0.90])
+    assert cells["partly-probed"] == "-"
+    assert cells["running"] == "60.00 +- 10.00 !"
+    supcon_header = md.split("## supcon")[1].splitlines()[2]
+    assert "svm test UA" not in supcon_header  # no row of that experiment has it
+
+    parsed = {r["variant"]: r for r in csv.DictReader(io.StringIO(render(table, "csv")))}
+    assert float(parsed["all-probed"]["test_svm_ua_mean"]) == pytest.approx(70.0)
+    assert float(parsed["all-probed"]["test_svm_ua_std"]) == pytest.approx(14.7196, abs=1e-4)
+    assert float(parsed["all-probed"]["val_svm_ua_mean"]) == pytest.approx(70.0)
+    assert float(parsed["all-probed"]["val_svm_ua_std"]) == pytest.approx(8.165, abs=1e-3)
+    for variant in ("partly-probed", "svm"):
+        for column_name in ("val_svm_ua_mean", "val_svm_ua_std", "test_svm_ua_mean", "test_svm_ua_std"):
+            assert parsed[variant][column_name] == ""
+
+    loaded = {r["variant"]: r for r in json.loads(render(table, "json"))}
+    assert loaded["all-probed"]["test_svm_ua_mean"] == pytest.approx(70.0)
+    assert loaded["running"]["val_svm_ua_std"] == pytest.approx(0.0)
+    assert loaded["partly-probed"]["test_svm_ua_mean"] is None
+    assert loaded["svm"]["test_svm_ua_std"] is None

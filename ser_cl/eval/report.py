@@ -7,7 +7,9 @@ Rules (also in the README):
 
 * Method. A variant whose run.json says ``"head": true`` is scored with its classifier head
   ("ce head"): probe.json's ``"classifier"`` block when present, else metrics.json's val/test.
-  Otherwise it is scored with the linear SVM of probe.json ("svm").
+  Otherwise it is scored with the linear SVM of probe.json ("svm"). A head variant also shows
+  the SVM's UA on the same embeddings (``svm_ua``) when every complete fold has probe.json's
+  ``"svm"`` block; otherwise (and for svm variants, where it would repeat UA) it is empty.
 * A fold is complete when its metrics.json parses and has ``"status": "complete"``, the scores
   of the method are there, and none of its JSON files is corrupt. Only complete folds are ever
   averaged. A variant is complete when every fold listed in run.json's ``"folds"`` is complete.
@@ -40,6 +42,7 @@ METHOD_SVM = "svm"
 FORMATS = ("md", "csv", "json")
 PLOTS_HINT = 'plots skipped: matplotlib is not installed; `pip install "ser-cl[plots]"` gives them'
 _SPLITS = ("val", "test")
+_METRICS = ("ua", "wa", "r1", "f1", "nmi", "svm_ua")  # {split}_{metric}_mean / _std of a row
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -110,6 +113,7 @@ class FoldResult:
     metrics: Optional[dict] = None  # parsed metrics.json (None if missing or corrupt)
     probe: Optional[dict] = None  # parsed probe.json (None if missing or corrupt)
     scores: Optional[Dict[str, Dict[str, Any]]] = None  # the method's {"val","test"} blocks
+    svm: Optional[Dict[str, Dict[str, Any]]] = None  # probe.json's SVM {"val","test"} blocks
     extras: Dict[str, Dict[str, float]] = field(default_factory=dict)  # retrieval / clustering
     problems: List[str] = field(default_factory=list)  # each makes the fold incomplete
     notes: List[str] = field(default_factory=list)  # worth saying, but the fold still counts
@@ -185,8 +189,14 @@ class VariantResult:
         return text
 
     def values(self, split: str, key: str) -> np.ndarray:
-        """Per-complete-fold values: key "ua"/"wa" (method scores) or "r1"/"f1"/"nmi" (probe)."""
+        """Per-complete-fold values: key "ua"/"wa" (method scores), "r1"/"f1"/"nmi" (probe) or
+        "svm_ua" (the SVM's UA of a head variant; empty unless every complete fold has it)."""
         out = []
+        if key == "svm_ua":
+            folds = self.complete_folds
+            if self.head and folds and all(fold.svm is not None for fold in folds):
+                out = [fold.svm[split]["ua"] for fold in folds]  # type: ignore[index]
+            return np.asarray(out, dtype=np.float64)
         for fold in self.complete_folds:
             if key in ("ua", "wa"):
                 out.append(fold.scores[split][key])  # type: ignore[index]
@@ -241,13 +251,14 @@ def _read_fold(path: Path, name: str, head: Optional[bool]) -> FoldResult:
         fold.problems.append(f"{name} metrics.json status {fold.metrics.get('status')!r}")
     if head is None:  # no run.json: the method follows from what metrics.json holds
         head = _split_scores(fold.metrics) is not None
+    fold.svm = _split_scores(fold.probe.get("svm")) if fold.probe else None
     if head:
         classifier = fold.probe.get("classifier") if fold.probe else None
         fold.scores = _split_scores(classifier) or _split_scores(fold.metrics)
         if fold.scores is None and fold.metrics is not None:
             fold.problems.append(f"{name} metrics.json lacks val/test scores")
     else:
-        fold.scores = _split_scores(fold.probe.get("svm")) if fold.probe else None
+        fold.scores = fold.svm
         if not (path / "probe.json").is_file():
             fold.problems.append(f"{name} missing probe.json")
         elif fold.probe is not None and fold.scores is None:
@@ -368,8 +379,9 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
     """One row (dict of plain JSON types) per variant, in the order of ``results``.
 
     Numeric fields: ``{split}_{metric}_mean`` / ``_std`` for split val/test and metric
-    ua, wa, r1 (retrieval Recall@1), f1 (k-means F1) -- percent -- and nmi (fraction);
-    None when no complete fold has the number. ``best`` marks the sweep winner.
+    ua, wa, r1 (retrieval Recall@1), f1 (k-means F1), svm_ua (the SVM's UA of a head
+    variant) -- percent -- and nmi (fraction); None when no complete fold has the number
+    (svm_ua: unless every complete fold has it). ``best`` marks the sweep winner.
     """
     rows: List[Dict[str, Any]] = []
     for result in results:
@@ -382,7 +394,7 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
             "protocol": result.run.get("protocol"),
         }
         for split in _SPLITS:
-            for key in ("ua", "wa", "r1", "f1", "nmi"):
+            for key in _METRICS:
                 scale = 1.0 if key == "nmi" else 100.0
                 mean, std = _mean_std(result.values(split, key), scale)
                 row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"] = mean, std
@@ -453,7 +465,8 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         "UA = unweighted accuracy (mean per-class recall), WA = weighted (overall) accuracy, in %,",
         "mean +- std over folds (population std, ddof=0). R@1 = retrieval Recall@1 (%), F1 (%) and",
         "NMI = k-means clustering, test split. method: `ce head` = the trained classifier head,",
-        "`svm` = linear SVM fitted on the train embeddings.",
+        "`svm` = linear SVM fitted on the train embeddings; svm test UA = that SVM's UA for a",
+        "`ce head` variant (only when all its averaged folds have probe.json).",
     ]
     legend_best = legend_incomplete = False
     experiments: Dict[str, List[Dict[str, Any]]] = {}
@@ -463,12 +476,16 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         sweep_keys: List[str] = []
         for row in group:
             sweep_keys.extend(key for key in sorted(row["sweep"]) if key not in sweep_keys)
+        has_svm = any(row["test_svm_ua_mean"] is not None for row in group)
         has_probe = any(row["test_r1_mean"] is not None or row["test_f1_mean"] is not None for row in group)
         has_thesis_val = any(row["thesis_val_ua"] is not None for row in group)
         has_thesis_test = any(row["thesis_test_ua"] is not None for row in group)
 
         header = ["variant"] + sweep_keys + ["method", "val UA", "val WA", "test UA", "test WA"]
         right = [False] * (1 + len(sweep_keys)) + [False, True, True, True, True]
+        if has_svm:
+            header.append("svm test UA")
+            right.append(True)
         if has_probe:
             header += ["test R@1", "test F1", "test NMI"]
             right += [True, True, True]
@@ -493,6 +510,9 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
                 for key in ("ua", "wa"):
                     text = _pm(row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"], 2)
                     cells.append(text + (mark if text != "-" else ""))
+            if has_svm:
+                text = _pm(row["test_svm_ua_mean"], row["test_svm_ua_std"], 2)
+                cells.append(text + (mark if text != "-" else ""))
             if has_probe:
                 for key, digits in (("r1", 2), ("f1", 2), ("nmi", 3)):
                     text = _pm(row[f"test_{key}_mean"], row[f"test_{key}_std"], digits)
@@ -526,7 +546,7 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
 
 CSV_COLUMNS = (
     ["experiment", "variant", "sweep", "method", "stage", "protocol"]
-    + [f"{split}_{key}_{stat}" for split in _SPLITS for key in ("ua", "wa", "r1", "f1", "nmi") for stat in ("mean", "std")]
+    + [f"{split}_{key}_{stat}" for split in _SPLITS for key in _METRICS for stat in ("mean", "std")]
     + ["thesis_val_ua", "thesis_test_ua", "n_folds", "n_expected", "complete", "best", "status"]
 )
 

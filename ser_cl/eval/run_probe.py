@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ser_cl.data.batching import collate
 from ser_cl.data.store import FeatureStore
+from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.probe import probe_embeddings
 from ser_cl.io import save_npy, write_json, write_text
 from ser_cl.train.checkpoint import load_model
@@ -35,31 +35,6 @@ def find_variant_dirs(path: str | Path) -> List[Path]:
     if not found:
         raise FileNotFoundError(f"{path}: no run.json below it; expected runs/<experiment>/<variant>/run.json")
     return found
-
-
-@torch.no_grad()
-def embed_utterances(model, store: FeatureStore, indices: np.ndarray, device: torch.device,
-                     batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
-    """Embeddings (float32 [n, D]) and classifier argmax predictions of whole utterances.
-
-    Utterances are batched in order of length, so padding is small; the result is in the
-    order of ``indices``.
-    """
-    order = np.argsort(store.lengths[indices], kind="stable")
-    embs: List[np.ndarray] = [None] * len(indices)  # type: ignore[list-item]
-    preds = np.zeros(len(indices), dtype=np.int64)
-    for start in range(0, len(order), batch_size):
-        pos = order[start:start + batch_size]
-        x, lengths = collate([store[i] for i in indices[pos]], target="max")
-        x = x.to(device)  # lengths stay on the CPU (pack_padded_sequence)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            h = model.embed(x, lengths)
-            logits = model.classify(h)
-        h_np = h.float().cpu().numpy()
-        for j, p in enumerate(pos):
-            embs[p] = h_np[j]
-        preds[pos] = logits.argmax(1).cpu().numpy()
-    return np.stack(embs).astype(np.float32), preds
 
 
 def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torch.device,

@@ -29,6 +29,7 @@ from ser_cl.data.augment import spec_augment, two_views
 from ser_cl.data.batching import batch_indices, collate
 from ser_cl.data.folds import Fold
 from ser_cl.data.store import FeatureStore
+from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.metrics import classification_report
 from ser_cl.io import write_json, write_text
 from ser_cl.models import ModelConfig, SERModel
@@ -96,38 +97,31 @@ def _augment(x, lengths, labels, cfg: StageConfig, generator: Optional[torch.Gen
 @torch.no_grad()
 def evaluate(model: SERModel, store: FeatureStore, indices: np.ndarray, cfg: StageConfig, device: torch.device,
              epoch: int, with_loss: bool = True) -> Dict[str, Any]:
-    """Validation loss (the training objective, no augmentation except the 2 views it needs) and,
-    with a classifier head, UA/WA/confusion. Utterances are not cropped (padded to the batch max)."""
+    """The validation loss and, with a classifier head, UA/WA/confusion.
+
+    The loss is the training objective on batches shaped like the training ones (mean length,
+    cropped from the start, only the 2 views that self-supervision needs), in a fixed shuffled
+    order so contrastive batches mix classes and speakers the same way every epoch. UA/WA come
+    from whole, uncropped utterances.
+    """
     model.eval()
-    # a fixed shuffle so contrastive batches mix classes and speakers the same way every epoch
-    order = np.random.default_rng(12345).permutation(indices)
-    gen = torch.Generator(device=device).manual_seed(12345)
-    total, n_batches, preds, labels_all = 0.0, 0, [], []
-    bs = cfg.optim.batch_size if with_loss else cfg.data.eval_batch_size
-    for x, lengths, labels in _batches(store, order, bs, None, "max", 0, device):
-        with _autocast(device, cfg.optim.amp):
-            if with_loss:
-                if cfg.augment.multiview:
-                    xv, lv, yv = _augment(x, lengths, labels, cfg, gen)
-                else:
-                    xv, lv, yv = x, lengths, labels
-                out = compute_loss(model, xv, lv, yv, cfg.loss, epoch, cfg.optim.epochs, cfg.has_head)
-                total += float(out.loss)
-                n_batches += 1
-                if cfg.has_head and not cfg.augment.multiview:
-                    preds.append(out.logits.argmax(1).cpu())
-                    labels_all.append(labels.cpu())
-                    continue
-            if cfg.has_head:
-                preds.append(model(x, lengths).argmax(1).cpu())
-                labels_all.append(labels.cpu())
     result: Dict[str, Any] = {}
     if with_loss:
-        result["loss"] = total / max(n_batches, 1)
+        order = np.random.default_rng(12345).permutation(indices)
+        gen = torch.Generator(device=device).manual_seed(12345)
+        total, n_batches = torch.zeros((), device=device), 0
+        for x, lengths, labels in _batches(store, order, cfg.optim.batch_size, None, "mean", cfg.data.max_frames,
+                                           device):
+            if cfg.augment.multiview:
+                x, lengths, labels = _augment(x, lengths, labels, cfg, gen)
+            with _autocast(device, cfg.optim.amp):
+                total += compute_loss(model, x, lengths, labels, cfg.loss, epoch, cfg.optim.epochs,
+                                      cfg.has_head).loss.detach().float()
+            n_batches += 1
+        result["loss"] = float(total) / max(n_batches, 1)
     if cfg.has_head:
-        y = torch.cat(labels_all).numpy()
-        p = torch.cat(preds).numpy()
-        result.update(classification_report(y, p, len(store.classes)))
+        _, preds = embed_utterances(model, store, indices, device, cfg.data.eval_batch_size, cfg.optim.amp)
+        result.update(classification_report(store.labels[indices], preds, len(store.classes)))
     return result
 
 

@@ -1,0 +1,40 @@
+"""Whole-utterance inference: embeddings and classifier predictions, batched by length.
+
+Used by validation during training and by ``ser-cl probe``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from ser_cl.data.batching import collate
+from ser_cl.data.store import FeatureStore
+
+
+@torch.no_grad()
+def embed_utterances(model, store: FeatureStore, indices: np.ndarray, device: torch.device,
+                     batch_size: int = 64, amp: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Embeddings (float32 [n, D]) and classifier argmax predictions of whole utterances.
+
+    Utterances are batched in order of length, so padding is small; the result is in the
+    order of ``indices``.
+    """
+    order = np.argsort(store.lengths[indices], kind="stable")
+    embs: Optional[np.ndarray] = None
+    preds = np.zeros(len(indices), dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        pos = order[start:start + batch_size]
+        x, lengths = collate([store[i] for i in indices[pos]], target="max")
+        x = x.to(device)  # lengths stay on the CPU (pack_padded_sequence)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            h = model.embed(x, lengths)
+            logits = model.classify(h)
+        if embs is None:
+            embs = np.zeros((len(indices), h.shape[1]), dtype=np.float32)
+        embs[pos] = h.float().cpu().numpy()
+        preds[pos] = logits.argmax(1).cpu().numpy()
+    assert embs is not None, "no utterances to embed"
+    return embs, preds
