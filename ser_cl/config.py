@@ -174,19 +174,33 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     raise ConfigError(f"{where}: key '{key}' must be {_type_name(tp)}, got {value!r}")
 
 
+def _toml_keys(cls: type) -> Dict[str, str]:
+    """TOML key -> attribute; `from` is a Python keyword, so [finetune] from is `source`."""
+    keys = {f.name: f.name for f in dataclasses.fields(cls)}
+    if cls is FinetuneConfig:
+        keys["from"] = keys.pop("source")
+    return keys
+
+
 def _section_from_dict(cls: type, table: Dict[str, Any], prefix: str, where: str) -> Any:
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    keys = _toml_keys(cls)
     kwargs = {}
     for key, value in table.items():
-        tkey = "from" if (cls is FinetuneConfig and key == "from") else key
-        attr = "source" if tkey == "from" else tkey
-        if attr not in names:
-            hint = difflib.get_close_matches(key, names + (["from"] if cls is FinetuneConfig else []), n=1)
+        if key not in keys:
+            hint = difflib.get_close_matches(key, list(keys), n=1)
             extra = f" (did you mean '{prefix}{hint[0]}'?)" if hint else ""
             raise ConfigError(f"{where}: unknown key '{prefix}{key}'{extra}")
-        kwargs[attr] = _coerce(value, hints[attr], prefix + key, where)
+        kwargs[keys[key]] = _coerce(value, hints[keys[key]], prefix + key, where)
     return cls(**kwargs)
+
+
+def as_table(cfg: "StageConfig") -> Dict[str, Any]:
+    """A StageConfig as the plain dict of its TOML form (the inverse of stage_from_dict)."""
+    table = dataclasses.asdict(cfg)
+    table["stage"] = table.pop("kind")
+    table["finetune"]["from"] = table["finetune"].pop("source")
+    return table
 
 
 def _deep_merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
@@ -366,13 +380,12 @@ def expand(stage: StageConfig, source_variants: Optional[List[Variant]] = None) 
     out = []
     for parent in parents:
         for point in points:
-            table = dataclasses.asdict(stage)
+            table = as_table(stage)
             sweep = dict(parent.sweep) if parent else {}
             for key, value in zip(keys, point):
                 _set_dotted(table, key, value)
                 sweep[key] = value
             table["sweep"] = {}
-            table["finetune"] = {("from" if k == "source" else k): v for k, v in table["finetune"].items()}
             cfg = stage_from_dict(table, f"stage '{stage.name}'")
             suffix = "".join(f"_{_short(k)}={_fmt(v)}" for k, v in sweep.items())
             per_variant = cfg.thesis.pop("variants", {})
@@ -383,9 +396,7 @@ def expand(stage: StageConfig, source_variants: Optional[List[Variant]] = None) 
 
 def to_toml(cfg: StageConfig) -> str:
     """Serialise a StageConfig as TOML (the resolved ``config.toml`` of a fold)."""
-    table = dataclasses.asdict(cfg)
-    table["stage"] = table.pop("kind")
-    table["finetune"] = {("from" if k == "source" else k): v for k, v in table["finetune"].items()}
+    table = as_table(cfg)
     lines: List[str] = []
     for key, value in table.items():
         if not isinstance(value, dict):

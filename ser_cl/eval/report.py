@@ -19,8 +19,8 @@ Rules (also in the README):
 * Means +- standard deviations are over folds; std is the population one (``np.std``, ddof=0;
   the thesis does not say which). UA, WA, Recall@1 and k-means F1 are percentages, NMI a
   fraction in [0, 1].
-* In a sweep (an experiment with more than one variant) the complete variant with the highest
-  mean validation UA is the best one (``best`` column; `` *`` after its name in Markdown).
+* In a sweep (two or more variants of one experiment with the same stage kind and scoring
+  method) the complete variant with the highest mean validation UA is the best one (``best`` column; `` *`` after its name in Markdown).
   Ties go to the first in table order; incomplete variants are never chosen.
 """
 
@@ -410,10 +410,12 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
         row["notes"] = list(result.notes)
         rows.append(row)
 
-    by_experiment: Dict[str, List[Dict[str, Any]]] = {}
+    # a sweep = the variants of one experiment trained the same way and scored the same way
+    # (so a pretraining's SVM never competes with a fine-tuning's classifier head)
+    sweeps: Dict[Any, List[Dict[str, Any]]] = {}
     for row in rows:
-        by_experiment.setdefault(row["experiment"], []).append(row)
-    for group in by_experiment.values():
+        sweeps.setdefault((row["experiment"], row["stage"], row["method"]), []).append(row)
+    for group in sweeps.values():
         if len(group) < 2:
             continue
         candidates = [row for row in group if row["complete"] and row["val_ua_mean"] is not None]

@@ -32,7 +32,7 @@ from ser_cl.data.store import FeatureStore
 from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.metrics import classification_report
 from ser_cl.io import write_json, write_text
-from ser_cl.models import ModelConfig, SERModel
+from ser_cl.models import PRESETS, ModelConfig, SERModel
 from ser_cl.train import distributed
 from ser_cl.train.checkpoint import load_checkpoint, model_config_from_dict, save_checkpoint
 from ser_cl.train.objective import compute_loss
@@ -53,8 +53,6 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
     """The ModelConfig of a train/pretrain stage: preset, then the fields set in [model]."""
-    from ser_cl.models import PRESETS
-
     if cfg.model.preset not in PRESETS:
         raise ValueError(f"model.preset must be one of {', '.join(PRESETS)}, got '{cfg.model.preset}'")
     fields = dict(PRESETS[cfg.model.preset])
