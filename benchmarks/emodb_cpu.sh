@@ -22,3 +22,12 @@ timed ce_baseline "$CLI" run experiments/ce_baseline.toml "${common[@]}"
 timed ce_aug "$CLI" run experiments/ce_aug.toml "${common[@]}"
 timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
 "$CLI" report "$RUNS"
+# training time of each run (also after a resumed run): the per-epoch seconds in metrics.jsonl
+.venv/bin/python - "$RUNS" <<'PY'
+import json, pathlib, sys
+runs = pathlib.Path(sys.argv[1])
+for info in sorted(runs.glob("*/*/run.json")):
+    lines = [l for f in info.parent.glob("fold-*/metrics.jsonl") for l in f.read_text().splitlines()]
+    secs = sum(json.loads(l)["seconds"] for l in lines)
+    print(f"{info.parent.relative_to(runs)}: {len(lines)} epochs, {secs / 60:.1f} min of training epochs")
+PY
