@@ -198,7 +198,8 @@ def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_
     from ser_cl.train.run import run_variant, select_stages
 
     try:
-        planned = select_stages(experiment, kinds, list(set_) + list(extra_overrides), stage, preset)
+        planned = select_stages(experiment, kinds, list(set_) + list(extra_overrides), [stage] if stage else None,
+                                preset)
         if dry_run:
             _print_plan(planned)
             return

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from ser_cl.config import ConfigError
 from ser_cl.eval.run_probe import probe_run
 from ser_cl.train import distributed
 from ser_cl.train.run import PlannedStage, run_variant, select_stages
@@ -20,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def plan_experiment(experiment: str | Path, overrides: Sequence[str] = (), preset: Optional[str] = None,
                     stages: Optional[Sequence[str]] = None) -> List[PlannedStage]:
     """All stages of the file (or only those named), their sweeps expanded."""
-    planned = select_stages(experiment, ("train", "pretrain", "finetune"), list(overrides), None, preset)
-    unknown = set(stages or []) - {p.stage.name for p in planned}
-    if unknown:
-        raise ConfigError(f"{experiment}: no stage named {', '.join(sorted(unknown))} "
-                          f"(stages: {', '.join(p.stage.name for p in planned)})")
-    return [p for p in planned if not stages or p.stage.name in stages]
+    return select_stages(experiment, ("train", "pretrain", "finetune"), list(overrides), stages, preset)
 
 
 def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None,

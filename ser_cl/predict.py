@@ -6,7 +6,6 @@ complete folds (an ensemble of the cross-validation models).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -17,6 +16,7 @@ from ser_cl.data.audio import AudioError, load_audio
 from ser_cl.data.features import log_spectrogram
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.loop import resolve_device
+from ser_cl.train.run import fold_is_complete
 
 
 def find_checkpoints(model_path: str | Path) -> List[Path]:
@@ -28,11 +28,7 @@ def find_checkpoints(model_path: str | Path) -> List[Path]:
         return [path / "best.pt"]
     found = []
     for fold_dir in sorted(path.glob("fold-*")):
-        try:
-            done = json.loads((fold_dir / "metrics.json").read_text()).get("status") == "complete"
-        except (OSError, ValueError):
-            done = False
-        if done and (fold_dir / "best.pt").is_file():
+        if fold_is_complete(fold_dir) and (fold_dir / "best.pt").is_file():
             found.append(fold_dir / "best.pt")
     if not found:
         raise FileNotFoundError(f"{path}: no checkpoint: expected a .pt file, a fold dir with best.pt, "

@@ -20,6 +20,7 @@ from ser_cl.eval.probe import probe_embeddings
 from ser_cl.io import save_npy, write_json, write_text
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.loop import resolve_device
+from ser_cl.train.run import fold_is_complete
 
 PARTS = ("train", "val", "test")
 
@@ -80,11 +81,7 @@ def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_sp
             if folds and k not in folds:
                 continue
             fdir = vdir / name
-            try:
-                done = json.loads((fdir / "metrics.json").read_text()).get("status") == "complete"
-            except (OSError, ValueError):
-                done = False
-            if not done:
+            if not fold_is_complete(fdir):
                 tqdm.write(f"{fdir}: not trained to completion (no complete metrics.json); skipped")
                 continue
             if skip_done and (fdir / "probe.json").is_file():

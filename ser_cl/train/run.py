@@ -27,6 +27,14 @@ class PlannedStage:
     variants: List[Variant]
 
 
+def fold_is_complete(fold_dir: Path) -> bool:
+    """Whether training wrote the fold's completion marker (metrics.json, status "complete")."""
+    try:
+        return json.loads((Path(fold_dir) / "metrics.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
 def variant_dir(cfg: StageConfig, variant_name: str) -> Path:
     return Path(cfg.runs_dir) / cfg.experiment / variant_name
 
@@ -93,15 +101,15 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
 
 
 def select_stages(path: str | Path, kinds: Sequence[str], overrides: List[str],
-                  stage_name: Optional[str] = None, preset: Optional[str] = None) -> List[PlannedStage]:
-    """Plan the experiment and keep the stages of the given kinds (or the one named)."""
+                  stage_names: Optional[Sequence[str]] = None, preset: Optional[str] = None) -> List[PlannedStage]:
+    """Plan the experiment and keep the stages of the given kinds (or those named)."""
     planned = plan(load_experiment(path, overrides, preset))
-    if stage_name is not None:
-        chosen = [p for p in planned if p.stage.name == stage_name]
-        if not chosen:
-            raise ConfigError(f"{path}: no stage named '{stage_name}' (stages: "
-                              f"{', '.join(p.stage.name for p in planned)})")
-        return chosen
+    if stage_names:
+        unknown = set(stage_names) - {p.stage.name for p in planned}
+        if unknown:
+            raise ConfigError(f"{path}: no stage named {', '.join(sorted(unknown))} "
+                              f"(stages: {', '.join(p.stage.name for p in planned)})")
+        return [p for p in planned if p.stage.name in stage_names]
     chosen = [p for p in planned if p.stage.kind in kinds]
     if not chosen:
         listing = ", ".join(f"{p.stage.name} ({p.stage.kind})" for p in planned)
