@@ -1,69 +1,115 @@
-"""Training throughput of the thesis encoder: utterances per second for CE, SupCon and
-self-supervised NT-Xent, on the CPU and (when present) the GPU.
+"""Training throughput of the thesis encoder, utterances per second, two ways:
 
-Data are random log-spectrogram-like batches already on the device (~450 frames, 257 bins), so
-the figure is the model's speed, not the data pipeline's. One step = forward + backward + Adam.
-A self-supervised NT-Xent step counts each utterance once (it runs 2 augmented views of it).
+* model: batches already on the device (random ~450-frame log-spectrograms), so the figure is
+  the model's speed alone (forward + backward + Adam);
+* e2e:   end to end from a prepared feature store, exactly as ``ser-cl train`` runs: epoch
+  planning, the background gather (or the store held on the GPU), the copies, SpecAugment /
+  2 views, the step. It also prints the share of the step time spent waiting for data.
 
-    python benchmarks/train_throughput.py                      # CPU, and CUDA if available
-    python benchmarks/train_throughput.py --devices cuda --steps 30 --batch-sizes 32,128
-    python benchmarks/train_throughput.py --preset small       # the fast CPU encoder
+CE, SupCon and self-supervised NT-Xent (2 views per utterance, counted once), at batch 32 and
+128, on the CPU and on CUDA (bf16 autocast there). ``--parallel N`` runs N processes at once
+on the device (as ``ser-cl run --devices cuda:0,cuda:0,...`` does with folds) and sums them.
+
+    python benchmarks/train_throughput.py                       # CPU, and CUDA if present
+    python benchmarks/train_throughput.py --devices cuda --steps 40 --data data/emodb
+    python benchmarks/train_throughput.py --devices cuda --losses ce --batch-sizes 32 --parallel 4
+    python benchmarks/train_throughput.py --preset small --devices cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from ser_cl.config import AugmentConfig, LossConfig, StageConfig
-from ser_cl.models import PRESETS, SERModel
-from ser_cl.train.checkpoint import model_config_from_dict
-from ser_cl.train.loop import _augment
-from ser_cl.train.objective import compute_loss
+from ser_cl.config import stage_from_dict
+from ser_cl.data.loader import BatchLoader, plan_epoch, store_fits_on_device
+from ser_cl.data.store import FeatureStore
+from ser_cl.models import SERModel
+from ser_cl.train.loop import TrainStep, make_optimizer, model_config_for, phases_of, set_trainable, train_step
+from ser_cl.train.objective import Objective
 
 LOSSES = {
-    "ce": (LossConfig(name="ce"), True, AugmentConfig()),
-    "supcon": (LossConfig(name="supcon", tau=0.1), False, AugmentConfig()),
-    "selfsup_ntxent": (LossConfig(name="selfsup_ntxent", tau=0.5), False, AugmentConfig(enabled=True, multiview=True)),
+    "ce": {"stage": "train"},
+    "supcon": {"stage": "pretrain", "loss": {"name": "supcon", "tau": 0.1}},
+    "selfsup_ntxent": {"stage": "pretrain", "loss": {"name": "selfsup_ntxent", "tau": 0.5},
+                       "augment": {"enabled": True, "multiview": True}},
 }
 
 
-def measure(device: torch.device, loss_name: str, batch: int, frames: int, steps: int, warmup: int,
-            preset: str, amp: bool) -> float:
-    loss_cfg, with_head, aug = LOSSES[loss_name]
-    fields = dict(PRESETS[preset])
-    fields["normalize"] = not with_head
-    model = SERModel(model_config_from_dict(fields), n_classes=4).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def random_store(root: Path, n_utts: int = 600, mean_frames: int = 450, seed: int = 0) -> Path:
+    """A feature store of random log-spectrogram-like frames (lengths ~ mean +- 30%), 4 classes."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(int(0.7 * mean_frames), int(1.3 * mean_frames) + 1, n_utts)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    feats = (rng.standard_normal((int(offsets[-1]), 257), dtype=np.float32) * 2 - 8).astype(np.float16)
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "features.npy", feats)
+    np.save(root / "offsets.npy", offsets)
+    classes = ["neutral", "happy", "sad", "angry"]
+    rows = ["utt_id,path,speaker,session,gender,label,n_frames,duration_s,corpus_label"]
+    for i, n in enumerate(lengths):
+        c = classes[i % 4]
+        rows.append(f"u{i},u{i}.wav,s{i % 10},,,{c},{n},{n / 100:.2f},{c}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (root / "prepare.json").write_text(json.dumps({"classes": classes, "corpus": "random"}))
+    return root
+
+
+def measure(store: FeatureStore, device: torch.device, loss: str, batch: int, steps: int, warmup: int,
+            preset: str, amp: bool, mode: str, gru_impl: str, on_device) -> dict:
+    table = {"model": {"preset": preset, "gru_impl": gru_impl}, "optim": {"batch_size": batch, "amp": amp},
+             **LOSSES[loss]}
+    cfg = stage_from_dict(table, "benchmark")
+    torch.manual_seed(0)
+    model = SERModel(model_config_for(cfg, store.n_freq), len(store.classes)).to(device).train()
+    objective = Objective(cfg.loss, cfg.has_head)
+    set_trainable(model, cfg, phases_of(cfg, 1)[0], objective)
+    optimizer, _ = make_optimizer(model, cfg, device)
+    step_module = TrainStep(model, objective)
     gen = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(batch, frames, 257, device=device) - 5.0
-    # mean-length batching (thesis): lengths near the batch length, some padded
-    lengths = torch.randint(int(0.7 * frames), frames + 1, (batch,))  # on the CPU, as in training
-    lengths[0] = frames
-    labels = torch.randint(0, 4, (batch,), device=device)
-    stage = StageConfig(augment=aug, loss=loss_cfg)
-    use_amp = amp and device.type == "cuda"
+    rng = np.random.default_rng(0)
+    indices = np.arange(len(store))
+    on_device = store_fits_on_device(store, device) if on_device is None else on_device
+    loader = BatchLoader(store, device, on_device=on_device)
 
-    def step() -> None:
-        xb, lb, yb = _augment(x, lengths, labels, stage, gen)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = compute_loss(model, xb, lb, yb, loss_cfg, 0, 1, with_head)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
+    def plans(n):
+        out = []
+        while len(out) < n:
+            out += [p for p in plan_epoch(store.lengths, indices, batch, rng) if len(p.rows) == batch]
+        return out[:n]
 
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    if mode == "model":  # the same batches, gathered once and kept on the device
+        fixed = list(loader(plans(4)))
+
+        def batches(n):
+            return (fixed[i % len(fixed)] for i in range(n))
+    else:
+        def batches(n):
+            return loader(plans(n))
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for b in batches(warmup):
+        train_step(step_module, optimizer, b, cfg, gen, device)
+    sync()
+    loader.wait_seconds = 0.0
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - t0)
+    for b in batches(steps):
+        train_step(step_module, optimizer, b, cfg, gen, device)
+    sync()
+    wall = time.perf_counter() - t0
+    return {"utt_s": batch * steps / wall, "wait": loader.wait_seconds / wall if mode == "e2e" else 0.0,
+            "store": "gpu" if loader.on_device else "host"}
 
 
 def main() -> None:
@@ -71,27 +117,62 @@ def main() -> None:
     ap.add_argument("--devices", default="auto", help="comma list of cpu,cuda (auto: cpu and cuda if present)")
     ap.add_argument("--losses", default="ce,supcon,selfsup_ntxent")
     ap.add_argument("--batch-sizes", default="32,128")
-    ap.add_argument("--frames", type=int, default=450)
-    ap.add_argument("--steps", type=int, default=0, help="timed steps (default: 2 on CPU, 30 on CUDA)")
-    ap.add_argument("--preset", default="thesis", choices=sorted(PRESETS))
+    ap.add_argument("--modes", default="model,e2e")
+    ap.add_argument("--data", help="a prepared DATA_DIR for e2e (default: a random ~450-frame store)")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps (default: 3 on CPU, 40 on CUDA)")
+    ap.add_argument("--preset", default="thesis")
+    ap.add_argument("--gru-impl", default="packed", choices=["packed", "padded"])
+    ap.add_argument("--store-on-device", choices=["auto", "yes", "no"], default="auto")
     ap.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    ap.add_argument("--parallel", type=int, default=1, help="N processes at once on the device; sums their utt/s")
+    ap.add_argument("--json", action="store_true", help="one JSON line per measurement (used by --parallel)")
     args = ap.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+    devices = (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])) if args.devices == "auto" \
         else args.devices.split(",")
     torch.backends.cudnn.benchmark = True
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, preset {args.preset}, "
-          f"{args.frames} frames")
-    if torch.cuda.is_available():
-        print(f"GPU: {torch.cuda.get_device_name(0)}")
-    print(f"{'device':6s} {'loss':15s} {'batch':>5s} {'utt/s':>9s}")
+    tmp = None
+    if args.data:
+        data = Path(args.data)
+    else:
+        tmp = tempfile.TemporaryDirectory()
+        data = random_store(Path(tmp.name) / "store")
+    store = FeatureStore(data)
+    on_device = {"auto": None, "yes": True, "no": False}[args.store_on_device]
+    if not args.json:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, preset {args.preset}, "
+              f"gru {args.gru_impl}, store {data} ({len(store)} utterances, mean {store.lengths.mean():.0f} frames)")
+        if torch.cuda.is_available():
+            print(f"GPU: {torch.cuda.get_device_name(0)}")
+        print(f"{'device':6s} {'loss':15s} {'batch':>5s} {'mode':5s} {'procs':>5s} {'utt/s':>9s} {'data wait':>9s} store")
     for dev in devices:
         device = torch.device(dev)
-        steps = args.steps or (30 if device.type == "cuda" else 2)
-        warmup = 5 if device.type == "cuda" else 1
-        for loss_name in args.losses.split(","):
+        steps = args.steps or (40 if device.type == "cuda" else 3)
+        warmup = 8 if device.type == "cuda" else 1
+        for loss in args.losses.split(","):
             for batch in (int(b) for b in args.batch_sizes.split(",")):
-                ups = measure(device, loss_name, batch, args.frames, steps, warmup, args.preset, not args.no_amp)
-                print(f"{dev:6s} {loss_name:15s} {batch:5d} {ups:9.1f}", flush=True)
+                for mode in args.modes.split(","):
+                    if args.parallel > 1:
+                        res = _parallel(args, dev, loss, batch, mode, str(data))
+                    else:
+                        res = measure(store, device, loss, batch, steps, warmup, args.preset, not args.no_amp,
+                                      mode, args.gru_impl, on_device)
+                    if args.json:
+                        print(json.dumps(res), flush=True)
+                    else:
+                        print(f"{dev:6s} {loss:15s} {batch:5d} {mode:5s} {args.parallel:5d} {res['utt_s']:9.1f} "
+                              f"{100 * res['wait']:8.1f}% {res['store']}", flush=True)
+
+
+def _parallel(args, dev: str, loss: str, batch: int, mode: str, data: str) -> dict:
+    """Run the same measurement in N processes at once; the sum of their utt/s."""
+    cmd = [sys.executable, __file__, "--json", "--devices", dev, "--losses", loss, "--batch-sizes", str(batch),
+           "--modes", mode, "--data", data, "--preset", args.preset, "--gru-impl", args.gru_impl,
+           "--store-on-device", args.store_on_device] + (["--steps", str(args.steps)] if args.steps else []) \
+        + (["--no-amp"] if args.no_amp else [])
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(args.parallel)]
+    results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    return {"utt_s": sum(r["utt_s"] for r in results), "wait": max(r["wait"] for r in results),
+            "store": results[0]["store"]}
 
 
 if __name__ == "__main__":

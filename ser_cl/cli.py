@@ -10,7 +10,10 @@ import typer
 
 from ser_cl import __version__
 
+from ser_cl.cli_style import ClickStyleGroup
+
 app = typer.Typer(
+    cls=ClickStyleGroup,
     help=(
         "ser-cl: speech emotion recognition with contrastive learning.\n\n"
         "Typical flow: ser-cl synth data/synth-raw; ser-cl prepare data/synth-raw --out data/synth; "
@@ -59,14 +62,24 @@ def prepare(
     ),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all CPU cores)."),
     min_duration: float = typer.Option(0.25, "--min-duration", help="Skip utterances shorter than this (seconds)."),
+    features: str = typer.Option(
+        "spectrogram", "--features",
+        help="Front-end: 'spectrogram' (the thesis' 257-bin log-power spectrogram) or 'mel' (log-mel filterbank).",
+    ),
+    n_mels: Optional[int] = typer.Option(None, "--n-mels", help="Mel bands (--features mel; default 64)."),
+    f_min: Optional[float] = typer.Option(None, "--f-min", help="Lowest mel filter edge in Hz (--features mel; default 0)."),
+    f_max: Optional[float] = typer.Option(None, "--f-max", help="Highest mel filter edge in Hz, <= 8000 (--features mel; default 8000)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Compute log-spectrogram features of a corpus into a feature store DATA_DIR.
+    """Compute the features of a corpus into a feature store DATA_DIR.
 
-    Writes manifest.csv, features.npy (float16, frames x 257), offsets.npy and
-    prepare.json (written last: its presence marks a complete store).
+    Writes manifest.csv, features.npy (float16, frames x 257 for the
+    spectrogram, frames x n_mels for --features mel), offsets.npy and
+    prepare.json (written last: its presence marks a complete store;
+    its "features" holds the front-end's parameters).
     Bad audio files are skipped and listed in prepare.json.
     Re-running into the same DATA_DIR reuses DATA_DIR/cache/.
+    Prepare each front-end into its own DATA_DIR to keep them side by side.
 
     Examples:
 
@@ -74,16 +87,22 @@ def prepare(
 
       ser-cl prepare /data/emodb --out data/emodb --jobs 4
 
+      ser-cl prepare /data/emodb -o data/emodb-mel64 --features mel --n-mels 64
+
+      ser-cl prepare /data/emodb -o data/emodb-mel40 --features mel --n-mels 40 --f-min 50 --f-max 7600
+
       ser-cl prepare /data/IEMOCAP -o data/iem5 --classes neu,hap+exc,sad,ang,fru
 
       ser-cl prepare my_manifest.csv --out data/mine --classes all
     """
     from ser_cl.data.corpora import CorpusError
+    from ser_cl.data.features import feature_params
     from ser_cl.data.prepare import prepare as run_prepare
 
     try:
+        params = feature_params(features, n_mels=n_mels, f_min=f_min, f_max=f_max)
         result = run_prepare(corpus_dir, out, corpus=corpus, classes=classes, jobs=jobs,
-                             min_duration=min_duration, progress=not quiet)
+                             min_duration=min_duration, progress=not quiet, features=params)
     except (CorpusError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
@@ -194,21 +213,40 @@ def _print_plan(planned) -> None:
             typer.echo(f"{p.stage.kind:9s} {variant_dir(v.config, v.name)}{src}")
 
 
-def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_overrides=()) -> None:
+def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_overrides=(), restart=False) -> None:
     from ser_cl.train.run import run_variant, select_stages
 
     try:
         planned = select_stages(experiment, kinds, list(set_) + list(extra_overrides), [stage] if stage else None,
                                 preset)
         if dry_run:
+            _check_data(planned)
             _print_plan(planned)
             return
         for p in planned:
             for v in p.variants:
-                out = run_variant(v, fold, device)
+                out = run_variant(v, fold, device, restart=restart)
                 typer.echo(f"done: {out}")
+                _print_summary(out)
     except TRAIN_ERRORS as err:
         _fail(err)
+
+
+def _check_data(planned) -> None:
+    """A dry run fails where training would: every stage's data.dir must be a prepared store."""
+    from ser_cl.data.store import FeatureStore
+
+    for data_dir in dict.fromkeys(v.config.data.dir for p in planned for v in p.variants):
+        FeatureStore(data_dir)  # raises the one-line "prepare.json is missing ...; run `ser-cl prepare ...`"
+
+
+def _print_summary(variant_dir: Path) -> None:
+    from ser_cl.eval.summary import summarize_variant
+    from ser_cl.train.distributed import is_main
+
+    if is_main():
+        for line in summarize_variant(variant_dir):
+            typer.echo(line)
 
 
 _EXP = typer.Argument(..., help="Experiment TOML file (see experiments/).")
@@ -218,12 +256,14 @@ _DEVICE = typer.Option(None, "--device", help="auto (CUDA if present, else CPU),
 _STAGE = typer.Option(None, "--stage", help="Run only the stage of this name.")
 _PRESET = typer.Option(None, "--preset", help=PRESET_HELP)
 _DRY = typer.Option(False, "--dry-run", help="Print the variants and run directories, train nothing.")
+_RESTART = typer.Option(False, "--restart", help="Clear the selected folds and train them afresh (e.g. after "
+                        "changing the config: a fold trained under another config is otherwise refused).")
 
 
 @app.command()
 def train(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
           device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
-          dry_run: bool = _DRY) -> None:
+          dry_run: bool = _DRY, restart: bool = _RESTART) -> None:
     """Train the encoder + linear head with cross-entropy (optionally + lambda*SupCon + beta*NT-Xent).
 
     Writes runs/<experiment>/<variant>/fold-NN/ (config.toml, best.pt, last.pt, metrics.jsonl,
@@ -231,18 +271,18 @@ def train(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Opti
 
     Example: ser-cl train experiments/ce_baseline.toml --set data.dir=data/iemocap --fold 1
     """
-    _train(("train",), experiment, fold, set_ or [], device, stage, preset, dry_run)
+    _train(("train",), experiment, fold, set_ or [], device, stage, preset, dry_run, restart=restart)
 
 
 @app.command()
 def pretrain(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
              device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
-             dry_run: bool = _DRY) -> None:
+             dry_run: bool = _DRY, restart: bool = _RESTART) -> None:
     """Train the encoder alone with a contrastive loss (triplet, smooth triplet, NT-Xent, SupCon, self-supervised NT-Xent).
 
     Example: ser-cl pretrain experiments/selfsup_ntxent.toml --set data.dir=data/iemocap
     """
-    _train(("pretrain",), experiment, fold, set_ or [], device, stage, preset, dry_run)
+    _train(("pretrain",), experiment, fold, set_ or [], device, stage, preset, dry_run, restart=restart)
 
 
 @app.command()
@@ -250,18 +290,19 @@ def finetune(experiment: Path = _EXP,
              from_: Optional[Path] = typer.Option(None, "--from", help="Pretrained run dir runs/<experiment>/<variant>."),
              fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
              device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
-             dry_run: bool = _DRY) -> None:
+             dry_run: bool = _DRY, restart: bool = _RESTART) -> None:
     """Fine-tune a pretrained encoder with a linear head and cross-entropy (frozen encoder first, then all).
 
     Example: ser-cl finetune experiments/selfsup_ntxent.toml --stage ft_ce_aug --from runs/selfsup_ntxent/pretrain
     """
     extra = [f"finetune.from={json.dumps(str(from_))}"] if from_ is not None else []
-    _train(("finetune",), experiment, fold, set_ or [], device, stage, preset, dry_run, extra)
+    _train(("finetune",), experiment, fold, set_ or [], device, stage, preset, dry_run, extra, restart=restart)
 
 
 @app.command()
 def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
         device: Optional[str] = _DEVICE, preset: Optional[str] = _PRESET, dry_run: bool = _DRY,
+        restart: bool = _RESTART,
         stage: Optional[List[str]] = typer.Option(None, "--stage", help="Run only these stages (repeatable); "
                                                   "the stages they fine-tune must have run before."),
         report_format: str = typer.Option("md", "--format", help="Report format: md, csv or json."),
@@ -279,15 +320,17 @@ def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Option
     try:
         planned = plan_experiment(experiment, set_ or [], preset, stage)
         if dry_run:
+            _check_data(planned)
             _print_plan(planned)
             return
         if devices:
             argv = [str(experiment)] + [a for s in (set_ or []) for a in ("--set", s)]
             argv += (["--preset", preset] if preset else []) + [a for s in (stage or []) for a in ("--stage", s)]
+            argv += ["--restart"] if restart else []
             run_on_devices(argv, devices.split(","), fold_count(planned), fold)
             exp_dir = Path(planned[0].stage.runs_dir) / planned[0].stage.experiment
         else:
-            exp_dir = run_experiment(planned, fold, device)
+            exp_dir = run_experiment(planned, fold, device, restart=restart)
     except TRAIN_ERRORS as err:
         _fail(err)
     from ser_cl.train.distributed import is_main
@@ -314,7 +357,7 @@ def quickstart(out: Path = typer.Option(Path("data/quickstart"), "--out", help="
         exp_dir = run_quickstart(out, runs_dir, per_speaker, device)
     except TRAIN_ERRORS as err:
         _fail(err)
-    _print_report(exp_dir, "md", None)
+    _print_report(exp_dir, "md", None, plots_hint=False)  # the demo does not nag about matplotlib
 
 
 @app.command()
@@ -353,8 +396,8 @@ def report(runs_dir: Path = typer.Argument(Path("runs"), help="The runs dir, or 
 
 
 def _print_report(runs_dir: Path, fmt: str, out: Optional[Path], plots_dir: Optional[Path] = None,
-                  plots: bool = True) -> None:
-    from ser_cl.eval.report import write_report
+                  plots: bool = True, plots_hint: bool = True) -> None:
+    from ser_cl.eval.report import PLOTS_HINT, write_report
 
     try:
         res = write_report(runs_dir, fmt, out, plots=plots, plots_dir=plots_dir)
@@ -365,7 +408,8 @@ def _print_report(runs_dir: Path, fmt: str, out: Optional[Path], plots_dir: Opti
     else:
         typer.echo(f"wrote {out}")
     for line in res.messages:
-        typer.echo(line, err=True)
+        if plots_hint or line != PLOTS_HINT:
+            typer.echo(line, err=True)
 
 
 @app.command()

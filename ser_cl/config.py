@@ -38,6 +38,8 @@ class DataConfig:
     protocol: str = "auto"  # session10 | session5 | speaker | auto
     max_frames: int = 0  # crop training batches to at most this many frames (0 = no cap)
     eval_batch_size: int = 64
+    store_on_device: Optional[bool] = None  # hold the whole store on the GPU (unset: when it fits easily)
+    prefetch: int = 3  # batches gathered ahead of the step by the background thread
 
 
 @dataclass
@@ -53,7 +55,12 @@ class ModelSection:
     transformer_dropout: Optional[float] = None
     normalize: Optional[bool] = None  # None: True for contrastive pretraining, False otherwise
     proj_dim: Optional[int] = None
-    input_norm: Optional[str] = None  # none (thesis) | utterance: per-utterance, per-bin standardisation
+    input_norm: Optional[str] = None  # none (thesis) | utterance | global (the fold's training speakers' stats)
+    pooling: Optional[str] = None  # mean (thesis) | attention | stats
+    gru_impl: Optional[str] = None  # packed | padded (both exact; speed only)
+    conv1_kernel: Optional[List[int]] = None  # [freq, time]; thesis [41, 21]
+    conv2_kernel: Optional[List[int]] = None  # thesis [21, 11]
+    freq_kernels: str = "fixed"  # fixed | scaled: frequency kernels x n_freq / 257 (for log-mel front-ends)
 
 
 @dataclass
@@ -67,6 +74,11 @@ class LossConfig:
     supcon_tau: float = 0.1
     selfsup_weight: float = 0.0  # beta in L = CE + lambda * SupCon + beta * NT-Xent (4.4.5)
     selfsup_tau: float = 0.5
+    barlow_lambda: float = 5e-3  # barlow_twins: weight of the off-diagonal terms (Zbontar et al. 2021)
+    vicreg_sim: float = 25.0  # vicreg: invariance weight (lambda of Bardes et al. 2022)
+    vicreg_var: float = 25.0  # vicreg: variance weight (mu; multiplies the mean over the 2 views)
+    vicreg_cov: float = 1.0  # vicreg: covariance weight (nu)
+    gather_distributed: bool = True  # torchrun: contrastive negatives from every process's batch
 
 
 @dataclass
@@ -81,6 +93,7 @@ class OptimConfig:
     early_stop: int = 0  # stop after this many epochs without improvement (0 = never; thesis)
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     seed: int = 0
+    sync_batchnorm: bool = False  # torchrun: BatchNorm statistics over the global batch
 
 
 @dataclass
@@ -97,6 +110,8 @@ class FinetuneConfig:
     # stage needs it; a pretrain stage with it starts from that encoder (e.g. SupCon after NT-Xent)
     source: str = ""
     freeze_epochs: int = 10  # finetune: encoder frozen for these epochs, then all parameters train
+    freeze_min_steps: int = 0  # ... and for at least this many optimiser steps (small corpora; 0 = off)
+    head_lr: Optional[float] = None  # the classifier head's lr when fine-tuning (unset: optim.lr)
 
 
 @dataclass
@@ -143,7 +158,7 @@ SECTIONS = {
     "finetune": FinetuneConfig,
 }
 STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "device", "probe")
-LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent")
+LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent", "barlow_twins", "vicreg")
 MINING = ("all", "semihard", "hard", "semihard-hard")
 PROTOCOLS = ("auto", "session10", "session5", "speaker")
 
@@ -236,6 +251,41 @@ def parse_override(text: str) -> Tuple[str, Any]:
     return key, value
 
 
+def check_override(text: str, key: str, value: Any) -> None:
+    """Raise a ConfigError that blames ``--set TEXT`` when its key is unknown or its value mistyped.
+
+    Done before the override is merged, so that such a mistake is never reported against the
+    experiment file (whose own keys are checked, and blamed on it, by ``stage_from_dict``).
+    """
+    where = f"--set {text}"
+    parts = key.split(".")
+    dotted = [f"{name}.{k}" for name, cls in SECTIONS.items() for k in _toml_keys(cls)]
+    known = sorted(set(dotted) | set(STAGE_SCALARS) | {"stage"})
+
+    def unknown() -> ConfigError:
+        hint = difflib.get_close_matches(key, known, n=1)
+        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return ConfigError(f"{where}: unknown key '{key}'{extra}")
+
+    head = parts[0]
+    if head in ("thesis", "sweep"):  # free-form tables
+        return
+    if head in SECTIONS:
+        if len(parts) == 1:
+            example = next(iter(_toml_keys(SECTIONS[head])))
+            raise ConfigError(f"{where}: '{head}' is a table; set one of its keys, e.g. --set {head}.{example}=...")
+        keys = _toml_keys(SECTIONS[head])
+        if len(parts) != 2 or parts[1] not in keys:
+            raise unknown()
+        _coerce(value, get_type_hints(SECTIONS[head])[keys[parts[1]]], key, where)
+    elif len(parts) == 1 and head == "stage":
+        _coerce(value, str, key, where)
+    elif len(parts) == 1 and head in STAGE_SCALARS:
+        _coerce(value, get_type_hints(StageConfig)[head], key, where)
+    else:
+        raise unknown()
+
+
 def stage_from_dict(table: Dict[str, Any], where: str) -> StageConfig:
     """Build and validate one StageConfig from a merged plain dict."""
     known = set(SECTIONS) | set(STAGE_SCALARS) | {"thesis", "sweep", "stage", "stages"}
@@ -275,6 +325,13 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.optim.epochs >= 1, "optim.epochs must be >= 1")
     check(cfg.optim.batch_size >= 2, "optim.batch_size must be >= 2")
     check(cfg.optim.lr > 0, "optim.lr must be > 0")
+    check(cfg.data.prefetch >= 1, "data.prefetch must be >= 1")
+    check(cfg.model.freq_kernels in ("fixed", "scaled"), "model.freq_kernels must be fixed or scaled")
+    check(cfg.finetune.head_lr is None or cfg.finetune.head_lr > 0, "finetune.head_lr must be > 0")
+    for key in ("conv1_kernel", "conv2_kernel"):
+        k = getattr(cfg.model, key)
+        check(k is None or (len(k) == 2 and all(isinstance(v, int) and v >= 1 for v in k)),
+              f"model.{key} must be [freq, time], two positive ints, e.g. [41, 21]")
     if cfg.kind in ("train", "finetune"):
         check(cfg.loss.name == "ce", f"a {cfg.kind} stage trains the classifier: loss.name must be 'ce' "
               "(add SupCon / NT-Xent with loss.supcon_weight / loss.selfsup_weight)")
@@ -324,6 +381,8 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
     raw = _read_toml(path, "experiment file")
     preset_table = _read_toml(resolve_preset(preset), "preset") if preset else {}
     parsed = [parse_override(o) for o in (overrides or [])]
+    for text, (key, value) in zip(overrides or [], parsed):
+        check_override(text, key, value)
     raw.setdefault("experiment", path.stem)
     stage_tables = raw.pop("stages", None)
     if stage_tables is None:

@@ -23,15 +23,16 @@ def plan_experiment(experiment: str | Path, overrides: Sequence[str] = (), prese
 
 
 def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None,
-                   device: Optional[str] = None, progress: bool = True) -> Optional[Path]:
+                   device: Optional[str] = None, progress: bool = True, restart: bool = False) -> Optional[Path]:
     """Train every variant of every stage in order, probing those with ``probe = true``.
 
-    Returns the experiment's run directory (``runs/<experiment>``).
+    ``restart`` clears the selected folds of every stage before training them. Returns the
+    experiment's run directory (``runs/<experiment>``).
     """
     exp_dir = None
     for p in planned:
         for v in p.variants:
-            out = run_variant(v, folds, device, progress=progress)
+            out = run_variant(v, folds, device, progress=progress, restart=restart)
             exp_dir = out.parent
             if v.config.probe and distributed.is_main():
                 probe_run(out, folds, device or v.config.device, progress=progress, skip_done=True)

@@ -13,10 +13,21 @@ import numpy as np
 import torch
 
 from ser_cl.data.audio import AudioError, load_audio
-from ser_cl.data.features import log_spectrogram
+from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, log_spectrogram
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.loop import resolve_device
 from ser_cl.train.run import fold_is_complete
+
+
+MIN_SAMPLES = WIN_LENGTH  # one 25 ms analysis frame at 16 kHz
+
+
+def model_input(wave_16k: np.ndarray, ckpt: Dict[str, Any]) -> np.ndarray:
+    """The features the model reads, [T, n_freq] float32, for a mono 16 kHz waveform.
+
+    The one place predict computes features; ``ckpt`` is a loaded checkpoint of the model.
+    """
+    return log_spectrogram(wave_16k)
 
 
 def find_checkpoints(model_path: str | Path) -> List[Path]:
@@ -54,9 +65,14 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
     results = []
     for audio in audio_paths:
         try:
-            feats = log_spectrogram(load_audio(audio))
+            wave = load_audio(audio, SAMPLE_RATE)
         except (AudioError, OSError) as err:
             results.append({"path": str(audio), "error": f"cannot read {audio}: {err}"})
+            continue
+        feats = model_input(wave, ckpt)
+        if feats.shape[0] == 0:  # shorter than one analysis frame: nothing for the model to see
+            results.append({"path": str(audio), "error": f"too short: {wave.size / SAMPLE_RATE:.3f} s, "
+                            f"needs at least {MIN_SAMPLES / SAMPLE_RATE:g} s (one {WIN_LENGTH}-sample frame)"})
             continue
         x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
         lengths = torch.tensor([x.shape[1]])

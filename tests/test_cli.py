@@ -131,8 +131,10 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_every_experiment_file_dry_runs(path):
-    out = invoke("run", path, "--dry-run").output.strip().splitlines()
+def test_every_experiment_file_dry_runs(path, synth_data_dir):
+    # a dry run checks data.dir like training does, so it needs a prepared one
+    data = f"data.dir={json.dumps(str(synth_data_dir))}"
+    out = invoke("run", path, "--dry-run", "--set", data).output.strip().splitlines()
     assert out, path
     text = path.read_text()
     n_sweep = 1

@@ -59,6 +59,22 @@ def test_override_wins_and_removes_the_swept_key(tmp_path):
     assert variants[1].config.optim.lr == 1e-4 and variants[1].config.optim.epochs == 7
 
 
+def test_override_mistakes_are_blamed_on_the_override_not_the_file(tmp_path):
+    path = write(tmp_path, 'stage = "train"\n[optim]\nlr = 1e-3\n')
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, ["optim.lrr=1"])
+    assert str(info.value) == "--set optim.lrr=1: unknown key 'optim.lrr' (did you mean 'optim.lr'?)"
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, ["data.dir=d", "optim.epochs=abc"])
+    assert str(info.value) == "--set optim.epochs=abc: key 'optim.epochs' must be int, got 'abc'"
+    with pytest.raises(ConfigError, match=r"^--set optim=3: 'optim' is a table"):
+        load_experiment(path, ["optim=3"])
+    # keys that really are in the file stay blamed on the file, even with overrides given
+    bad = write(tmp_path, 'stage = "train"\n[optim]\nlrr = 1e-3\n')
+    with pytest.raises(ConfigError, match=rf"^{bad}: unknown key 'optim.lrr'"):
+        load_experiment(bad, ["optim.epochs=2"])
+
+
 def test_parse_override_values():
     assert parse_override("optim.lr=1e-4") == ("optim.lr", 1e-4)
     assert parse_override("augment.enabled=true") == ("augment.enabled", True)

@@ -314,6 +314,30 @@ def test_float32_at_tau_001_matches_float64(name):
     assert torch.allclose(v32.double(), v64, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", [n for n in LOSS_NAMES if n != "ce"])
+def test_losses_run_in_float32_under_bf16_autocast(name):
+    """The training step runs under bf16 autocast; a loss must not let it turn z @ z.T into a
+    bfloat16 product (8-bit mantissa: logits off by ~0.4 at tau = 0.01). The reference is the
+    float64 brute force where there is one, else the loss's own float32 value without autocast."""
+    x, labels = raw_batch(6, batch=12)
+    loss = build_loss(name)
+    z32 = F.normalize(x.detach().float(), dim=1)
+    plain = loss(z32, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = loss(z32, labels)
+    assert under.dtype == torch.float32
+    assert torch.equal(under, plain), (under.item(), plain.item())
+    reference = {
+        "supcon": lambda z: brute_supcon(z, labels, 0.1),
+        "ntxent": lambda z: brute_supervised_ntxent(z, labels, 0.1),
+        "smooth_triplet": lambda z: brute_smooth_triplet(z, labels, 0.5),
+        "selfsup_ntxent": lambda z: brute_selfsup_ntxent(z, 0.5),
+    }.get(name)
+    if reference is not None:
+        want = reference(F.normalize(x.detach(), dim=1))
+        assert abs(under.item() - want.item()) < 1e-5
+
+
 # ----------------------------------------------------------------------------- pytorch-metric-learning
 
 
@@ -409,7 +433,7 @@ EDGE_BATCHES = {
 
 
 @pytest.mark.parametrize("case", sorted(EDGE_BATCHES))
-@pytest.mark.parametrize("name", [n for n in LOSS_NAMES if n not in ("ce", "selfsup_ntxent")])
+@pytest.mark.parametrize("name", ["triplet", "smooth_triplet", "ntxent", "supcon"])
 @pytest.mark.parametrize("tau_or_margin", [0.01, 0.5])
 @pytest.mark.parametrize("collapsed", [False, True])
 def test_edge_cases_are_finite(case, name, tau_or_margin, collapsed):
@@ -469,7 +493,9 @@ def test_half_precision_input_is_upcast():
 
 
 def test_loss_names_and_builder():
-    assert LOSS_NAMES == ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent")
+    assert LOSS_NAMES == (
+        "ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent", "barlow_twins", "vicreg"
+    )
     z, labels = random_batch(9)
     assert torch.allclose(build_loss("supcon", tau=0.2)(z, labels), supcon_loss(z, labels, 0.2))
     assert torch.allclose(build_loss("ntxent", tau=0.2)(z, labels), supervised_ntxent_loss(z, labels, 0.2))
@@ -479,13 +505,22 @@ def test_loss_names_and_builder():
     )
     assert torch.allclose(build_loss("selfsup_ntxent", tau=0.2)(z, labels), selfsup_ntxent_loss(z, 0.2))
     assert isinstance(build_loss("supcon"), SupConLoss)
-    assert loss_parameters("triplet") == {"margin": 0.2, "mining": "all", "hard_fraction": 0.2}
+    assert loss_parameters("triplet") == {
+        "margin": 0.2, "mining": "all", "hard_fraction": 0.2, "gather_distributed": False
+    }
+    assert loss_parameters("ce") == {}
+    for name in LOSS_NAMES[1:]:  # every batch-level loss can gather the batches of all processes
+        assert loss_parameters(name)["gather_distributed"] is False
     for name in LOSS_NAMES:
         loss = build_loss(name)
         assert loss.name == name
         assert "thesis" in type(loss).__doc__
     assert build_loss("ce").input == "logits" and build_loss("supcon").input == "embeddings"
     assert build_loss("selfsup_ntxent").multiview and not build_loss("selfsup_ntxent").needs_labels
+    for name in ("barlow_twins", "vicreg"):
+        loss = build_loss(name)
+        assert loss.multiview and not loss.needs_labels and not loss.normalized_input
+    assert all(build_loss(name).normalized_input for name in LOSS_NAMES[1:6])
 
 
 def test_builder_rejects_bad_names_and_parameters():

@@ -210,7 +210,7 @@ def test_input_norm_utterance_is_opt_in_padding_safe_and_scale_invariant():
     """input_norm="utterance" standardises each utterance per bin; the default stays "none"."""
     assert ModelConfig().input_norm == "none" and SMALL.input_norm == "none"
     with pytest.raises(ValueError, match="input_norm"):
-        ModelConfig(input_norm="global")
+        ModelConfig(input_norm="per-speaker")
     model = _model(input_norm="utterance").eval()
     lengths = [40, 1, 9, 23]
     x, lens = _padded(lengths, max_len=45)
@@ -226,3 +226,64 @@ def test_input_norm_utterance_is_opt_in_padding_safe_and_scale_invariant():
         torch.testing.assert_close(shifted, batch[:1], atol=1e-4, rtol=1e-4)
         assert not torch.allclose(_model().eval().embed(x[:1, :40] * gain + offset, lens[:1]),
                                   _model().eval().embed(x[:1, :40], lens[:1]), atol=1e-3)
+
+
+def test_padded_gru_equals_packed_gru_and_ignores_padding():
+    """gru_impl="padded" (per-length reversal for the backward direction) gives the packed GRU's
+    embeddings with the same weights, in train mode with gradients too, and stays padding-safe."""
+    lengths = [40, 37, 9, 23, 40, 1]
+    x, lens = _padded(lengths, max_len=44)
+    x[:, 42:] = 3.0  # garbage beyond every length
+    packed = _model(gru_dropout=0.0, transformer_dropout=0.0).train()
+    padded = _model(gru_dropout=0.0, transformer_dropout=0.0, gru_impl="padded").train()
+    padded.load_state_dict(packed.state_dict())
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ha, hb = packed.embed(xa, lens), padded.embed(xb, lens)
+    torch.testing.assert_close(hb, ha, atol=1e-5, rtol=1e-5)
+    ha.pow(2).sum().backward()
+    hb.pow(2).sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad, atol=1e-5, rtol=1e-4)
+    for (name, pa), pb in zip(packed.named_parameters(), padded.parameters()):
+        torch.testing.assert_close(pb.grad, pa.grad, atol=1e-5, rtol=1e-4, msg=name)
+    padded.eval()
+    with torch.no_grad():
+        batch = padded.embed(x, lens)
+        for i, n in enumerate(lengths):
+            torch.testing.assert_close(padded.embed(x[i:i + 1, :n], lens[i:i + 1])[0], batch[i], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["attention", "stats"])
+def test_pooling_options_ignore_padding(pooling):
+    model = _model(pooling=pooling).eval()
+    lengths = [30, 7, 18]
+    x, lens = _padded(lengths, max_len=33)
+    x[:, 31:] = 4.0
+    with torch.no_grad():
+        batch = model.embed(x, lens)
+        assert batch.shape == (3, model.embed_dim)
+        for i, n in enumerate(lengths):
+            torch.testing.assert_close(model.embed(x[i:i + 1, :n], lens[i:i + 1])[0], batch[i], atol=1e-5, rtol=1e-5)
+
+
+def test_stats_pooling_is_mean_and_std_of_the_frames():
+    model = _model(pooling="stats").eval()
+    x, lens = _padded([25, 12], max_len=25)
+    with torch.no_grad():
+        frames, out_len = model.frames(x, lens)
+        h = model.embed(x, lens)
+    for i in range(2):
+        valid = frames[i, : int(out_len[i])]
+        want = torch.cat([valid.mean(0), torch.sqrt(valid.var(0, unbiased=False) + 1e-5)])
+        torch.testing.assert_close(h[i], want, atol=1e-5, rtol=1e-5)
+
+
+def test_global_input_norm_uses_the_stored_statistics():
+    model = _model(input_norm="global").eval()
+    mean, std = torch.randn(257), torch.rand(257) + 0.5
+    model.set_input_stats(mean, std)
+    ref = _model().eval()
+    x, lens = _padded([20], max_len=20)
+    with torch.no_grad():  # same weights: the normalised model on x == the plain one on (x - mean) / std
+        ref.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("input_")})
+        torch.testing.assert_close(model.embed(x, lens), ref.embed((x - mean) / std, lens), atol=1e-5, rtol=1e-5)
+    assert {"input_mean", "input_std"} <= set(model.state_dict())

@@ -55,7 +55,7 @@ def csv_corpus(tmp_path):
     return root / "list.csv"
 
 
-def _reference_features(path, rate):
+def _reference_features(path, rate, params=None):
     """Independent read (stdlib wave) + scipy resample + the feature function, as float16."""
     from scipy.signal import resample_poly
 
@@ -64,6 +64,10 @@ def _reference_features(path, rate):
         x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, ch).mean(axis=1) / 32768
     if rate != 16000:
         x = resample_poly(x, 320, 441)
+    if params is not None:
+        from ser_cl.data.features import compute_features
+
+        return compute_features(x.astype(np.float32), params).astype(np.float16)
     return log_spectrogram(x.astype(np.float32)).astype(np.float16)
 
 
@@ -165,3 +169,52 @@ def test_cli_prepare_reports_and_fails_in_one_line(csv_corpus, tmp_path):
     bad = runner.invoke(app, ["prepare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d")])
     assert bad.exit_code == 2
     assert "no such file or folder" in bad.output
+
+
+def test_front_ends_never_share_cache(csv_corpus, tmp_path):
+    """Two front-ends prepared in turn into ONE DATA_DIR: neither reuses the other's cache entries,
+    each finds its own again, and the store always holds the front-end of the last run."""
+    from ser_cl.data.features import feature_params
+
+    out = tmp_path / "data"
+    spec = prepare(csv_corpus, out, jobs=1, progress=False)
+    spec_bytes = (out / "features.npy").read_bytes()
+    mel24 = feature_params("mel", n_mels=24, f_min=100, f_max=7000)
+    first = prepare(csv_corpus, out, jobs=1, progress=False, features=mel24)
+    assert first.n_computed == 10 and first.n_cached == 0  # nothing from the spectrogram's entries
+    store = FeatureStore(out)
+    assert store.n_freq == 24 and store.feature_params == mel24
+    for i in range(len(store)):
+        ref = _reference_features(store.rows[i]["path"], 22050 if i == 5 else 16000, mel24)
+        assert store[i].shape == ref.shape == (store.lengths[i], 24)
+        np.testing.assert_allclose(store[i].astype(np.float32), ref.astype(np.float32), atol=0.02)
+    mel64 = prepare(csv_corpus, out, jobs=1, progress=False, features="mel")  # other n_mels: other keys
+    assert mel64.n_computed == 10 and FeatureStore(out).n_freq == 64
+    back = prepare(csv_corpus, out, jobs=1, progress=False)
+    assert back.n_computed == 0 and back.n_cached == 10 and FeatureStore(out).n_freq == 257
+    assert (out / "features.npy").read_bytes() == spec_bytes
+    assert spec.info["features"]["name"] == "spectrogram" and back.info["features"] == spec.info["features"]
+    again = prepare(csv_corpus, out, jobs=1, progress=False, features=mel24)
+    assert again.n_computed == 0 and again.n_cached == 10 and FeatureStore(out).n_freq == 24
+
+
+def test_cli_prepare_feature_options(csv_corpus, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["prepare", str(csv_corpus), "--out", str(tmp_path / "m"), "-q", "--jobs", "1",
+                             "--features", "mel", "--n-mels", "32", "--f-max", "7000"])
+    assert ok.exit_code == 0, ok.output
+    info = json.loads((tmp_path / "m" / "prepare.json").read_text())
+    assert (info["features"]["name"], info["features"]["n_mels"], info["features"]["f_min"], info["features"]["f_max"]) == \
+        ("mel", 32, 0.0, 7000.0)
+    assert FeatureStore(tmp_path / "m").n_freq == 32
+    for args, message in [
+        (["--features", "mel", "--f-max", "9000"], "f_max must be <= 8000"),
+        (["--features", "mel", "--n-mels", "300"], "use at most"),
+        (["--n-mels", "40"], "only for the mel front-end"),
+        (["--features", "mfcc"], "unknown feature kind"),
+    ]:
+        bad = runner.invoke(app, ["prepare", str(csv_corpus), "--out", str(tmp_path / "bad"), "-q", *args])
+        assert bad.exit_code == 2, (args, bad.output)
+        lines = [line for line in bad.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, bad.output)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written

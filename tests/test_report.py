@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -165,10 +166,11 @@ def test_incomplete_runs_name_every_bad_file(runs):
         "fold-02 missing metrics.json",
         "fold-03 corrupt probe.json",
         "fold-04 metrics.json status 'running'",
-        "fold-05 missing directory",
     ):
         assert problem in bad["status"]
         assert problem in bad["problems"]
+    # fold-05 was never started: counted, not listed as a broken file
+    assert bad["status"].endswith("; 1 fold not run") and "fold-05" not in bad["status"]
     # never averaged with the bad folds: only fold-01 counts
     assert bad["val_ua_mean"] == pytest.approx(50.0) and bad["test_ua_mean"] == pytest.approx(45.0)
     assert bad["val_ua_std"] == 0.0
@@ -179,7 +181,7 @@ def test_incomplete_runs_name_every_bad_file(runs):
 
     md = render(build_table(collect_runs(runs)), "md")
     assert "50.00 +- 0.00 !" in md  # means of incomplete variants are marked
-    assert "`!` incomplete variant" in md
+    assert "`!` incomplete or partial variant" in md
 
 
 def test_missing_and_corrupt_run_json(tmp_path):
@@ -381,3 +383,80 @@ def test_head_variants_also_show_the_svm_ua_when_every_fold_was_probed(tmp_path)
     assert loaded["running"]["val_svm_ua_std"] == pytest.approx(0.0)
     assert loaded["partly-probed"]["test_svm_ua_mean"] is None
     assert loaded["svm"]["test_svm_ua_std"] is None
+
+
+def test_a_deliberately_partial_run_is_partial_not_incomplete(tmp_path):
+    root = tmp_path / "runs"
+    folds10 = [f"fold-{k:02d}" for k in range(1, 11)]
+    path = make_variant(root, "ce_baseline", "train", head=True, folds=folds10)
+    write_metrics(path / "fold-01", block(0.50), block(0.40))  # `--fold 1 --fold 2`: nothing else exists
+    write_metrics(path / "fold-02", block(0.70), block(0.60))
+    row = rows_by_variant(root)[("ce_baseline", "train")]
+    assert row["status"] == "partial 2/10 folds"
+    assert (row["n_folds"], row["n_expected"], row["complete"], row["partial"]) == (2, 10, False, True)
+    assert row["problems"] == []
+    assert row["test_ua_mean"] == pytest.approx(50.0) and row["test_ua_std"] == pytest.approx(10.0)
+    result = write_report(root, plots=False)
+    assert "| partial 2/10 folds |" in result.text and "INCOMPLETE" not in result.text
+    assert not any("incomplete" in message for message in result.messages)
+    # a fold that exists but is broken still makes it INCOMPLETE, naming the file
+    write_metrics(path / "fold-03", block(0.5), block(0.5), status="running")
+    row = rows_by_variant(root)[("ce_baseline", "train")]
+    assert row["status"] == "INCOMPLETE 2/10: fold-03 metrics.json status 'running'; 7 folds not run"
+    assert any("incomplete" in message for message in write_report(root, plots=False).messages)
+
+
+def test_protocol_auto_of_old_runs_is_resolved_from_the_data_dir(tmp_path, synth_data_dir):
+    root = tmp_path / "runs"
+    for name, data_dir in (("known", str(synth_data_dir)), ("gone", str(tmp_path / "no-data"))):
+        path = make_variant(root, name, "train", head=True)
+        info = json.loads((path / "run.json").read_text())
+        write_json(path / "run.json", {**info, "protocol": "auto", "data_dir": data_dir})
+        for fold in FOLDS3:
+            write_metrics(path / fold, block(0.5), block(0.5))
+    rows = rows_by_variant(root)
+    assert rows[("known", "train")]["protocol"] == "session10"  # the synthetic corpus: 5 sessions x 2
+    assert rows[("gone", "train")]["protocol"] == "auto"  # nothing to resolve it from
+    md = render(build_table(collect_runs(root)), "md")
+    assert "## known (stage: train, protocol: session10)" in md
+    assert "## gone (stage: train, protocol: auto)" in md
+
+
+def test_thesis_numbers_are_shown_only_beside_iemocap_runs(tmp_path, synth_data_dir):
+    root = tmp_path / "runs"
+    thesis = {"val_ua": 54.79, "test_ua": 54.07}
+    for experiment, corpus in (("on_iemocap", "iemocap"), ("on_emodb", "emodb")):
+        path = make_variant(root, experiment, "train", head=True, thesis=thesis)
+        info = json.loads((path / "run.json").read_text())
+        write_json(path / "run.json", {**info, "corpus": corpus})
+        for fold in FOLDS3:
+            write_metrics(path / fold, block(0.5), block(0.5))
+    # an old run.json without "corpus": read from its data dir's prepare.json (synthetic IEMOCAP layout)
+    old = make_variant(root, "old_run", "train", head=True, thesis=thesis)
+    info = json.loads((old / "run.json").read_text())
+    write_json(old / "run.json", {**info, "data_dir": str(synth_data_dir)})
+    for fold in FOLDS3:
+        write_metrics(old / fold, block(0.5), block(0.5))
+
+    rows = rows_by_variant(root)
+    assert rows[("on_iemocap", "train")]["thesis_test_ua"] == 54.07
+    assert rows[("old_run", "train")]["corpus"] == "iemocap" and rows[("old_run", "train")]["thesis_val_ua"] == 54.79
+    emodb = rows[("on_emodb", "train")]
+    assert (emodb["corpus"], emodb["thesis_val_ua"], emodb["thesis_test_ua"]) == ("emodb", None, None)
+    md = render(build_table(collect_runs(root)), "md")
+    sections = {part.split("\n", 1)[0]: part for part in md.split("\n## ")[1:]}
+    assert "54.07" in sections["on_iemocap (stage: train, protocol: session10)"]
+    emodb_text = sections["on_emodb (stage: train, protocol: session10)"]
+    assert "54.07" not in emodb_text and "54.79" not in emodb_text
+    assert "The thesis' numbers are IEMOCAP's and these runs are on emodb" in emodb_text
+    assert "IEMOCAP's" not in sections["on_iemocap (stage: train, protocol: session10)"]
+    parsed = {r["experiment"]: r for r in csv.DictReader(io.StringIO(render(build_table(collect_runs(root)), "csv")))}
+    assert parsed["on_emodb"]["thesis_test_ua"] == "" and parsed["on_emodb"]["corpus"] == "emodb"
+
+
+def test_the_report_says_where_the_plots_went(runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = write_report(runs, "md", plots_dir=tmp_path / "plots")
+    line = f"plots: {tmp_path / 'plots'}{os.sep} ({len(result.plots)} PNG files)"
+    assert len(result.plots) == len(list((tmp_path / "plots").glob("*.png"))) > 1
+    assert line in result.messages

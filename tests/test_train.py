@@ -94,17 +94,20 @@ def test_a_complete_fold_is_not_trained_again(store, tmp_path):
 
 
 def test_nan_loss_stops_with_epoch_and_step(store, tmp_path, monkeypatch):
-    real = loop.compute_loss
+    from ser_cl.train.objective import Objective
+
+    real = Objective.forward
     calls = {"n": 0}
 
-    def poisoned(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            out.loss = out.loss * float("nan")
+    def poisoned(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        if self.training:  # training steps only (validation runs the objective in eval mode)
+            calls["n"] += 1
+            if calls["n"] == 3:
+                out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(loop, "compute_loss", poisoned)
+    monkeypatch.setattr(Objective, "forward", poisoned)
     fold = make_folds(store, "session10")[0]
     with pytest.raises(TrainingDiverged, match=r"epoch 1, step 3"):
         train_fold(stage(), store, fold, tmp_path, torch.device("cpu"), progress=False)

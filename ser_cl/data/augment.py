@@ -46,8 +46,13 @@ def spec_augment(
     batch, max_len, n_freq = x.shape
     device = x.device
     draw_device = generator.device if generator is not None else device
-    u = torch.rand(batch, 4, generator=generator, device=draw_device, dtype=torch.float64).to(device)
-    lengths = lengths.to(device=device, dtype=torch.int64).clamp(0, max_len)
+    u = torch.rand(batch, 4, generator=generator, device=draw_device, dtype=torch.float64)
+    if u.device != device:  # a generator on another device than x
+        u = u.to(device)
+    lengths = torch.as_tensor(lengths)
+    if lengths.device != device:  # give them on x's device to keep the step free of copies
+        lengths = lengths.to(device)
+    lengths = lengths.to(torch.int64).clamp(0, max_len)
 
     # Time mask: width in [0, floor(frac * L)], start in [0, L - width].
     max_time_width = torch.floor(lengths.to(torch.float64) * time_mask_frac).to(torch.int64)

@@ -1,13 +1,15 @@
 """``ser-cl prepare``: corpus folder -> feature store (manifest.csv, features.npy, offsets.npy, prepare.json).
 
 Steps: read the corpus (``corpora``), map labels to classes (``parse_classes``), compute the
-log-spectrogram of every kept utterance in parallel (``--jobs`` processes), then assemble the
-store. Robustness rules:
+features of every kept utterance in parallel (``--jobs`` processes) with the chosen front-end
+(``features.feature_params``: the thesis' log-spectrogram by default, or log-mel), then
+assemble the store. Robustness rules:
 
 - A bad audio file (empty, truncated, not WAV, shorter than ``min_duration``) is skipped and
   listed with its reason in prepare.json; the run goes on.
 - Per-utterance features are cached in ``DATA_DIR/cache/`` under a key made of the absolute
-  path, size and mtime of the file and the feature parameters, each entry written atomically.
+  path, size and mtime of the file and the feature parameters (so two front-ends never share
+  an entry), each entry written atomically.
   A second run into the same DATA_DIR computes only what changed (often nothing) and
   re-assembles. Delete ``DATA_DIR/cache/`` to reclaim the space; nothing else reads it.
 - Every output file is written under a temporary name and renamed; an old prepare.json is
@@ -28,14 +30,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from ser_cl import __version__
 from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_wav
 from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, read_corpus
-from ser_cl.data.features import FEATURE_PARAMS, N_FREQ, SAMPLE_RATE, frame_count, log_spectrogram
+from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, canonical_params, compute_features, feature_params, frame_count
 from ser_cl.io import atomic_path, save_npy, write_json, write_text
 
 MANIFEST_COLUMNS = ("utt_id", "path", "speaker", "session", "gender", "label", "n_frames", "duration_s", "corpus_label")
@@ -63,17 +65,19 @@ class PrepareResult:
         return self.audio_seconds / max(self.wall_seconds, 1e-9)
 
 
-_PARAMS_KEY = json.dumps(FEATURE_PARAMS, sort_keys=True)
+def _params_key(params: dict) -> str:
+    """The feature parameters as canonical text (part of every cache key)."""
+    return json.dumps(params, sort_keys=True)
 
 
-def _cache_key(path: str, stat: os.stat_result) -> str:
-    text = f"{_PARAMS_KEY}|{path}|{stat.st_size}|{stat.st_mtime_ns}"
+def _cache_key(path: str, stat: os.stat_result, params_key: str = _params_key(FEATURE_PARAMS)) -> str:
+    text = f"{params_key}|{path}|{stat.st_size}|{stat.st_mtime_ns}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _compute_entry(task: tuple[int, str, str]) -> tuple[int, Optional[int], Optional[str]]:
+def _compute_entry(task: tuple[int, str, str, dict]) -> tuple[int, Optional[int], Optional[str]]:
     """Worker: features of one file -> cache. Returns (index, n_samples or None, error reason or None)."""
-    index, path, cache_stem = task
+    index, path, cache_stem, params = task
     try:
         wave = load_audio(path, SAMPLE_RATE)
     except AudioReadError as err:  # not cached: permissions or I/O may be fixed without touching the file
@@ -84,7 +88,7 @@ def _compute_entry(task: tuple[int, str, str]) -> tuple[int, Optional[int], Opti
         return index, None, reason
     except Exception as err:  # noqa: BLE001 -- report, do not cache: may be transient (permissions, I/O)
         return index, None, f"{type(err).__name__}: {err}"
-    feats = log_spectrogram(wave).astype(np.float16)
+    feats = compute_features(wave, params).astype(np.float16)
     if not np.isfinite(feats).all():  # float16 overflow is impossible for sane audio; refuse rather than store inf
         reason = "features not finite (samples far outside [-1, 1]?)"
         write_text(cache_stem + ".err", reason)
@@ -129,9 +133,9 @@ def _preload_resampler(sample_path: str) -> None:
         import scipy.signal  # noqa: F401
 
 
-def _run_tasks(tasks: list[tuple[int, str, str]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
+def _run_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
     """Compute the tasks (in ``jobs`` processes when > 1) with a progress bar on a terminal's stderr."""
-    from tqdm import tqdm
+    from ser_cl.progress import progress_bar
 
     results = []
     if not tasks:
@@ -139,7 +143,7 @@ def _run_tasks(tasks: list[tuple[int, str, str]], jobs: int, progress: bool) -> 
     if jobs > 1:
         _preload_resampler(tasks[0][1])
     if jobs <= 1 or len(tasks) < 4:
-        with tqdm(total=len(tasks), desc="features", unit="utt", disable=None if progress else True, leave=False) as bar:
+        with progress_bar(total=len(tasks), desc="features", unit="utt", disable=not progress, leave=False) as bar:
             for task in tasks:
                 results.append(_compute_entry(task))
                 bar.update(1)
@@ -147,7 +151,7 @@ def _run_tasks(tasks: list[tuple[int, str, str]], jobs: int, progress: bool) -> 
     chunksize = max(1, min(32, len(tasks) // (jobs * 8)))
     # the pool is forked before the progress bar starts its monitor thread
     with _mp_context().Pool(processes=min(jobs, len(tasks))) as pool:
-        with tqdm(total=len(tasks), desc="features", unit="utt", disable=None if progress else True, leave=False) as bar:
+        with progress_bar(total=len(tasks), desc="features", unit="utt", disable=not progress, leave=False) as bar:
             for result in pool.imap_unordered(_compute_entry, tasks, chunksize=chunksize):
                 results.append(result)
                 bar.update(1)
@@ -170,17 +174,28 @@ def prepare(
     jobs: Optional[int] = None,
     min_duration: float = DEFAULT_MIN_DURATION,
     progress: bool = True,
+    features: Union[str, dict, None] = None,
 ) -> PrepareResult:
     """Prepare the corpus at ``corpus_dir`` into the feature store ``out_dir``; see the module doc.
 
     ``corpus``: a name from ``CORPORA`` (None: detect). ``classes``: a ``parse_classes`` spec
     (None: the corpus default). ``jobs``: worker processes (None: ``os.cpu_count()``).
-    Raises ``CorpusError`` (one-line message) for an unreadable corpus or a class spec that
-    selects nothing.
+    ``features``: the front-end, a ``feature_params`` dict or a kind name ("spectrogram",
+    "mel" with default settings); None: the thesis' spectrogram. Raises ``CorpusError``
+    (one-line message) for an unreadable corpus or a class spec that selects nothing, and
+    ``ValueError`` for invalid feature parameters.
     """
     from ser_cl.data.folds import auto_protocol, fold_summary, make_folds
 
     started = time.perf_counter()
+    if features is None:
+        params = dict(FEATURE_PARAMS)
+    elif isinstance(features, str):
+        params = feature_params(features)
+    else:
+        params = canonical_params(features)
+    n_freq = int(params["n_freq"])
+    params_key = _params_key(params)
     out_dir = Path(out_dir)
     listing = read_corpus(corpus_dir, corpus)
     spec = classes or CORPORA[listing.corpus].default_classes
@@ -217,13 +232,13 @@ def prepare(
     n_cached = 0
     for i, (utt, _) in enumerate(kept):
         try:
-            key = _cache_key(utt.path, os.stat(utt.path))
+            key = _cache_key(utt.path, os.stat(utt.path), params_key)
         except OSError as err:
             reasons[i] = f"cannot read file: {err.strerror or err}"
             continue
         hit = cached.get(key)
         if hit is None:
-            tasks.append((i, utt.path, str(cache_dir / key)))
+            tasks.append((i, utt.path, str(cache_dir / key), params))
         elif hit[0] == "ok":
             entries[i] = (str(cache_dir / f"{key}_{hit[1]}.npy"), int(hit[1]))
             n_cached += 1
@@ -232,7 +247,7 @@ def prepare(
             n_cached += 1
 
     jobs = max(1, int(jobs or os.cpu_count() or 1))
-    stem_of = {index: stem for index, _, stem in tasks}
+    stem_of = {index: stem for index, _, stem, _ in tasks}
     for index, n_samples, reason in _run_tasks(tasks, jobs, progress):
         if reason is not None:
             reasons[index] = reason
@@ -274,10 +289,10 @@ def prepare(
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     with atomic_path(out_dir / "features.npy", suffix=".npy") as tmp:
-        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), N_FREQ))
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), n_freq))
         for i, cache_file in enumerate(files):
             feats = np.load(cache_file)
-            if feats.shape != (lengths[i], N_FREQ) or feats.dtype != np.float16:
+            if feats.shape != (lengths[i], n_freq) or feats.dtype != np.float16:
                 os.unlink(cache_file)
                 raise RuntimeError(f"corrupt cache entry {cache_file} (removed); run prepare again")
             store[offsets[i] : offsets[i + 1]] = feats
@@ -301,7 +316,7 @@ def prepare(
         "classes": list(class_map.classes),
         "class_spec": class_map.spec,
         "class_map": dict(class_map.mapping),
-        "features": dict(FEATURE_PARAMS),
+        "features": params,
         "min_duration_s": min_duration,
         "n_utterances": len(rows),
         "total_frames": int(offsets[-1]),

@@ -17,12 +17,14 @@ _HINT = "run `ser-cl prepare CORPUS_DIR --out {d}`"
 
 
 class FeatureStore:
-    """A prepared DATA_DIR: manifest rows, class labels and memory-mapped log-spectrograms.
+    """A prepared DATA_DIR: manifest rows, class labels and memory-mapped features.
 
     Attributes: ``data_dir``, ``info`` (prepare.json), ``rows`` (manifest rows, str values),
     ``classes``, ``labels`` (int64 index into classes), ``speakers``, ``sessions``, ``genders``,
-    ``utt_ids``, ``lengths`` (int64 frames), ``n_freq``, ``offsets``, ``features`` (memmap).
-    ``store[i]`` -> float16 [T_i, n_freq] view.
+    ``utt_ids``, ``lengths`` (int64 frames), ``n_freq`` (values per frame: 257 for the
+    spectrogram, n_mels for log-mel), ``feature_params`` (prepare.json's "features": pass it to
+    ``features.compute_features`` to recompute the same front-end), ``offsets``, ``features``
+    (memmap). ``store[i]`` -> float16 [T_i, n_freq] view.
     """
 
     def __init__(self, data_dir: str | os.PathLike):
@@ -62,6 +64,13 @@ class FeatureStore:
         self.offsets = self.offsets.astype(np.int64, copy=False)
         self.lengths = np.diff(self.offsets)
         self.n_freq: int = int(self.features.shape[1])
+        self.feature_params: dict = dict(self.info.get("features") or {})
+        recorded = self.feature_params.get("n_freq")
+        if recorded is not None and int(recorded) != self.n_freq:
+            raise ValueError(
+                f"{d / 'features.npy'} has {self.n_freq} values per frame but prepare.json's features say "
+                f"n_freq={recorded} (files from different prepares?); {hint}"
+            )
 
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = sorted({r["label"] for r in self.rows} - set(index))

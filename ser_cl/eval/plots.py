@@ -5,7 +5,7 @@
   4.8 (temperature). The x axis is logarithmic when the values are positive and span a factor of
   10 or more; non-numeric values (e.g. a mining strategy) are placed as categories. When other
   keys vary too, each combination of their values is its own pair of lines. Only complete
-  variants are drawn; the title says how many incomplete ones were left out.
+  variants are drawn; the title says how many incomplete (or partial) ones were left out.
 * ``<experiment>__<variant>__confusion.png``: the test confusion matrix of the variant's method,
   summed over its complete folds and normalised per row (true class), cells annotated.
 
@@ -103,7 +103,7 @@ def _sweep_figure(plt: Any, experiment: str, key: str, variants: List[VariantRes
     ax.set_ylabel("UA (%)")
     title = f"{experiment}: UA vs {key} (mean ± std over folds)"
     if n_left_out:
-        title += f"\n{n_left_out} incomplete variant(s) not shown"
+        title += f"\n{n_left_out} incomplete or partial variant(s) not shown"
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -130,7 +130,7 @@ def _confusion_figure(plt: Any, result: VariantResult, counts: np.ndarray) -> An
     ax.set_ylabel("true")
     n = len(result.complete_folds)
     expected = "?" if result.n_expected is None else result.n_expected
-    flag = "" if result.is_complete else " INCOMPLETE"
+    flag = "" if result.is_complete else " (partial run)" if result.is_partial else " INCOMPLETE"
     ax.set_title(
         f"{result.experiment}/{result.variant}: test confusion\n"
         f"{result.method}, summed over {n}/{expected} folds{flag}, row-normalised",

@@ -15,7 +15,12 @@ Rules (also in the README):
   averaged. A variant is complete when every fold listed in run.json's ``"folds"`` is complete.
 * An incomplete variant keeps its means (over the complete folds), marked with a trailing
   ``!`` in Markdown, and its status names every bad file, e.g.
-  ``INCOMPLETE 7/10: fold-03 missing metrics.json, fold-05 corrupt probe.json``.
+  ``INCOMPLETE 7/10: fold-03 missing metrics.json, fold-05 corrupt probe.json``. A fold
+  without a directory was never started (``--fold``): it is counted, not listed, and a variant
+  whose only gaps are such folds is "partial" (status ``partial 2/10 folds``), not incomplete.
+* ``protocol`` is run.json's; an old run.json's "auto" is resolved from its data dir when that
+  can be read. The thesis' numbers are IEMOCAP's: they are shown only beside runs whose corpus
+  (run.json, else the data dir's prepare.json) is IEMOCAP or unknown, with a note otherwise.
 * Means +- standard deviations are over folds; std is the population one (``np.std``, ddof=0;
   the thesis does not say which). UA, WA, Recall@1 and k-means F1 are percentages, NMI a
   fraction in [0, 1].
@@ -30,6 +35,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +46,7 @@ import numpy as np
 METHOD_HEAD = "ce head"
 METHOD_SVM = "svm"
 FORMATS = ("md", "csv", "json")
+THESIS_CORPUS = "iemocap"
 PLOTS_HINT = 'plots skipped: matplotlib is not installed; `pip install "ser-cl[plots]"` gives them'
 _SPLITS = ("val", "test")
 _METRICS = ("ua", "wa", "r1", "f1", "nmi", "svm_ua")  # {split}_{metric}_mean / _std of a row
@@ -117,6 +124,7 @@ class FoldResult:
     extras: Dict[str, Dict[str, float]] = field(default_factory=dict)  # retrieval / clustering
     problems: List[str] = field(default_factory=list)  # each makes the fold incomplete
     notes: List[str] = field(default_factory=list)  # worth saying, but the fold still counts
+    not_run: bool = False  # no directory at all: never started (e.g. a run with --fold)
 
     @property
     def complete(self) -> bool:
@@ -164,6 +172,33 @@ class VariantResult:
         return [fold for fold in self.folds if fold.complete]
 
     @property
+    def not_run(self) -> List[FoldResult]:
+        """Expected folds without a directory (never started)."""
+        return [fold for fold in self.folds if fold.not_run]
+
+    @property
+    def is_partial(self) -> bool:
+        """Nothing broken, but some expected folds were never run (e.g. ``--fold 1 --fold 2``)."""
+        return not self.problems and bool(self.not_run)
+
+    @property
+    def corpus(self) -> Optional[str]:
+        """run.json "corpus", else the data dir's prepare.json "corpus"; None when unknown."""
+        if isinstance(self.run.get("corpus"), str) and self.run["corpus"]:
+            return self.run["corpus"]
+        info = _data_info(self.run.get("data_dir"))
+        corpus = info.get("corpus") if info else None
+        return corpus if isinstance(corpus, str) and corpus else None
+
+    @property
+    def protocol(self) -> Optional[str]:
+        """run.json "protocol"; an old run.json's "auto" is resolved from its data dir when possible."""
+        protocol = self.run.get("protocol")
+        if protocol == "auto":
+            return _resolve_auto(self.run.get("data_dir")) or protocol
+        return protocol if isinstance(protocol, str) else None
+
+    @property
     def n_expected(self) -> Optional[int]:
         return None if self.expected_folds is None else len(self.expected_folds)
 
@@ -177,13 +212,19 @@ class VariantResult:
 
     @property
     def status(self) -> str:
-        """"ok", "ok; note: ..." or "INCOMPLETE k/n: <every bad file>"."""
+        """"ok", "partial k/n folds", or "INCOMPLETE k/n: <every bad file>" (+ "; note: ...")."""
         if self.is_complete:
             return "ok" if not self.notes else "ok; note: " + ", ".join(self.notes)
         expected = "?" if self.n_expected is None else str(self.n_expected)
+        if self.is_partial:
+            text = f"partial {len(self.complete_folds)}/{expected} folds"
+            return text if not self.notes else text + "; note: " + ", ".join(self.notes)
         text = f"INCOMPLETE {len(self.complete_folds)}/{expected}"
         if self.problems:
             text += ": " + ", ".join(self.problems)
+        if self.not_run:
+            n = len(self.not_run)
+            text += f"; {n} fold{'s' if n != 1 else ''} not run"
         if self.notes:
             text += "; note: " + ", ".join(self.notes)
         return text
@@ -224,11 +265,43 @@ class VariantResult:
         return total
 
 
+_DATA_INFO: Dict[str, Optional[dict]] = {}
+_AUTO: Dict[str, Optional[str]] = {}
+
+
+def _data_info(data_dir: Any) -> Optional[dict]:
+    """A data dir's prepare.json (cached), None when unreadable."""
+    if not isinstance(data_dir, str) or not data_dir:
+        return None
+    if data_dir not in _DATA_INFO:
+        try:
+            info = _read_json(Path(data_dir) / "prepare.json")
+        except _Corrupt:
+            info = None
+        _DATA_INFO[data_dir] = info if isinstance(info, dict) else None
+    return _DATA_INFO[data_dir]
+
+
+def _resolve_auto(data_dir: Any) -> Optional[str]:
+    """What protocol "auto" chose on this data dir (as training does), None when it cannot be read."""
+    if not isinstance(data_dir, str) or not data_dir:
+        return None
+    if data_dir not in _AUTO:
+        from ser_cl.data.folds import auto_protocol
+        from ser_cl.data.store import FeatureStore
+
+        try:
+            _AUTO[data_dir] = auto_protocol(FeatureStore(data_dir))
+        except (OSError, ValueError, KeyError):
+            _AUTO[data_dir] = None
+    return _AUTO[data_dir]
+
+
 def _read_fold(path: Path, name: str, head: Optional[bool]) -> FoldResult:
     """Read and check one fold directory; ``head`` None means unknown (no run.json)."""
     fold = FoldResult(name=name, path=path)
-    if not path.is_dir():
-        fold.problems.append(f"{name} missing directory")
+    if not path.is_dir():  # never started: a partial run, not a broken one
+        fold.not_run = True
         return fold
     try:
         fold.metrics = _read_json(path / "metrics.json")
@@ -349,6 +422,8 @@ def collect_runs(runs_dir: Union[str, Path]) -> List[VariantResult]:
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory: train something first (`ser-cl train ...`)")
+    _DATA_INFO.clear()  # data dirs are read afresh by each report
+    _AUTO.clear()
     variant_dirs = {p.parent for p in root.rglob("run.json")}
     variant_dirs |= {p.parent for p in root.rglob("fold-*") if p.is_dir()}
     # a fold-* directory below another variant's fold is not a variant of its own
@@ -391,7 +466,8 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
             "sweep": result.sweep,
             "method": result.method,
             "stage": result.run.get("stage"),
-            "protocol": result.run.get("protocol"),
+            "protocol": result.protocol,
+            "corpus": result.corpus,
         }
         for split in _SPLITS:
             for key in _METRICS:
@@ -401,9 +477,17 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
         thesis = result.thesis
         row["thesis_val_ua"] = _number_or_none(thesis.get("val_ua"))
         row["thesis_test_ua"] = _number_or_none(thesis.get("test_ua"))
+        # the thesis' numbers are IEMOCAP's: beside a run on another corpus they would mislead
+        row["thesis_hidden"] = bool(
+            (row["thesis_val_ua"] is not None or row["thesis_test_ua"] is not None)
+            and row["corpus"] is not None and row["corpus"].lower() != THESIS_CORPUS
+        )
+        if row["thesis_hidden"]:
+            row["thesis_val_ua"] = row["thesis_test_ua"] = None
         row["n_folds"] = len(result.complete_folds)
         row["n_expected"] = result.n_expected
         row["complete"] = result.is_complete
+        row["partial"] = result.is_partial
         row["best"] = False
         row["status"] = result.status
         row["problems"] = list(result.problems)
@@ -519,10 +603,9 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
                 for key, digits in (("r1", 2), ("f1", 2), ("nmi", 3)):
                     text = _pm(row[f"test_{key}_mean"], row[f"test_{key}_std"], digits)
                     cells.append(text + (mark if text != "-" else ""))
-            if has_thesis_val:
-                cells.append("-" if row["thesis_val_ua"] is None else f"{row['thesis_val_ua']:.2f}")
-            if has_thesis_test:
-                cells.append("-" if row["thesis_test_ua"] is None else f"{row['thesis_test_ua']:.2f}")
+            for shown, key in ((has_thesis_val, "thesis_val_ua"), (has_thesis_test, "thesis_test_ua")):
+                if shown:
+                    cells.append("" if row["thesis_hidden"] else "-" if row[key] is None else f"{row[key]:.2f}")
             expected = "?" if row["n_expected"] is None else str(row["n_expected"])
             cells += [f"{row['n_folds']}/{expected}", row["status"]]
             body.append(cells)
@@ -533,6 +616,10 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         )
         out += ["", f"## {experiment}" + (f" ({about})" if about else ""), ""]
         out += _md_table(header, body, right)
+        other = sorted({row["corpus"] for row in group if row["thesis_hidden"]})
+        if other:
+            out += ["", f"The thesis' numbers are IEMOCAP's and these runs are on {', '.join(other)}, "
+                    "so they are not shown beside them."]
 
     if not rows:
         out += ["", "No runs found."]
@@ -540,14 +627,15 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
     if legend_best:
         legend.append("`*` best variant of the sweep by mean validation UA (complete variants only).")
     if legend_incomplete:
-        legend.append("`!` incomplete variant: mean over its complete folds only; the status names the bad files.")
+        legend.append("`!` incomplete or partial variant: mean over its complete folds only; the status names "
+                      "the bad files (partial: some folds were not run).")
     if legend:
         out += [""] + legend
     return "\n".join(out) + "\n"
 
 
 CSV_COLUMNS = (
-    ["experiment", "variant", "sweep", "method", "stage", "protocol"]
+    ["experiment", "variant", "sweep", "method", "stage", "protocol", "corpus"]
     + [f"{split}_{key}_{stat}" for split in _SPLITS for key in _METRICS for stat in ("mean", "std")]
     + ["thesis_val_ua", "thesis_test_ua", "n_folds", "n_expected", "complete", "best", "status"]
 )
@@ -625,7 +713,9 @@ def write_report(
             plot_paths = write_plots(results, target)
         except PlotsUnavailable:
             messages.append(PLOTS_HINT)
-    incomplete = [r for r in results if not r.is_complete]
+        if plot_paths:
+            messages.append(f"plots: {target}{os.sep} ({len(plot_paths)} PNG file{'s' if len(plot_paths) != 1 else ''})")
+    incomplete = [r for r in results if not r.is_complete and not r.is_partial]
     if incomplete:
         messages.append(
             f"{len(incomplete)} of {len(results)} variants incomplete: "

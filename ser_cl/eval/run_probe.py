@@ -18,6 +18,7 @@ from ser_cl.data.store import FeatureStore
 from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.probe import probe_embeddings
 from ser_cl.io import save_npy, write_json, write_text
+from ser_cl.progress import progress_bar
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.loop import resolve_device
 from ser_cl.train.run import fold_is_complete
@@ -70,17 +71,19 @@ def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_sp
               progress: bool = True, skip_done: bool = False) -> List[Path]:
     """Probe every complete fold of every variant under ``path``; returns the probe.json paths.
 
-    A fold without a complete metrics.json is reported by name and skipped.
+    A fold without a complete metrics.json is reported by name and skipped (silently when its
+    directory does not exist: a partial run).
     """
     device = resolve_device(device_spec)
     written: List[Path] = []
     for vdir in find_variant_dirs(path):
         info = json.loads((vdir / "run.json").read_text())
         store = FeatureStore(info["data_dir"])
-        for k, name in enumerate(info["folds"], 1):
-            if folds and k not in folds:
-                continue
+        chosen = [name for k, name in enumerate(info["folds"], 1) if not folds or k in folds]
+        for name in progress_bar(chosen, desc=f"probe {vdir.name}", unit="fold", leave=False, disable=not progress):
             fdir = vdir / name
+            if not fdir.is_dir():  # a fold never started (a run with --fold): nothing to say
+                continue
             if not fold_is_complete(fdir):
                 tqdm.write(f"{fdir}: not trained to completion (no complete metrics.json); skipped")
                 continue

@@ -2,7 +2,8 @@
 
 Each loss is a plain function plus an ``nn.Module`` wrapper (pytorch-metric-learning's habit);
 triplet mining lives apart in ``mining.py``. Contrastive losses take L2-normalised
-embeddings ``z`` ``[B, D]`` and int64 labels ``[B]``; cross-entropy takes logits ``[B, C]``.
+embeddings ``z`` ``[B, D]`` and int64 labels ``[B]``; cross-entropy takes logits ``[B, C]``;
+Barlow Twins and VICReg take un-normalised projections of a multi-view batch.
 
     build_loss(name, **params) -> Loss module, called as ``loss(z_or_logits, labels)``
 
@@ -13,14 +14,29 @@ Names (the config's ``loss.name``) and parameters:
     "ntxent"          SupervisedNTXentLoss(tau=0.1)
     "supcon"          SupConLoss(tau=0.1)                    (L_out)
     "selfsup_ntxent"  SelfSupNTXentLoss(tau=0.5)             (multi-view batch, labels ignored)
+    "barlow_twins"    BarlowTwinsLoss(barlow_lambda=5e-3, barlow_eps=1e-5)
+                                                            (multi-view, labels ignored, not normalised)
+    "vicreg"          VICRegLoss(vicreg_sim=25, vicreg_var=25, vicreg_cov=1, vicreg_gamma=1,
+                                 vicreg_eps=1e-4)           (multi-view, labels ignored, not normalised)
+Parameters are named as the ``LossConfig`` fields that set them (``barlow_lambda`` is the
+paper's lambda, ``vicreg_sim`` / ``vicreg_var`` / ``vicreg_cov`` its lambda / mu / nu).
+Every loss but "ce" also takes ``gather_distributed=False``: with torch.distributed initialised
+and several processes, the loss is computed over the batches of all processes (``gather.py``),
+and its ``forward`` takes an optional ``shard_sizes`` (every rank's row count).
+
+No loss reads device values on the host in forward or backward (no ``.item()``, ``nonzero``
+or boolean indexing), so none stalls a CUDA step; ``triplet_indices`` is the one exception
+(a data-dependent list, for tests and analysis only).
 """
 
 from __future__ import annotations
 
 import inspect
 
+from .barlow_twins import BarlowTwinsLoss, barlow_twins_loss, barlow_twins_terms
 from .base import Loss
 from .cross_entropy import CrossEntropy, cross_entropy_loss
+from .gather import gather_batch, gather_labels, gather_rows, strided_shard_sizes
 from .mining import (
     MINING_SCHEDULES,
     MINING_STRATEGIES,
@@ -34,6 +50,7 @@ from .mining import (
 from .ntxent import SelfSupNTXentLoss, SupervisedNTXentLoss, selfsup_ntxent_loss, supervised_ntxent_loss
 from .supcon import SupConLoss, supcon_loss
 from .triplet import SmoothTripletLoss, TripletLoss, smooth_triplet_loss, triplet_loss
+from .vicreg import VICRegLoss, vicreg_loss, vicreg_terms
 
 LOSS_CLASSES: dict[str, type[Loss]] = {
     "ce": CrossEntropy,
@@ -42,6 +59,8 @@ LOSS_CLASSES: dict[str, type[Loss]] = {
     "ntxent": SupervisedNTXentLoss,
     "supcon": SupConLoss,
     "selfsup_ntxent": SelfSupNTXentLoss,
+    "barlow_twins": BarlowTwinsLoss,
+    "vicreg": VICRegLoss,
 }
 
 LOSS_NAMES: tuple[str, ...] = tuple(LOSS_CLASSES)
@@ -51,7 +70,8 @@ def loss_parameters(name: str) -> dict[str, object]:
     """The parameters ``build_loss(name, ...)`` accepts, with their defaults."""
     cls = _loss_class(name)
     signature = inspect.signature(cls.__init__)
-    return {p.name: p.default for p in list(signature.parameters.values())[1:]}
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in list(signature.parameters.values())[1:] if p.kind in named}
 
 
 def build_loss(name: str, **params: object) -> Loss:
@@ -82,6 +102,7 @@ __all__ = [
     "LOSS_NAMES",
     "MINING_SCHEDULES",
     "MINING_STRATEGIES",
+    "BarlowTwinsLoss",
     "CrossEntropy",
     "Loss",
     "SelfSupNTXentLoss",
@@ -89,8 +110,14 @@ __all__ = [
     "SupConLoss",
     "SupervisedNTXentLoss",
     "TripletLoss",
+    "VICRegLoss",
+    "barlow_twins_loss",
+    "barlow_twins_terms",
     "build_loss",
     "cross_entropy_loss",
+    "gather_batch",
+    "gather_labels",
+    "gather_rows",
     "loss_parameters",
     "mine_triplets",
     "mining_for_epoch",
@@ -98,9 +125,12 @@ __all__ = [
     "positive_mask",
     "selfsup_ntxent_loss",
     "smooth_triplet_loss",
+    "strided_shard_sizes",
     "supcon_loss",
     "supervised_ntxent_loss",
     "triplet_indices",
     "triplet_loss",
     "valid_triplet_mask",
+    "vicreg_loss",
+    "vicreg_terms",
 ]

@@ -27,6 +27,12 @@ such a tie). ``g == m`` has zero loss and is in no set (the thesis' strict ``<``
 
 The mixed strategy of 4.4.2.1 ("semi-hard for the first 80% of the epochs, then hard") is a
 schedule over epochs: ``mining_for_epoch("semihard-hard", epoch, n_epochs)``.
+
+Host synchronisation: the training path (``mine_triplets`` / ``select_triplets`` and the masks,
+used by ``triplet_loss``) is dense masks only, with no data-dependent shapes and no host reads;
+the schedule is plain Python on epoch numbers. Only ``triplet_indices`` (a list of the selected
+triplets, whose length depends on the data) calls ``nonzero`` and thus waits for the device; it
+serves tests and analysis, never the loss.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from .base import full_precision
 
 MINING_STRATEGIES = ("all", "semihard", "hard")
 """Triplet sets a single batch can be mined for (4.4.2.1)."""
@@ -79,6 +87,7 @@ def triplet_gaps(similarity: torch.Tensor) -> torch.Tensor:
     return similarity.unsqueeze(2) - similarity.unsqueeze(1)
 
 
+@full_precision
 def mine_triplets(
     z: torch.Tensor, labels: torch.Tensor, margin: float = 0.2, strategy: str = "all"
 ) -> torch.Tensor:
@@ -121,7 +130,9 @@ def select_triplets(gaps: torch.Tensor, valid: torch.Tensor, margin: float, stra
 def triplet_indices(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(anchors, positives, negatives)`` index tensors of a ``[B, B, B]`` triplet mask.
 
-    The same layout as pytorch-metric-learning's ``indices_tuple`` for triplet losses.
+    The same layout as pytorch-metric-learning's ``indices_tuple`` for triplet losses. Its size
+    depends on the data (``nonzero``: a host-device sync on CUDA), so the losses use the dense
+    mask itself; this is for tests and analysis.
     """
     a, p, n = mask.nonzero(as_tuple=True)
     return a, p, n

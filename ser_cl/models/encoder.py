@@ -22,15 +22,22 @@ mode) whether it is embedded alone or inside a zero-padded batch:
 * BatchNorm in training mode takes its batch statistics over the valid positions only
   (``ModelConfig.masked_batchnorm``; off = plain ``nn.BatchNorm2d`` statistics that also count
   the padding); in eval mode it uses the running statistics, as usual;
-* the BiGRU runs on a ``PackedSequence``, so the backward direction starts at each utterance's
-  last valid frame;
-* the Transformer gets a key padding mask, and the pooling averages the valid frames only.
+* the BiGRU runs on a ``PackedSequence`` (or, ``gru_impl = "padded"``, with each utterance
+  reversed within its own length for the backward direction), so the backward direction starts
+  at each utterance's last valid frame;
+* the Transformer gets a key padding mask, and the pooling sees the valid frames only.
+
+Options beyond the thesis (defaults = the thesis): ``input_norm`` ("utterance": per-utterance
+standardisation; "global": a fixed per-band mean/std, set from a fold's training speakers with
+:meth:`SERModel.set_input_stats` and saved in the checkpoint), ``pooling`` ("attention",
+"stats"), ``gru_impl``. The layers live in ``ser_cl.models.layers``.
 
 Device notes: everything is torch ops and works under ``torch.autocast`` (CUDA bf16/fp16, CPU
 bf16); the BatchNorm statistics, the BiGRU and the pooling run in float32 regardless.
 ``pack_padded_sequence`` needs the lengths on the CPU; pass ``lengths`` as a CPU tensor
-(``collate`` returns one) and the forward makes no host-device synchronisation. Lengths given
-on the GPU work too, at the cost of one copy to the host.
+(``collate`` returns one; pass the device copy as ``lengths_dev`` too, as the training loader
+does) and the forward makes no host-device synchronisation. Lengths given on the GPU work
+too, at the cost of one copy to the host.
 """
 
 from __future__ import annotations
@@ -39,10 +46,22 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ser_cl.models.layers import (
+    GRU_IMPLS,
+    POOLINGS,
+    ConvBlock,
+    MaskedBatchNorm2d,
+    Pooling,
+    conv_output_length,
+    run_bigru,
+    utterance_standardize,
+    valid_mask,
+)
 
 __all__ = [
     "ModelConfig",
@@ -55,7 +74,7 @@ __all__ = [
 
 
 #: Choices of ``ModelConfig.input_norm``.
-INPUT_NORMS = ("none", "utterance")
+INPUT_NORMS = ("none", "utterance", "global")
 
 
 @dataclass
@@ -67,8 +86,11 @@ class ModelConfig:
     :meth:`SERModel.contrastive`; the thesis uses none (0). ``masked_batchnorm`` makes training-
     mode BatchNorm statistics ignore the padded frames (see the module docstring).
     ``input_norm`` = "utterance" standardises each utterance's input per frequency bin (mean 0,
-    variance 1 over its valid frames) before the first conv; the thesis uses no feature
-    normalisation ("none", the default). It is an opt-in for small corpora / short CPU runs.
+    variance 1 over its valid frames) before the first conv; "global" standardises with fixed
+    per-bin statistics held in the model (the training speakers'); the thesis uses no feature
+    normalisation ("none", the default). ``pooling``: "mean" (thesis), "attention" or "stats"
+    (mean and std, doubling the embedding). ``gru_impl``: "packed" or "padded" (both exact;
+    a speed choice, see benchmarks/gru_impl.py).
     """
 
     n_freq: int = 257
@@ -87,7 +109,8 @@ class ModelConfig:
     conv_stride: Tuple[int, int] = (2, 2)
     masked_batchnorm: bool = True
     input_norm: str = "none"
-
+    pooling: str = "mean"
+    gru_impl: str = "packed"
 
     def __post_init__(self) -> None:
         # TOML / JSON give lists; keep tuples so configs compare and hash consistently.
@@ -101,11 +124,15 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.input_norm not in INPUT_NORMS:
             raise ValueError(f"ModelConfig.input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"ModelConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.gru_impl not in GRU_IMPLS:
+            raise ValueError(f"ModelConfig.gru_impl must be one of {GRU_IMPLS}, got {self.gru_impl!r}")
         if self.transformer_layers < 0 or self.proj_dim < 0:
             raise ValueError("ModelConfig.transformer_layers and proj_dim must be >= 0")
-        if self.embed_dim % self.n_heads != 0:
+        if self.d_model % self.n_heads != 0:
             raise ValueError(
-                f"ModelConfig: d_model = 2 * gru_hidden = {self.embed_dim} is not divisible by n_heads = {self.n_heads}"
+                f"ModelConfig: d_model = 2 * gru_hidden = {self.d_model} is not divisible by n_heads = {self.n_heads}"
             )
         if self.conv_freq_bins[1] < 1:
             raise ValueError(
@@ -114,9 +141,14 @@ class ModelConfig:
             )
 
     @property
-    def embed_dim(self) -> int:
-        """Dimension D of the embedding h (= d_model of the Transformer = 2 * gru_hidden)."""
+    def d_model(self) -> int:
+        """Width of the per-frame outputs (BiGRU, Transformer): 2 * gru_hidden."""
         return 2 * self.gru_hidden
+
+    @property
+    def embed_dim(self) -> int:
+        """Dimension D of the embedding h: d_model, doubled by "stats" pooling."""
+        return 2 * self.d_model if self.pooling == "stats" else self.d_model
 
     @property
     def conv_freq_bins(self) -> Tuple[int, int]:
@@ -168,102 +200,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def conv_output_length(lengths: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
-    """Number of output frames of a conv over ``lengths`` input frames (PyTorch's formula).
-
-    floor((L + 2 * padding - kernel) / stride) + 1, elementwise; works on any device without a
-    synchronisation.
-    """
-    return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
-
-
-def _valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """[B, max_len] bool, True at the frames t < lengths[b]."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def _utterance_standardize(x: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor,
-                           eps: float = 1e-5) -> torch.Tensor:
-    """Per-utterance, per-frequency-bin mean/variance normalisation over the valid frames.
-
-    x [B, T, F] (zero beyond ``lengths``), valid [B, T]; the result is zero beyond ``lengths``
-    too, so an utterance gives the same output alone or inside a padded batch.
-    """
-    xf = x.float()
-    w = valid[:, :, None].to(xf.dtype)  # [B, T, 1]
-    n = lengths.to(xf.dtype)[:, None, None]  # [B, 1, 1]
-    mean = (xf * w).sum(dim=1, keepdim=True) / n
-    var = (((xf - mean) * w) ** 2).sum(dim=1, keepdim=True) / n
-    y = (xf - mean) * torch.rsqrt(var + eps) * w
-    return y.to(x.dtype)
-
-
-class MaskedBatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` whose training-mode statistics count only the valid time frames.
-
-    Input [B, C, F, T] and ``valid`` [B, T] (bool). In eval mode, or without ``valid``, it is
-    exactly ``nn.BatchNorm2d`` (same parameters and buffers, so checkpoints are interchangeable).
-    Statistics are computed in float32 even under autocast; the output has the input's dtype.
-    """
-
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        if valid is None or not self.training:
-            return super().forward(x)
-        xf = x.float()
-        weight_bt = valid[:, None, None, :].to(xf.dtype)  # [B, 1, 1, T]
-        count = weight_bt.sum() * x.shape[2]  # valid (b, f, t) positions per channel
-        mean = (xf * weight_bt).sum(dim=(0, 2, 3)) / count
-        centered = (xf - mean[None, :, None, None]) * weight_bt
-        var = centered.pow(2).sum(dim=(0, 2, 3)) / count
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)  # type: ignore[union-attr]
-                if self.momentum is None:  # cumulative moving average, as nn.BatchNorm
-                    factor: Any = 1.0 / self.num_batches_tracked.to(torch.float32)  # type: ignore[union-attr]
-                else:
-                    factor = self.momentum
-                unbiased = var * count / (count - 1).clamp(min=1)
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
-        y = (xf - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y.to(x.dtype)
-
-
-class _ConvBlock(nn.Module):
-    """Conv2D -> BatchNorm2D -> Hardtanh(0, 20) over [B, C, F, T], length-aware on the time axis."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: Tuple[int, int],
-                 stride: Tuple[int, int], masked_batchnorm: bool) -> None:
-        super().__init__()
-        self.kernel_t = kernel[1]
-        self.stride_t = stride[1]
-        self.pad_t = (kernel[1] - 1) // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride,
-                              padding=(0, self.pad_t))
-        self.bn = MaskedBatchNorm2d(out_channels)
-        self.masked_batchnorm = masked_batchnorm
-        self.act = nn.Hardtanh(0.0, 20.0)
-
-    def output_length(self, lengths: torch.Tensor) -> torch.Tensor:
-        return conv_output_length(lengths, self.kernel_t, self.stride_t, self.pad_t)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, F, T] with zeros beyond ``lengths``; returns (y, out_lengths), y zero beyond them."""
-        y = self.conv(x)
-        out_lengths = self.output_length(lengths)
-        valid = _valid_mask(out_lengths, y.shape[-1])
-        y = self.bn(y, valid if self.masked_batchnorm else None)
-        y = self.act(y)
-        y = y.masked_fill(~valid[:, None, None, :], 0.0)
-        return y, out_lengths
-
-
 class SERModel(nn.Module):
     """Encoder f, linear classifier g (h = g(f(x))) and optional projection head.
 
-    * :meth:`embed` -> h [B, D], D = 2 * gru_hidden (L2-normalised iff ``cfg.normalize``)
+    * :meth:`embed` -> h [B, D], D = ``cfg.embed_dim`` (L2-normalised iff ``cfg.normalize``)
     * :meth:`contrastive` -> z, always L2-normalised (after the projection head if any)
     * :meth:`classify` -> logits; :meth:`forward` = classify(embed(x))
     * :meth:`encoder_parameters` / :meth:`head_parameters` partition the parameters
@@ -276,10 +216,13 @@ class SERModel(nn.Module):
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
         self.cfg = cfg
         self.n_classes = n_classes
-        d_model = cfg.embed_dim
-        self.conv1 = _ConvBlock(1, cfg.conv_channels, cfg.conv1_kernel, cfg.conv_stride, cfg.masked_batchnorm)
-        self.conv2 = _ConvBlock(cfg.conv_channels, cfg.conv_channels, cfg.conv2_kernel, cfg.conv_stride,
-                                cfg.masked_batchnorm)
+        d_model = cfg.d_model
+        if cfg.input_norm == "global":  # set from the training speakers before training
+            self.register_buffer("input_mean", torch.zeros(cfg.n_freq))
+            self.register_buffer("input_std", torch.ones(cfg.n_freq))
+        self.conv1 = ConvBlock(1, cfg.conv_channels, cfg.conv1_kernel, cfg.conv_stride, cfg.masked_batchnorm)
+        self.conv2 = ConvBlock(cfg.conv_channels, cfg.conv_channels, cfg.conv2_kernel, cfg.conv_stride,
+                               cfg.masked_batchnorm)
         self.gru = nn.GRU(
             input_size=cfg.gru_input_size,
             hidden_size=cfg.gru_hidden,
@@ -301,10 +244,11 @@ class SERModel(nn.Module):
             )
         else:
             self.transformer = None
-        self.classifier = nn.Linear(d_model, n_classes)
+        self.pool = Pooling(cfg.pooling, d_model)
+        self.classifier = nn.Linear(cfg.embed_dim, n_classes)
         if cfg.proj_dim > 0:
             self.projection: nn.Module | None = nn.Sequential(
-                nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, cfg.proj_dim)
+                nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.ReLU(inplace=True), nn.Linear(cfg.embed_dim, cfg.proj_dim)
             )
         else:
             self.projection = None
@@ -314,55 +258,76 @@ class SERModel(nn.Module):
     def embed_dim(self) -> int:
         return self.cfg.embed_dim
 
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Frames per utterance entering the GRU / Transformer / pooling, for input ``lengths``."""
+    def set_input_stats(self, mean: Any, std: Any) -> None:
+        """The per-band mean/std of ``input_norm = "global"`` (e.g. a fold's training speakers')."""
+        if self.cfg.input_norm != "global":
+            raise ValueError("set_input_stats needs ModelConfig.input_norm = 'global'")
+        self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.input_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def set_sync_batchnorm(self, sync: bool) -> None:
+        """Sum BatchNorm statistics over the processes of a data-parallel run (SyncBatchNorm)."""
+        for m in self.modules():
+            if isinstance(m, MaskedBatchNorm2d):
+                m.sync = sync
+
+    def output_lengths(self, lengths):
+        """Frames per utterance entering the GRU / Transformer / pooling, for input ``lengths``
+        (a tensor, or a numpy array on the host)."""
         return self.conv2.output_length(self.conv1.output_length(lengths))
 
-    def frames(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame encoder outputs before pooling: ([B, T'', D], lengths'' [B] on x's device).
+    def frames(self, x: torch.Tensor, lengths: torch.Tensor,
+               lengths_dev: torch.Tensor | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame encoder outputs before pooling: ([B, T'', d_model], lengths'' [B] on x's device).
 
-        Frames at t >= lengths''[b] are zero.
+        ``lengths`` [B]: a numpy array or a CPU tensor; ``lengths_dev``, their copy on x's
+        device, when the caller has one (else it is made here). Frames at t >= lengths''[b] are zero.
         """
         if x.dim() != 3:
             raise ValueError(f"expected x of shape [B, T, F], got {tuple(x.shape)}")
         batch, max_len, n_freq = x.shape
         if n_freq != self.cfg.n_freq:
             raise ValueError(f"expected {self.cfg.n_freq} frequency bins, got {n_freq}")
-        if lengths.shape != (batch,):
+        if tuple(lengths.shape) != (batch,):
             raise ValueError(f"expected lengths of shape [{batch}], got {tuple(lengths.shape)}")
-        lengths_cpu = lengths.detach().to("cpu", torch.int64)  # no sync when already on the CPU
-        if batch > 0 and (int(lengths_cpu.min()) < 1 or int(lengths_cpu.max()) > max_len):
-            raise ValueError(f"lengths must lie in [1, {max_len}], got {lengths_cpu.tolist()}")
-        lengths_dev = lengths_cpu.to(x.device, non_blocking=True)
+        # the lengths' host copy: numpy, so checks on it never read a device value
+        lengths_np = lengths if isinstance(lengths, np.ndarray) else lengths.detach().cpu().numpy()
+        lengths_np = lengths_np.astype(np.int64, copy=False)
+        if batch > 0 and (lengths_np.min() < 1 or lengths_np.max() > max_len):
+            raise ValueError(f"lengths must lie in [1, {max_len}], got {lengths_np.tolist()}")
+        if lengths_dev is None:
+            lengths_dev = torch.from_numpy(lengths_np)
+            if x.device.type != "cpu":
+                lengths_dev = lengths_dev.pin_memory().to(x.device, non_blocking=True)
 
-        valid = _valid_mask(lengths_dev, max_len)
+        valid = valid_mask(lengths_dev, max_len)
         x = x.masked_fill(~valid[:, :, None], 0.0)
         if self.cfg.input_norm == "utterance":
-            x = _utterance_standardize(x, valid, lengths_dev)
+            x = utterance_standardize(x, valid, lengths_dev)
+        elif self.cfg.input_norm == "global":
+            x = ((x - self.input_mean) / self.input_std).masked_fill(~valid[:, :, None], 0.0)
         y = x.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
         y, lengths_dev = self.conv1(y, lengths_dev)
         y, lengths_dev = self.conv2(y, lengths_dev)
         out_len = y.shape[-1]
         y = y.permute(0, 3, 1, 2).reshape(batch, out_len, -1)  # [B, T'', C * F'']
 
-        gru_lengths = self.output_lengths(lengths_cpu)
         # The GRU runs in float32 even under autocast: cuDNN RNNs reject bfloat16 before cuDNN
         # 9.13, and the recurrence is latency-bound, so low precision would buy little here.
         with torch.autocast(device_type=y.device.type, enabled=False):
-            packed = pack_padded_sequence(y.float(), gru_lengths, batch_first=True, enforce_sorted=False)
-            packed_out, _ = self.gru(packed)
-            y, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=out_len)
+            y = y.float() if y.dtype in (torch.float16, torch.bfloat16) else y
+            y = run_bigru(self.gru, y, self.output_lengths(lengths_np), lengths_dev, self.cfg.gru_impl)
 
-        valid = _valid_mask(lengths_dev, out_len)
+        valid = valid_mask(lengths_dev, out_len)
         if self.transformer is not None:
             y = self.transformer(y, src_key_padding_mask=~valid)
         y = y.masked_fill(~valid[:, :, None], 0.0)
         return y, lengths_dev
 
-    def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Utterance embeddings h [B, D]: the mean of the valid frames (float32)."""
-        y, lengths_dev = self.frames(x, lengths)
-        h = y.float().sum(dim=1) / lengths_dev[:, None].to(torch.float32)
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor, lengths_dev: torch.Tensor | None = None) -> torch.Tensor:
+        """Utterance embeddings h [B, D] (float32): the pooled frames, L2-normalised iff ``cfg.normalize``."""
+        y, lengths_dev = self.frames(x, lengths, lengths_dev)
+        h = self.pool(y, lengths_dev)
         if self.cfg.normalize:
             h = F.normalize(h, dim=-1)
         return h

@@ -11,6 +11,8 @@ Both are dicts written atomically with ``torch.save``:
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import re
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -42,15 +44,36 @@ def save_checkpoint(path: Path, model: torch.nn.Module, model_cfg: ModelConfig, 
     torch_save(path, state)
 
 
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Dict[str, Any]:
+    """Read a checkpoint as tensors and plain Python types only (``torch.load(weights_only=True)``).
+
+    A pickle that names any other class or function (which could run code when loaded) is
+    refused with a one-line ValueError before anything in it is called.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (train the run first)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found is None:  # a broken pickle, not a refused one
+            raise ValueError(f"{path}: not a readable ser-cl checkpoint (corrupt pickle); "
+                             "delete it and re-run training") from None
+        raise ValueError(f"{path}: refused to load: it holds {found.group(1)}, not only tensors and plain "
+                         "types, so loading it could run code (ser-cl loads checkpoints as tensors and plain "
+                         "types only)") from None
     except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"{path}: not a readable ser-cl checkpoint ({type(err).__name__}: {err}); "
+        raise ValueError(f"{path}: not a readable ser-cl checkpoint ({type(err).__name__}: {_first_line(err)}); "
                          "delete it and re-run training") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{path}: not a ser-cl checkpoint (expected a dict with a 'model' state dict); "
+                         "delete it and re-run training")
+    return ckpt
 
 
 def load_model(path: str | Path, device: Any = "cpu") -> Tuple[SERModel, Dict[str, Any]]:

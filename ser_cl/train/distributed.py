@@ -1,13 +1,16 @@
-"""Data-parallel training of one large run with ``torchrun`` (DDP-style, hand-written).
+"""Data-parallel training of one large run under ``torchrun``, on PyTorch's own engine.
 
-    torchrun --nproc_per_node 4 -m ser_cl.cli train experiments/ce_baseline.toml --fold 1
+    torchrun --standalone --nproc_per_node 4 -m ser_cl.cli train experiments/ce_baseline.toml --fold 1
+    # two machines: torchrun --nnodes 2 --node_rank {0,1} --nproc_per_node 8 \\
+    #     --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m ser_cl.cli train ...
 
-Every process builds the same model from the same seed and walks the same shuffled batches; each
-takes its share of every batch (utterances ``rank::world``), gradients are averaged with
-all-reduce after ``backward`` (so the update equals one step on the whole batch for a per-sample
-mean loss such as CE), BatchNorm statistics are averaged after every epoch, and rank 0 alone
-writes files. Contrastive losses see the negatives of their own shard only. On one process
-(no ``torchrun``) every function here is a no-op.
+Every process builds the same model from the same seed and plans the same batches; each
+gathers only its share of every batch (utterances ``rank::world``, padded to the whole batch's
+mean length), the step runs under ``DistributedDataParallel`` (gradients averaged, BatchNorm
+buffers broadcast from rank 0), contrastive losses gather the embeddings of all processes so
+the negatives span the global batch (``loss.gather_distributed``), ``optim.sync_batchnorm``
+takes BatchNorm statistics over the global batch, and rank 0 alone writes files. On one
+process (no ``torchrun``) every function here is a no-op.
 """
 
 from __future__ import annotations
@@ -48,35 +51,22 @@ def barrier() -> None:
         dist.barrier()
 
 
-def average_gradients(model: torch.nn.Module) -> None:
-    world = rank_and_world()[1]
-    if world == 1:
-        return
-    for p in model.parameters():
-        if p.requires_grad:
-            if p.grad is None:  # a parameter unused on this shard still takes part
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= world
+def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``DistributedDataParallel`` over the module's trainable parameters.
+
+    ``device_ids`` stays None so the lengths the GRU needs on the CPU are not moved to the GPU.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=None, find_unused_parameters=False)
 
 
-def average_buffers(model: torch.nn.Module) -> None:
-    """Average floating-point buffers (BatchNorm running statistics) over the processes."""
-    world = rank_and_world()[1]
-    if world == 1:
-        return
-    for b in model.buffers():
-        if b.is_floating_point():
-            dist.all_reduce(b, op=dist.ReduceOp.SUM)
-            b /= world
-
-
-def all_finite(loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on every process (so all stop together)."""
-    flag = torch.isfinite(loss.detach()).float().reshape(1)
+def max_int(value: torch.Tensor) -> int:
+    """The largest of an int tensor over the processes (one host read: use once per epoch)."""
+    t = value.detach().reshape(1).to(torch.int64)
     if rank_and_world()[1] > 1:
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
 
 
 def broadcast_float(value: float, device: torch.device) -> float:

@@ -1,14 +1,21 @@
 """The training loop: one fold of one stage, readable top to bottom (nanoGPT style).
 
-    build model -> (resume from last.pt) -> for each epoch:
-        train: batches padded/cropped to the mean length -> SpecAugment / 2 views on the device
-               -> loss (ser_cl.train.objective) -> Adam step
-        validate: loss (and UA/WA when there is a classifier head)
-        lr /= 10 after `patience` epochs without improvement; keep best.pt; write last.pt
+    build model (fresh, or the encoder of a pretrained fold) -> (resume from last.pt) ->
+    for each phase (one; or, fine-tuning: encoder frozen, then everything):
+        fresh Adam + ReduceLROnPlateau, so no phase inherits another's decayed lr
+        for each epoch of the phase:
+            train: batches planned from the seed, gathered ahead of the step
+                   (ser_cl.data.loader) -> SpecAugment / 2 views on the device
+                   -> loss (ser_cl.train.objective) -> Adam step
+            validate: the monitored value (UA with a head, else the validation loss with a
+                      schedule-free objective), best.pt when it improves; write last.pt
     -> evaluate best.pt on val and test -> metrics.json (the "complete" marker)
 
-Every file is written atomically, so a kill at any moment leaves either the previous epoch's
-state or the new one; re-running the same command continues after the last finished epoch.
+No step reads a device value on the host: the loss terms are summed on the device, and a
+non-finite loss is looked for once per epoch (the error names its first step). Every file is
+written atomically, so a kill at any moment leaves the previous epoch's state or the new one;
+re-running the same command continues after the last finished epoch (with the same config:
+``ser_cl.train.run`` refuses a fold trained under another).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -26,16 +34,17 @@ from tqdm.auto import tqdm
 
 from ser_cl.config import StageConfig, to_toml
 from ser_cl.data.augment import spec_augment, two_views
-from ser_cl.data.batching import batch_indices, collate
 from ser_cl.data.folds import Fold
+from ser_cl.data.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
 from ser_cl.data.store import FeatureStore
 from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.metrics import classification_report
 from ser_cl.io import write_json, write_text
 from ser_cl.models import PRESETS, ModelConfig, SERModel
+from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.checkpoint import load_checkpoint, model_config_from_dict, save_checkpoint
-from ser_cl.train.objective import compute_loss
+from ser_cl.train.objective import Objective, validation_objective
 
 
 class TrainingDiverged(RuntimeError):
@@ -52,15 +61,19 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
-    """The ModelConfig of a train/pretrain stage: preset, then the fields set in [model]."""
+    """The ModelConfig of a fresh model: preset, then the fields set in [model]."""
     if cfg.model.preset not in PRESETS:
         raise ValueError(f"model.preset must be one of {', '.join(PRESETS)}, got '{cfg.model.preset}'")
     fields = dict(PRESETS[cfg.model.preset])
     for key, value in vars(cfg.model).items():
-        if key != "preset" and value is not None:
+        if key in fields and value is not None:
             fields[key] = value
     if cfg.model.normalize is None:  # thesis: L2-normalised outputs when training contrastively
         fields["normalize"] = cfg.kind == "pretrain"
+    if cfg.model.freq_kernels == "scaled":  # the thesis' kernels span the same share of the bins
+        for key in ("conv1_kernel", "conv2_kernel"):
+            k_f, k_t = fields[key]
+            fields[key] = (max(1, round(k_f * n_freq / 257)), k_t)
     fields["n_freq"] = n_freq
     return model_config_from_dict(fields)
 
@@ -69,52 +82,43 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def _batches(store: FeatureStore, indices: np.ndarray, batch_size: int, rng: Optional[np.random.Generator],
-             target: str, max_frames: int, device: torch.device):
-    """Yield (x, lengths, labels) on ``device``; shuffled and randomly cropped when ``rng`` is given."""
-    for idx in batch_indices(indices, batch_size, shuffle=rng is not None, rng=rng):
-        x, lengths = collate([store[i] for i in idx], target=target, rng=rng)
-        if max_frames and x.shape[1] > max_frames:  # a cap for CPU presets; thesis: none
-            x, lengths = x[:, :max_frames], lengths.clamp(max=max_frames)
-        labels = torch.from_numpy(store.labels[idx])
-        # lengths stay on the CPU: pack_padded_sequence wants them there (no device->host sync)
-        yield x.to(device, non_blocking=True), lengths, labels.to(device, non_blocking=True)
-
-
-def _augment(x, lengths, labels, cfg: StageConfig, generator: Optional[torch.Generator]):
+def _augment(batch: Batch, cfg: StageConfig, generator: Optional[torch.Generator]):
+    """SpecAugment (or the thesis' 2-view batch) on the device: (x, lengths, lengths_dev, labels)."""
+    x, lengths, lengths_dev, labels = batch.x, batch.lengths, batch.lengths_dev, batch.labels
     aug = dict(time_mask_frac=cfg.augment.time_mask_frac, freq_mask_width=cfg.augment.freq_mask_width,
                generator=generator)
     if cfg.augment.multiview:
-        x, lengths = two_views(x, lengths, **aug)
-        return x, lengths, labels.repeat_interleave(2)
+        x, lengths_dev = two_views(x, lengths_dev, **aug)
+        return x, np.repeat(lengths, 2), lengths_dev, labels.repeat_interleave(2)
     if cfg.augment.enabled:
-        x = spec_augment(x, lengths, **aug)
-    return x, lengths, labels
+        x = spec_augment(x, lengths_dev, **aug)
+    return x, lengths, lengths_dev, labels
 
 
 @torch.no_grad()
 def evaluate(model: SERModel, store: FeatureStore, indices: np.ndarray, cfg: StageConfig, device: torch.device,
-             epoch: int, with_loss: bool = True) -> Dict[str, Any]:
-    """The validation loss and, with a classifier head, UA/WA/confusion.
+             objective: Optional[Objective] = None, loader: Optional[BatchLoader] = None) -> Dict[str, Any]:
+    """The validation loss (with ``objective``) and, with a classifier head, UA/WA/confusion.
 
-    The loss is the training objective on batches shaped like the training ones (mean length,
-    cropped from the start, only the 2 views that self-supervision needs), in a fixed shuffled
-    order so contrastive batches mix classes and speakers the same way every epoch. UA/WA come
-    from whole, uncropped utterances.
+    The loss is taken on batches shaped like the training ones (mean length, cropped from the
+    start, the 2 views that self-supervision needs), in a fixed shuffled order so contrastive
+    batches mix classes and speakers the same way every epoch. UA/WA come from whole, uncropped
+    utterances.
     """
     model.eval()
     result: Dict[str, Any] = {}
-    if with_loss:
+    if objective is not None:
+        loader = loader or BatchLoader(store, device)
         order = np.random.default_rng(12345).permutation(indices)
         gen = torch.Generator(device=device).manual_seed(12345)
+        plans = plan_epoch(store.lengths, order, cfg.optim.batch_size, None, "mean", cfg.data.max_frames)
         total, n_batches = torch.zeros((), device=device), 0
-        for x, lengths, labels in _batches(store, order, cfg.optim.batch_size, None, "mean", cfg.data.max_frames,
-                                           device):
+        for batch in loader(plans):
+            x, lengths, lengths_dev, labels = batch.x, batch.lengths, batch.lengths_dev, batch.labels
             if cfg.augment.multiview:
-                x, lengths, labels = _augment(x, lengths, labels, cfg, gen)
+                x, lengths, lengths_dev, labels = _augment(batch, cfg, gen)
             with _autocast(device, cfg.optim.amp):
-                total += compute_loss(model, x, lengths, labels, cfg.loss, epoch, cfg.optim.epochs,
-                                      cfg.has_head).loss.detach().float()
+                total += objective(model, x, lengths, labels, lengths_dev).loss.detach().float()
             n_batches += 1
         result["loss"] = float(total) / max(n_batches, 1)
     if cfg.has_head:
@@ -124,7 +128,7 @@ def evaluate(model: SERModel, store: FeatureStore, indices: np.ndarray, cfg: Sta
 
 
 def _rng_state(np_rng: np.random.Generator, aug_gen: torch.Generator) -> Dict[str, Any]:
-    return {"numpy": np_rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate(),
+    return {"numpy": np_rng.bit_generator.state, "torch": torch.get_rng_state(), "python": list(random.getstate()),
             "aug": aug_gen.get_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
@@ -132,15 +136,113 @@ def _rng_state(np_rng: np.random.Generator, aug_gen: torch.Generator) -> Dict[st
 def _set_rng_state(state: Dict[str, Any], np_rng: np.random.Generator, aug_gen: torch.Generator) -> None:
     np_rng.bit_generator.state = state["numpy"]
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     aug_gen.set_state(state["aug"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _set_encoder_trainable(model: SERModel, trainable: bool) -> None:
+# -- phases: what trains, at which learning rate ------------------------------------------------
+@dataclass
+class Phase:
+    """Epochs [start, end) with their own optimiser and scheduler."""
+
+    name: str  # "train", or "frozen" / "all" when fine-tuning
+    start: int
+    end: int
+    encoder_trains: bool
+
+
+def phases_of(cfg: StageConfig, steps_per_epoch: int) -> List[Phase]:
+    """One phase; fine-tuning: the encoder frozen for ``freeze_epochs`` (at least
+    ``freeze_min_steps`` optimiser steps on a small corpus), then everything."""
+    n = cfg.optim.epochs
+    if cfg.kind != "finetune":
+        return [Phase("train", 0, n, True)]
+    frozen = cfg.finetune.freeze_epochs
+    if cfg.finetune.freeze_min_steps and frozen > 0:
+        frozen = max(frozen, math.ceil(cfg.finetune.freeze_min_steps / max(steps_per_epoch, 1)))
+    frozen = min(frozen, n)
+    return [p for p in (Phase("frozen", 0, frozen, False), Phase("all", frozen, n, True)) if p.end > p.start]
+
+
+def set_trainable(model: SERModel, cfg: StageConfig, phase: Phase, objective: Objective) -> None:
+    """requires_grad for this phase: the frozen encoder keeps its weights, and heads the loss
+    does not use stay out of the optimiser (and of DDP's gradient bookkeeping)."""
     for p in model.encoder_parameters():
-        p.requires_grad_(trainable)
+        p.requires_grad_(phase.encoder_trains)
+    for p in model.classifier.parameters():
+        p.requires_grad_(cfg.has_head)
+    if model.projection is not None:
+        for p in model.projection.parameters():
+            p.requires_grad_(objective.needs_z)
+
+
+def make_optimizer(model: SERModel, cfg: StageConfig, device: torch.device):
+    """Adam over the trainable parameters (the head at ``finetune.head_lr`` when fine-tuning)
+    and a fresh ReduceLROnPlateau (lr x ``lr_factor`` after ``patience`` bad epochs)."""
+    head_lr = cfg.finetune.head_lr if cfg.kind == "finetune" and cfg.finetune.head_lr else cfg.optim.lr
+    heads = {id(p) for p in model.head_parameters()}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in heads], "lr": cfg.optim.lr},
+              {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": head_lr}]
+    groups = [g for g in groups if g["params"]]
+    # fused: one kernel per step, and its step counters stay on the device (no .item() per step)
+    optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True)
+    mode = "max" if cfg.monitor == "val_ua" else "min"
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.optim.lr_factor,
+                                                           patience=cfg.optim.patience)
+    return optimizer, scheduler
+
+
+class TrainStep(torch.nn.Module):
+    """model + objective as one module, so DistributedDataParallel sees the whole step."""
+
+    def __init__(self, model: SERModel, objective: Objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, x, lengths, lengths_dev, labels):
+        out = self.objective(self.model, x, lengths, labels, lengths_dev)
+        return out.loss, out.parts
+
+
+def train_step(step_module: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, cfg: StageConfig,
+               aug_gen: Optional[torch.Generator], device: torch.device):
+    """One optimiser step on one batch: augment, forward, backward, update. Returns the detached
+    loss and its parts, still on the device: nothing here reads a device value on the host."""
+    x, lengths, lengths_dev, labels = _augment(batch, cfg, aug_gen)
+    with _autocast(device, cfg.optim.amp):
+        loss, parts = step_module(x, lengths, lengths_dev, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), parts
+
+
+def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkpoint: Optional[Path]):
+    """A fresh model, or one whose encoder (and architecture) come from a pretrained fold."""
+    if source_checkpoint is None:
+        model_cfg = model_config_for(cfg, store.n_freq)
+        model = SERModel(model_cfg, len(store.classes))
+        if model_cfg.input_norm == "global":  # the training speakers' statistics, nobody else's
+            from ser_cl.data.normalize import band_stats
+
+            model.set_input_stats(*band_stats(store, fold.train))
+        return model, model_cfg
+    source = load_checkpoint(source_checkpoint)
+    if list(source["classes"]) != list(store.classes):
+        raise ValueError(f"{source_checkpoint}: classes {source['classes']} differ from {store.classes}")
+    fields = dict(source["model_config"])
+    # the thesis' CE head sees the raw embedding: L2 normalisation belongs to the contrastive loss
+    fields["normalize"] = cfg.model.normalize if cfg.model.normalize is not None else cfg.kind == "pretrain"
+    model_cfg = model_config_from_dict(fields)
+    model = SERModel(model_cfg, len(store.classes))
+    encoder_state = {k: v for k, v in source["model"].items() if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(encoder_state, strict=False)
+    if unexpected or any(not k.startswith("classifier.") for k in missing):
+        raise ValueError(f"{source_checkpoint}: encoder weights do not match the model ({missing}, {unexpected})")
+    return model, model_cfg
 
 
 def train_fold(
@@ -170,125 +272,132 @@ def train_fold(
             "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
             **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
 
-    # -- seeds and model -------------------------------------------------------------------
+    # -- seeds, model, data, objective -----------------------------------------------------
     seed = cfg.optim.seed
     random.seed(seed)
     torch.manual_seed(seed)
     np_rng = np.random.default_rng(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed)
-    if source_checkpoint is not None:  # the encoder (and its architecture) come from the pretrained fold
-        source = load_checkpoint(source_checkpoint)
-        if list(source["classes"]) != list(store.classes):
-            raise ValueError(f"{source_checkpoint}: classes {source['classes']} differ from {store.classes}")
-        model_cfg = model_config_from_dict(source["model_config"])
-        model = SERModel(model_cfg, len(store.classes))
-        encoder_state = {k: v for k, v in source["model"].items() if not k.startswith("classifier.")}
-        missing, unexpected = model.load_state_dict(encoder_state, strict=False)
-        if unexpected or any(not k.startswith("classifier.") for k in missing):
-            raise ValueError(f"{source_checkpoint}: encoder weights do not match the model ({missing}, {unexpected})")
-    else:
-        model_cfg = model_config_for(cfg, store.n_freq)
-        model = SERModel(model_cfg, len(store.classes))
+    model, model_cfg = build_model(cfg, store, fold, source_checkpoint)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    model.set_sync_batchnorm(world > 1 and cfg.optim.sync_batchnorm)
+    on_device = cfg.data.store_on_device
+    if on_device is None:
+        on_device = store_fits_on_device(store, device)
+    loader = BatchLoader(store, device, on_device=on_device, prefetch=cfg.data.prefetch)
+    objective = Objective(cfg.loss, cfg.has_head, gather=world > 1 and cfg.loss.gather_distributed)
+    val_objective = validation_objective(cfg.loss, cfg.has_head).eval()
+    n_epochs = cfg.optim.epochs
+    phases = phases_of(cfg, math.ceil(len(fold.train) / cfg.optim.batch_size))
     mode = "max" if cfg.monitor == "val_ua" else "min"
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.optim.lr_factor,
-                                                           patience=cfg.optim.patience)
+    extra = {"n_freq": store.n_freq, "has_head": cfg.has_head, "features": store.info.get("features")}
     history: List[Dict[str, Any]] = []
     best_value, best_epoch, bad_epochs, start_epoch = None, -1, 0, 0
+    resume_state: Optional[Dict[str, Any]] = None
 
     # -- resume ----------------------------------------------------------------------------
     if last_path.exists():
         last = load_checkpoint(last_path)
         model.load_state_dict(last["model"])
-        optimizer.load_state_dict(last["optimizer"])
-        scheduler.load_state_dict(last["scheduler"])
         history, best_value, best_epoch = last["history"], last["best_value"], last["best_epoch"]
         bad_epochs, start_epoch = last["bad_epochs"], last["epoch"] + 1
         _set_rng_state(last["rng"], np_rng, aug_gen)
+        resume_state = last
         if progress:
-            tqdm.write(f"{fold_dir}: resuming after epoch {start_epoch} of {cfg.optim.epochs}")
+            tqdm.write(f"{fold_dir}: resuming after epoch {start_epoch} of {n_epochs}")
 
-    n_epochs = cfg.optim.epochs
-    for epoch in range(start_epoch, n_epochs):
-        if bad_epochs and cfg.optim.early_stop and bad_epochs >= cfg.optim.early_stop:
-            break
-        t0 = time.time()
-        frozen = cfg.kind == "finetune" and epoch < cfg.finetune.freeze_epochs
-        _set_encoder_trainable(model, not frozen)
-        # a frozen encoder keeps its BatchNorm statistics and runs without dropout
-        model.train(not frozen)
-        sums: Dict[str, torch.Tensor] = {}
-        n_steps = 0
-        batches = _batches(store, fold.train, cfg.optim.batch_size, np_rng, "mean", cfg.data.max_frames, device)
-        n_total = math.ceil(len(fold.train) / cfg.optim.batch_size)
-        bar = tqdm(batches, total=n_total, desc=f"{fold.name} epoch {epoch + 1}/{n_epochs}", leave=False,
-                   disable=not progress, unit="batch")
-        for step, (x, lengths, labels) in enumerate(bar):
-            if world > 1:  # torchrun: this process's share of the batch
-                if len(labels) < world:
-                    continue
-                x, lengths, labels = x[rank::world], lengths[rank::world], labels[rank::world]
-            x, lengths, labels = _augment(x, lengths, labels, cfg, aug_gen)
-            with _autocast(device, cfg.optim.amp):
-                out = compute_loss(model, x, lengths, labels, cfg.loss, epoch, n_epochs, cfg.has_head)
-            if not distributed.all_finite(out.loss):
-                raise TrainingDiverged(
-                    f"{fold_dir}: the loss is {float(out.loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
-                    "lower optim.lr or raise loss.tau, then delete last.pt to restart this fold")
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            distributed.average_gradients(model)
-            optimizer.step()
-            for key, value in out.parts.items():
-                sums[key] = sums.get(key, 0.0) + value
-            sums["loss"] = sums.get("loss", 0.0) + out.loss.detach()
-            n_steps += 1
-        train_stats = {f"train_{k}": float(v) / max(n_steps, 1) for k, v in sums.items()}
-        distributed.average_buffers(model)
-
-        val = evaluate(model, store, fold.val, cfg, device, epoch)
-        value = distributed.broadcast_float(val["ua"] if cfg.monitor == "val_ua" else val["loss"], device)
-        improved = best_value is None or (value > best_value if mode == "max" else value < best_value)
-        if improved:
-            best_value, best_epoch, bad_epochs = value, epoch, 0
-            if main:
-                save_checkpoint(best_path, model, model_cfg, store.classes, n_freq=store.n_freq, epoch=epoch,
-                                value=value, has_head=cfg.has_head)
+    for phase in phases:
+        if phase.end <= start_epoch:
+            continue
+        set_trainable(model, cfg, phase, objective)
+        optimizer, scheduler = make_optimizer(model, cfg, device)
+        if resume_state is not None and resume_state.get("phase", phase.name) == phase.name:
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
         else:
-            bad_epochs += 1
-        scheduler.step(value)
-        record = {"epoch": epoch + 1, **train_stats, "val_loss": val.get("loss"), "val_ua": val.get("ua"),
-                  "val_wa": val.get("wa"), "lr": optimizer.param_groups[0]["lr"], "frozen_encoder": frozen,
-                  "best_epoch": best_epoch + 1, "seconds": round(time.time() - t0, 2)}
-        history.append(record)
-        if main:
-            save_checkpoint(last_path, model, model_cfg, store.classes, n_freq=store.n_freq, epoch=epoch,
-                            value=value, has_head=cfg.has_head, optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), history=history, best_value=best_value,
-                            best_epoch=best_epoch, bad_epochs=bad_epochs, rng=_rng_state(np_rng, aug_gen))
-            write_text(fold_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        if progress:
-            shown = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "seconds")
-            tqdm.write(f"{fold.name} epoch {epoch + 1}/{n_epochs} {shown}{' *' if improved else ''}")
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+            bad_epochs = 0  # a new phase starts with a fresh patience
+        resume_state = None
+        step_module: torch.nn.Module = TrainStep(model, objective)
+        if world > 1:
+            step_module = distributed.wrap(step_module, device)
+
+        for epoch in range(max(phase.start, start_epoch), phase.end):
+            if bad_epochs and cfg.optim.early_stop and bad_epochs >= cfg.optim.early_stop:
+                break
+            t0 = time.time()
+            objective.set_epoch(epoch, n_epochs)
+            # a frozen encoder keeps its BatchNorm statistics and runs without dropout
+            model.train(phase.encoder_trains)
+            plans = plan_epoch(store.lengths, fold.train, cfg.optim.batch_size, np_rng, "mean", cfg.data.max_frames)
+            if world > 1:  # torchrun: this process's share of every batch
+                plans = [p.shard(rank, world) for p in plans if len(p.rows) >= world]
+            sums: Dict[str, torch.Tensor] = {}
+            first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+            bar = progress_bar(loader(plans), total=len(plans), desc=f"{fold.name} epoch {epoch + 1}/{n_epochs}",
+                       leave=False, disable=not progress, unit="batch")
+            for step, batch in enumerate(bar):
+                loss, parts = train_step(step_module, optimizer, batch, cfg, aug_gen, device)
+                # remember the first non-finite step without reading the GPU (checked per epoch)
+                bad = ~torch.isfinite(loss)
+                first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
+                for key, value in parts.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                sums["loss"] = sums.get("loss", 0.0) + loss
+            n_steps = len(plans)
+            bad_step = distributed.max_int(first_bad)
+            if bad_step >= 0:
+                raise TrainingDiverged(
+                    f"{fold_dir}: the loss is not finite at epoch {epoch + 1}, step {bad_step + 1}; "
+                    "lower optim.lr or raise loss.tau, then delete last.pt to restart this fold")
+            train_stats = {f"train_{k}": float(v) / max(n_steps, 1) for k, v in sums.items()}
+
+            val = evaluate(model, store, fold.val, cfg, device, val_objective, loader)
+            value = distributed.broadcast_float(val["ua"] if cfg.monitor == "val_ua" else val["loss"], device)
+            improved = math.isfinite(value) and (
+                best_value is None or (value > best_value if mode == "max" else value < best_value))
+            if improved:
+                best_value, best_epoch, bad_epochs = value, epoch, 0
+                if main:
+                    save_checkpoint(best_path, model, model_cfg, store.classes, epoch=epoch, value=value, **extra)
+            else:
+                bad_epochs += 1
+            lrs = [g["lr"] for g in optimizer.param_groups]  # the lrs this epoch trained with
+            scheduler.step(value if math.isfinite(value) else (-math.inf if mode == "max" else math.inf))
+            record = {"epoch": epoch + 1, **train_stats, "val_loss": val.get("loss"), "val_ua": val.get("ua"),
+                      "val_wa": val.get("wa"), "lr": lrs[0], "head_lr": lrs[-1], "phase": phase.name,
+                      "frozen_encoder": not phase.encoder_trains, "best_epoch": best_epoch + 1,
+                      "seconds": round(time.time() - t0, 2)}
+            history.append(record)
+            if main:
+                save_checkpoint(last_path, model, model_cfg, store.classes, epoch=epoch, value=value,
+                                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), phase=phase.name,
+                                history=history, best_value=best_value, best_epoch=best_epoch, bad_epochs=bad_epochs,
+                                rng=_rng_state(np_rng, aug_gen), **extra)
+                write_text(fold_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            if progress:
+                shown = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "seconds")
+                tqdm.write(f"{fold.name} epoch {epoch + 1}/{n_epochs} {shown}{' *' if improved else ''}")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
 
     # -- final evaluation of the best checkpoint -----------------------------------------------
     distributed.barrier()
     if not main:  # rank 0 evaluates and writes metrics.json
         distributed.barrier()
         return json.loads(metrics_path.read_text())
-    best = load_checkpoint(best_path)
-    model.load_state_dict(best["model"])
+    if best_path.exists():
+        model.load_state_dict(load_checkpoint(best_path)["model"])
+    else:  # no epoch gave a finite monitored value: keep the last weights, and say so
+        save_checkpoint(best_path, model, model_cfg, store.classes, epoch=n_epochs - 1, value=None, **extra)
     metrics: Dict[str, Any] = {
-        "status": "complete", "fold": fold.name, "epochs_run": len(history), "best_epoch": best_epoch + 1,
+        "status": "complete", "fold": fold.name, "epochs_run": len(history),
+        "best_epoch": best_epoch + 1 if best_epoch >= 0 else None,
         "monitor": cfg.monitor, "best_value": best_value, "classes": list(store.classes),
         "val": None, "test": None,
     }
     if cfg.has_head:
         for part in ("val", "test"):
-            metrics[part] = evaluate(model, store, getattr(fold, part), cfg, device, best_epoch, with_loss=False)
+            metrics[part] = evaluate(model, store, getattr(fold, part), cfg, device)
     write_json(metrics_path, metrics)
     distributed.barrier()
     return metrics

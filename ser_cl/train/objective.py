@@ -1,9 +1,14 @@
-"""What one training step minimises, for every stage of the thesis.
+"""What one training step minimises, for every stage of the thesis, built from the loss registry.
 
-- ``ce`` (train / finetune): L = CE + lambda * SupCon + beta * self-supervised NT-Xent
+- ``train`` / ``finetune``: L = CE + lambda * SupCon + beta * self-supervised NT-Xent
   (thesis 4.4.1, 4.4.3 and 4.4.5; lambda = ``loss.supcon_weight``, beta = ``loss.selfsup_weight``).
-- any contrastive ``loss.name`` (pretrain): that loss on the L2-normalised embeddings z,
-  with the triplet mining strategy of the current epoch (thesis 4.4.2, 4.4.4).
+- ``pretrain``: the contrastive loss ``loss.name`` on the L2-normalised embeddings z (4.4.2,
+  4.4.4), with the triplet mining of the current epoch.
+
+Every term is a module from ``ser_cl.losses.build_loss``: the modules the loss tests check are
+the ones that train. ``validation_objective`` gives the loss whose value picks ``best.pt``: the
+same loss, except that a mining *schedule* (semi-hard then hard) is judged with every triplet
+all run long, so the monitored value means the same thing before and after the switch.
 """
 
 from __future__ import annotations
@@ -12,17 +17,10 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 import torch
+from torch import nn
 
 from ser_cl.config import LossConfig
-from ser_cl.losses import (
-    cross_entropy_loss,
-    mining_for_epoch,
-    selfsup_ntxent_loss,
-    smooth_triplet_loss,
-    supcon_loss,
-    supervised_ntxent_loss,
-    triplet_loss,
-)
+from ser_cl.losses import MINING_SCHEDULES, MINING_STRATEGIES, build_loss, loss_parameters
 
 
 @dataclass
@@ -32,56 +30,70 @@ class StepOutput:
     logits: Optional[torch.Tensor]  # classifier outputs (None when there is no head)
 
 
-def contrastive_term(cfg: LossConfig, z: torch.Tensor, labels: torch.Tensor, epoch: int, n_epochs: int) -> torch.Tensor:
-    """The pretraining loss named by ``cfg.name`` on normalised embeddings ``z``."""
-    if cfg.name == "triplet":
-        mining = mining_for_epoch(cfg.mining, epoch, n_epochs, cfg.hard_fraction)
-        return triplet_loss(z, labels, margin=cfg.margin, mining=mining)
-    if cfg.name == "smooth_triplet":
-        return smooth_triplet_loss(z, labels, tau=cfg.tau)
-    if cfg.name == "ntxent":
-        return supervised_ntxent_loss(z, labels, tau=cfg.tau)
-    if cfg.name == "supcon":
-        return supcon_loss(z, labels, tau=cfg.tau)
-    if cfg.name == "selfsup_ntxent":
-        return selfsup_ntxent_loss(z, tau=cfg.tau)
-    raise ValueError(f"not a contrastive loss: {cfg.name}")
+def loss_module(name: str, cfg: LossConfig, gather: bool = False, **fixed) -> nn.Module:
+    """``build_loss(name)`` with the parameters it takes read from ``cfg`` (same field names;
+    ``fixed`` wins). ``gather``: negatives from every process of a data-parallel run."""
+    accepted = loss_parameters(name)
+    params = {k: getattr(cfg, k) for k in accepted if hasattr(cfg, k) and k != "gather_distributed"}
+    params.update({k: v for k, v in fixed.items() if k in accepted})
+    if gather and "gather_distributed" in accepted:
+        params["gather_distributed"] = True
+    return build_loss(name, **params)
 
 
-def compute_loss(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    lengths: torch.Tensor,
-    labels: torch.Tensor,
-    cfg: LossConfig,
-    epoch: int,
-    n_epochs: int,
-    with_head: bool,
-) -> StepOutput:
-    """Forward ``x`` through ``model`` and return the stage's loss and its parts.
+class Objective(nn.Module):
+    """The stage's loss, L = sum_k w_k * L_k, over the modules of ``terms``."""
 
-    For multi-view batches, rows 2k and 2k+1 of ``x`` are two views of one utterance and
-    ``labels`` is already repeated to match.
-    """
-    h = model.embed(x, lengths)
-    parts: Dict[str, torch.Tensor] = {}
-    if not with_head:
-        z = model.contrastive(h)
-        loss = contrastive_term(cfg, z.float(), labels, epoch, n_epochs)
-        parts[cfg.name] = loss.detach()
-        return StepOutput(loss, parts, None)
+    def __init__(self, cfg: LossConfig, with_head: bool, gather: bool = False, fixed_mining: bool = False):
+        super().__init__()
+        self.with_head = with_head
+        self.terms = nn.ModuleDict()
+        self.weights: Dict[str, float] = {}
+        if with_head:
+            self.terms["ce"] = loss_module("ce", cfg)
+            self.weights["ce"] = 1.0
+            if cfg.supcon_weight > 0:
+                self.terms["supcon"] = loss_module("supcon", cfg, gather, tau=cfg.supcon_tau)
+                self.weights["supcon"] = cfg.supcon_weight
+            if cfg.selfsup_weight > 0:
+                self.terms["selfsup_ntxent"] = loss_module("selfsup_ntxent", cfg, gather, tau=cfg.selfsup_tau)
+                self.weights["selfsup_ntxent"] = cfg.selfsup_weight
+        else:
+            fixed = {}
+            if fixed_mining and cfg.mining in MINING_SCHEDULES and cfg.mining not in MINING_STRATEGIES:
+                fixed["mining"] = "all"
+            self.terms[cfg.name] = loss_module(cfg.name, cfg, gather, **fixed)
+            self.weights[cfg.name] = 1.0
 
-    logits = model.classify(h)
-    loss = cross_entropy_loss(logits.float(), labels)
-    parts["ce"] = loss.detach()
-    if cfg.supcon_weight > 0 or cfg.selfsup_weight > 0:
-        z = model.contrastive(h).float()
-        if cfg.supcon_weight > 0:
-            sc = supcon_loss(z, labels, tau=cfg.supcon_tau)
-            parts["supcon"] = sc.detach()
-            loss = loss + cfg.supcon_weight * sc
-        if cfg.selfsup_weight > 0:
-            ss = selfsup_ntxent_loss(z, tau=cfg.selfsup_tau)
-            parts["selfsup_ntxent"] = ss.detach()
-            loss = loss + cfg.selfsup_weight * ss
-    return StepOutput(loss, parts, logits)
+    @property
+    def needs_z(self) -> bool:
+        return any(getattr(m, "input", "embeddings") != "logits" for m in self.terms.values())
+
+    def set_epoch(self, epoch: int, n_epochs: int) -> None:
+        for term in self.terms.values():
+            term.set_epoch(epoch, n_epochs)
+
+    def forward(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+                lengths_dev: Optional[torch.Tensor] = None) -> StepOutput:
+        """Forward ``x`` through ``model`` and return the loss and its parts.
+
+        For multi-view batches rows 2k and 2k+1 of ``x`` are two views of one utterance and
+        ``labels`` is already repeated to match.
+        """
+        h = model.embed(x, lengths, lengths_dev)
+        logits = model.classify(h) if self.with_head else None
+        z = model.contrastive(h).float() if self.needs_z else None
+        loss: Optional[torch.Tensor] = None
+        parts: Dict[str, torch.Tensor] = {}
+        for name, term in self.terms.items():
+            value = term(logits.float(), labels) if term.input == "logits" else term(z, labels)
+            parts[name] = value.detach()
+            weighted = self.weights[name] * value if self.weights[name] != 1.0 else value
+            loss = weighted if loss is None else loss + weighted
+        assert loss is not None
+        return StepOutput(loss, parts, logits)
+
+
+def validation_objective(cfg: LossConfig, with_head: bool) -> Objective:
+    """The objective whose validation value is monitored: fixed mining for a mining schedule."""
+    return Objective(cfg, with_head, fixed_mining=True)

@@ -6,17 +6,18 @@ Layout written here (see the README, "Run directory"):
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from tqdm.auto import tqdm
-
-from ser_cl.config import ConfigError, StageConfig, Variant, expand, load_experiment
-from ser_cl.data.folds import make_folds
+from ser_cl.config import ConfigError, StageConfig, Variant, as_table, expand, load_experiment
+from ser_cl.data.folds import auto_protocol, make_folds
 from ser_cl.data.store import FeatureStore
 from ser_cl.io import write_json
+from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.loop import resolve_device, train_fold
 
@@ -33,6 +34,55 @@ def fold_is_complete(fold_dir: Path) -> bool:
         return json.loads((Path(fold_dir) / "metrics.json").read_text()).get("status") == "complete"
     except (OSError, ValueError):
         return False
+
+
+# Keys that do not change what a fold learns: where it is written, on which device, how it is
+# shown, and how batches reach the device (the same batches either way).
+FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device", "probe", "thesis", "sweep",
+                       "data.eval_batch_size", "data.prefetch", "data.store_on_device")
+
+
+def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
+    """The resolved config as flat ``section.key -> value`` (ignoring FINGERPRINT_IGNORES), plus
+    ``source.config`` (a hash of the pretrained fold's config) when fine-tuning one."""
+    flat: Dict[str, object] = {}
+
+    def walk(prefix: str, table: Dict[str, object]) -> None:
+        for key, value in table.items():
+            dotted = f"{prefix}{key}"
+            if dotted in FINGERPRINT_IGNORES:
+                continue
+            if isinstance(value, dict):
+                walk(dotted + ".", value)
+            else:
+                flat[dotted] = value
+
+    walk("", as_table(cfg))
+    if source_checkpoint is not None:
+        src = Path(source_checkpoint).parent / "fingerprint.json"
+        text = src.read_text() if src.is_file() else ""
+        flat["source.config"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return flat
+
+
+def check_fold_config(fold_dir: Path, fingerprint: Dict[str, object], restart: bool) -> None:
+    """Refuse to resume or reuse a fold trained under another config (or clear it: ``restart``)."""
+    path = fold_dir / "fingerprint.json"
+    if restart and fold_dir.exists():
+        shutil.rmtree(fold_dir)
+        return
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text())
+    except ValueError:
+        before = {}
+    changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {fingerprint.get(k)!r}" for k in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise ConfigError(f"{fold_dir}: trained with another config ({shown}{more}); "
+                          "write to a new runs_dir (--set runs_dir=runs/NEW) or pass --restart to clear this fold")
 
 
 def variant_dir(cfg: StageConfig, variant_name: str) -> Path:
@@ -67,8 +117,12 @@ def source_dir_of(variant: Variant) -> Optional[Path]:
 
 
 def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_spec: Optional[str] = None,
-                progress: bool = True) -> Path:
-    """Train the selected folds (1-based numbers; all when None) of one variant."""
+                progress: bool = True, restart: bool = False) -> Path:
+    """Train the selected folds (1-based numbers; all when None) of one variant.
+
+    A fold already trained (or half-trained) under a different config stops the run with the
+    keys that differ; ``restart`` clears the selected folds first instead.
+    """
     cfg = variant.config
     device = distributed.setup() or resolve_device(device_spec or cfg.device)  # torchrun: this rank's GPU
     store = FeatureStore(cfg.data.dir)
@@ -87,15 +141,21 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
     if distributed.is_main():
         write_json(out / "run.json", {
             "experiment": cfg.experiment, "variant": variant.name, "stage": cfg.kind, "description": cfg.description,
-            "data_dir": str(Path(cfg.data.dir).resolve()), "protocol": cfg.data.protocol,
+            "data_dir": str(Path(cfg.data.dir).resolve()), "corpus": store.info.get("corpus"),
+            "protocol": auto_protocol(store) if cfg.data.protocol == "auto" else cfg.data.protocol,
             "folds": [f.name for f in all_folds], "sweep": variant.sweep, "thesis": cfg.thesis,
             "classes": list(store.classes), "head": cfg.has_head,
             "source": str(source) if source is not None else None,
         })
-    for fold in tqdm(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
+    for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / fold.name / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
             raise ConfigError(f"{src_ckpt}: missing; pretrain {source} (fold {fold.name}) before fine-tuning it")
+        fingerprint = config_fingerprint(cfg, src_ckpt)
+        if distributed.is_main():
+            check_fold_config(out / fold.name, fingerprint, restart)
+            write_json(out / fold.name / "fingerprint.json", fingerprint)
+        distributed.barrier()
         train_fold(cfg, store, fold, out / fold.name, device, source_checkpoint=src_ckpt, progress=progress)
     return out
 

@@ -1,0 +1,228 @@
+"""Length-aware building blocks of the encoder: masked BatchNorm, the conv block, the BiGRU
+runs and the pooling over time.
+
+Every block keeps the encoder's contract: an utterance gives the same output (in eval mode)
+alone or inside a zero-padded batch. Lengths live in two copies: on the CPU (what
+``pack_padded_sequence`` needs) and on the device (masks); nothing here reads a device value
+on the host, so a training step makes no host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+#: How the BiGRU runs over a padded batch (``ModelConfig.gru_impl``); both are exact.
+GRU_IMPLS = ("packed", "padded")
+#: Pooling over time (``ModelConfig.pooling``).
+POOLINGS = ("mean", "attention", "stats")
+
+
+def conv_output_length(lengths, kernel: int, stride: int, padding: int):
+    """Number of output frames of a conv over ``lengths`` input frames (PyTorch's formula).
+
+    floor((L + 2 * padding - kernel) / stride) + 1, elementwise, for a tensor (any device, no
+    synchronisation) or a numpy array.
+    """
+    if isinstance(lengths, np.ndarray):
+        return (lengths + 2 * padding - kernel) // stride + 1
+    return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+
+
+def valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B, max_len] bool, True at the frames t < lengths[b]."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def utterance_standardize(x: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor,
+                          eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance, per-frequency-bin mean/variance normalisation over the valid frames.
+
+    x [B, T, F] (zero beyond ``lengths``), valid [B, T]; the result is zero beyond ``lengths``
+    too, so an utterance gives the same output alone or inside a padded batch.
+    """
+    xf = x.float()
+    w = valid[:, :, None].to(xf.dtype)  # [B, T, 1]
+    n = lengths.to(xf.dtype)[:, None, None]  # [B, 1, 1]
+    mean = (xf * w).sum(dim=1, keepdim=True) / n
+    var = (((xf - mean) * w) ** 2).sum(dim=1, keepdim=True) / n
+    y = (xf - mean) * torch.rsqrt(var + eps) * w
+    return y.to(x.dtype)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """y = sum over processes of x; every process's loss uses y, so dL/dx = the sum of dL_q/dy."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def _sync_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over the processes of a data-parallel run, with gradients (SyncBatchNorm)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return _AllReduceSum.apply(t)
+    return t
+
+
+class MaskedBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose training-mode statistics count only the valid time frames.
+
+    Input [B, C, F, T] and ``valid`` [B, T] (bool). In eval mode, or without ``valid``, it is
+    exactly ``nn.BatchNorm2d`` (same parameters and buffers, so checkpoints are interchangeable).
+    Statistics are computed in float32 even under autocast; the output has the input's dtype.
+    ``sync = True`` (set by data-parallel training) sums the statistics over all processes with
+    gradients, so the step equals one process on the whole batch (SyncBatchNorm).
+    """
+
+    sync: bool = False
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if valid is None or not self.training:
+            return super().forward(x)
+        xf = x.float()
+        weight_bt = valid[:, None, None, :].to(xf.dtype)  # [B, 1, 1, T]
+        count = weight_bt.sum() * x.shape[2]  # valid (b, f, t) positions per channel
+        total = (xf * weight_bt).sum(dim=(0, 2, 3))
+        if self.sync:
+            stats = _sync_sum(torch.cat([count.reshape(1), total]))
+            count, total = stats[0], stats[1:]
+        mean = total / count
+        centered = (xf - mean[None, :, None, None]) * weight_bt
+        sq = centered.pow(2).sum(dim=(0, 2, 3))
+        if self.sync:
+            sq = _sync_sum(sq)
+        var = sq / count
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)  # type: ignore[union-attr]
+                if self.momentum is None:  # cumulative moving average, as nn.BatchNorm
+                    factor: Any = 1.0 / self.num_batches_tracked.to(torch.float32)  # type: ignore[union-attr]
+                else:
+                    factor = self.momentum
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), factor)
+        y = (xf - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y.to(x.dtype)
+
+
+class ConvBlock(nn.Module):
+    """Conv2D -> BatchNorm2D -> Hardtanh(0, 20) over [B, C, F, T], length-aware on the time axis."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: Tuple[int, int],
+                 stride: Tuple[int, int], masked_batchnorm: bool) -> None:
+        super().__init__()
+        self.kernel_t = kernel[1]
+        self.stride_t = stride[1]
+        self.pad_t = (kernel[1] - 1) // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride,
+                              padding=(0, self.pad_t))
+        self.bn = MaskedBatchNorm2d(out_channels)
+        self.masked_batchnorm = masked_batchnorm
+        self.act = nn.Hardtanh(0.0, 20.0)
+
+    def output_length(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_length(lengths, self.kernel_t, self.stride_t, self.pad_t)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, F, T] with zeros beyond ``lengths``; returns (y, out_lengths), y zero beyond them."""
+        y = self.conv(x)
+        out_lengths = self.output_length(lengths)
+        valid = valid_mask(out_lengths, y.shape[-1])
+        y = self.bn(y, valid if self.masked_batchnorm else None)
+        y = self.act(y)
+        y = y.masked_fill(~valid[:, None, None, :], 0.0)
+        return y, out_lengths
+
+
+# -- the BiGRU over a padded batch ---------------------------------------------------------------
+def run_bigru(gru: nn.GRU, y: torch.Tensor, lengths_host: np.ndarray, lengths_dev: torch.Tensor,
+              impl: str = "packed") -> torch.Tensor:
+    """Run a bidirectional, batch-first ``gru`` over y [B, T, D]; outputs beyond a length are arbitrary.
+
+    ``lengths_host``: numpy int64 [B]; ``lengths_dev``: the same on y's device.
+
+    * "packed": one cuDNN call on a ``PackedSequence``. A batch sorted longest first (what
+      ``ser_cl.data.loader`` gives) packs without any permutation; otherwise PyTorch sorts it
+      (an index copied to the device each step).
+    * "padded": per layer, the forward direction runs on the padded batch (padding comes after
+      the valid frames, so it cannot reach them) and the backward direction on each utterance
+      reversed within its own length (so its padding also comes last), with the GRU's own
+      weights: exact, no packing, 2 x layers cuDNN calls.
+    """
+    if impl == "packed":
+        is_sorted = bool(np.all(lengths_host[:-1] >= lengths_host[1:]))
+        packed = pack_padded_sequence(y, torch.from_numpy(lengths_host), batch_first=True, enforce_sorted=is_sorted)
+        out, _ = gru(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=y.shape[1])[0]
+    if impl != "padded":
+        raise ValueError(f"gru_impl must be one of {GRU_IMPLS}, got {impl!r}")
+    batch, max_len, _ = y.shape
+    t = torch.arange(max_len, device=y.device)[None, :]
+    flip = torch.where(t < lengths_dev[:, None], lengths_dev[:, None] - 1 - t, t)  # an involution
+    flip = flip[:, :, None]
+
+    def reverse(v: torch.Tensor) -> torch.Tensor:
+        return v.gather(1, flip.expand(-1, -1, v.shape[2]))
+
+    h0 = y.new_zeros(1, batch, gru.hidden_size)
+    for layer in range(gru.num_layers):
+        outs = []
+        for suffix, rev in (("", False), ("_reverse", True)):
+            weights = [getattr(gru, f"{kind}_l{layer}{suffix}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            inp = reverse(y) if rev else y
+            out = torch._VF.gru(inp, h0, weights, True, 1, 0.0, gru.training, False, True)[0]
+            outs.append(reverse(out) if rev else out)
+        y = torch.cat(outs, dim=2)
+        if layer < gru.num_layers - 1 and gru.dropout > 0:
+            y = F.dropout(y, gru.dropout, gru.training)
+    return y
+
+
+# -- pooling over time -----------------------------------------------------------------------------
+class Pooling(nn.Module):
+    """Frames [B, T, D] (zero beyond lengths) -> one vector per utterance.
+
+    * "mean" (thesis): the mean of the valid frames -> [B, D];
+    * "attention": softmax(w . tanh(W y_t + b)) over the valid frames, the weighted mean -> [B, D];
+    * "stats": the mean and the standard deviation of the valid frames -> [B, 2D].
+    """
+
+    def __init__(self, kind: str, dim: int) -> None:
+        super().__init__()
+        if kind not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {kind!r}")
+        self.kind = kind
+        if kind == "attention":
+            self.score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1))
+        self.out_dim = 2 * dim if kind == "stats" else dim
+
+    def forward(self, y: torch.Tensor, lengths_dev: torch.Tensor) -> torch.Tensor:
+        y = y.float()
+        valid = valid_mask(lengths_dev, y.shape[1])[:, :, None]
+        n = lengths_dev[:, None].to(torch.float32)
+        if self.kind == "attention":
+            s = self.score(y).masked_fill(~valid, float("-inf"))
+            return (torch.softmax(s, dim=1) * y).sum(dim=1)
+        mean = y.sum(dim=1) / n
+        if self.kind == "mean":
+            return mean
+        var = ((y - mean[:, None, :]) * valid).pow(2).sum(dim=1) / n
+        return torch.cat([mean, torch.sqrt(var + 1e-5)], dim=1)
