@@ -129,8 +129,7 @@ def main() -> None:
     args = ap.parse_args()
     devices = (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])) if args.devices == "auto" \
         else args.devices.split(",")
-    torch.backends.cudnn.benchmark = True
-    tmp = None
+    tmp = None  # cudnn.benchmark stays off, as in training: every batch has its own length
     if args.data:
         data = Path(args.data)
     else:

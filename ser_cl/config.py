@@ -112,6 +112,7 @@ class FinetuneConfig:
     freeze_epochs: int = 10  # finetune: encoder frozen for these epochs, then all parameters train
     freeze_min_steps: int = 0  # ... and for at least this many optimiser steps (small corpora; 0 = off)
     head_lr: Optional[float] = None  # the classifier head's lr when fine-tuning (unset: optim.lr)
+    head_init: str = "fit"  # fit: start the head as a linear probe of the frozen embeddings | random
 
 
 @dataclass
@@ -328,6 +329,7 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.data.prefetch >= 1, "data.prefetch must be >= 1")
     check(cfg.model.freq_kernels in ("fixed", "scaled"), "model.freq_kernels must be fixed or scaled")
     check(cfg.finetune.head_lr is None or cfg.finetune.head_lr > 0, "finetune.head_lr must be > 0")
+    check(cfg.finetune.head_init in ("fit", "random"), "finetune.head_init must be fit or random")
     for key in ("conv1_kernel", "conv2_kernel"):
         k = getattr(cfg.model, key)
         check(k is None or (len(k) == 2 and all(isinstance(v, int) and v >= 1 for v in k)),

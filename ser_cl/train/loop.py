@@ -220,6 +220,21 @@ def train_step(step_module: torch.nn.Module, optimizer: torch.optim.Optimizer, b
     return loss.detach(), parts
 
 
+def init_head(model: SERModel, store: FeatureStore, fold: Fold, cfg: StageConfig, device: torch.device) -> None:
+    """Start the classifier as a linear probe of the frozen embeddings (head_fit.py): logistic
+    regression on the training speakers, its C chosen on the validation speakers' UA."""
+    from ser_cl.train.head_fit import select_linear_head
+
+    model.eval()
+    train_x, _ = embed_utterances(model, store, fold.train, device, cfg.data.eval_batch_size, cfg.optim.amp)
+    val_x, _ = embed_utterances(model, store, fold.val, device, cfg.data.eval_batch_size, cfg.optim.amp)
+    weight, bias = select_linear_head(train_x, store.labels[fold.train], val_x, store.labels[fold.val],
+                                      len(store.classes))
+    with torch.no_grad():
+        model.classifier.weight.copy_(weight)
+        model.classifier.bias.copy_(bias)
+
+
 def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkpoint: Optional[Path]):
     """A fresh model, or one whose encoder (and architecture) come from a pretrained fold."""
     if source_checkpoint is None:
@@ -294,6 +309,8 @@ def train_fold(
     history: List[Dict[str, Any]] = []
     best_value, best_epoch, bad_epochs, start_epoch = None, -1, 0, 0
     resume_state: Optional[Dict[str, Any]] = None
+    if cfg.kind == "finetune" and cfg.finetune.head_init == "fit" and not last_path.exists():
+        init_head(model, store, fold, cfg, device)
 
     # -- resume ----------------------------------------------------------------------------
     if last_path.exists():
