@@ -34,7 +34,7 @@ if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then
   TP=(--devices cpu --preset small --steps 2 --batch-sizes 8 --losses ce)
   GRU=(--device cpu --steps 1 --batch-sizes 8); PAR=2
 else
-  DEV=cuda; DEVICES=cuda:0,cuda:0,cuda:0,cuda:0; T_STEPS=40; FOLDS=()
+  DEV=cuda; DEVICES=cuda:0,cuda:0,cuda:0,cuda:0,cuda:0; T_STEPS=40; FOLDS=()
   EXTRA=(); TP=(--devices cuda --steps 40); GRU=(--device cuda --steps 50); PAR=4
 fi
 
@@ -57,31 +57,31 @@ section "environment"
 } > "$WORK/env.txt" 2>&1; cat "$WORK/env.txt"; block "$WORK/env.txt"
 
 section "prepare EmoDB"
-timed 60 "prepare $SRC" "${CLI[@]}" prepare "$SRC" --out "$WORK/emodb" --quiet
+timed 30 "prepare $SRC" "${CLI[@]}" prepare "$SRC" --out "$WORK/emodb" --quiet
 
 section "CUDA tests (set_sync_debug_mode('error') around training steps; padding/GRU exactness)"
-timed 150 "pytest" "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_step_sync.py tests/test_model.py
+timed 90 "pytest" "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_step_sync.py -k cuda
 tail -4 "$WORK/last.txt" > "$WORK/pytest.txt"; block "$WORK/pytest.txt"
 
 section "throughput, thesis encoder, bf16 (utterances/s; e2e = from the EmoDB store, loader included)"
-timed 150 "train_throughput" "$PY" benchmarks/train_throughput.py "${TP[@]}" --data "$WORK/emodb"
+timed 120 "train_throughput" "$PY" benchmarks/train_throughput.py "${TP[@]}" --data "$WORK/emodb"
 block "$WORK/last.txt"
-timed 60 "ce b32 e2e, host store" "$PY" benchmarks/train_throughput.py "${TP[@]}" --data "$WORK/emodb" \
+timed 45 "ce b32 e2e, host store" "$PY" benchmarks/train_throughput.py "${TP[@]}" --data "$WORK/emodb" \
   --losses ce --batch-sizes 32 --modes e2e --store-on-device no
 tail -1 "$WORK/last.txt" > "$WORK/t.txt"; block "$WORK/t.txt"
-timed 90 "ce b32 e2e x$PAR processes" "$PY" benchmarks/train_throughput.py "${TP[@]}" --data "$WORK/emodb" \
+timed 75 "ce b32 e2e x$PAR processes" "$PY" benchmarks/train_throughput.py "${TP[@]}" --data "$WORK/emodb" \
   --losses ce --batch-sizes 32 --modes e2e --parallel $PAR
 tail -1 "$WORK/last.txt" > "$WORK/t.txt"; block "$WORK/t.txt"
-timed 60 "gru variants" "$PY" benchmarks/gru_impl.py "${GRU[@]}"
+timed 45 "gru variants" "$PY" benchmarks/gru_impl.py "${GRU[@]}"
 block "$WORK/last.txt"
 
 section "EmoDB, thesis recipe: CE baseline (thesis encoder, 50 epochs, 10 folds, $DEVICES)"
 COMMON=(--set data.dir="$WORK/emodb" --set runs_dir="$WORK/runs" "${EXTRA[@]}" "${FOLDS[@]}" --no-report)
-timed 200 "ce_baseline" "${CLI[@]}" run experiments/ce_baseline.toml --devices "$DEVICES" "${COMMON[@]}"
+timed 150 "ce_baseline" "${CLI[@]}" run experiments/ce_baseline.toml --devices "$DEVICES" "${COMMON[@]}"
 "${CLI[@]}" report "$WORK/runs/ce_baseline" --no-plots --out "$OUT_DIR/report_ce.md" && cat "$OUT_DIR/report_ce.md" >> "$RES"
 
 section "EmoDB: self-supervised NT-Xent pretraining -> CE ft aug (thesis 4.4.4)"
-timed 240 "selfsup_ntxent" "${CLI[@]}" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug \
+timed 200 "selfsup_ntxent" "${CLI[@]}" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug \
   --devices "$DEVICES" "${COMMON[@]}"
 "${CLI[@]}" report "$WORK/runs/selfsup_ntxent" --no-plots --out "$OUT_DIR/report_ssl.md" && cat "$OUT_DIR/report_ssl.md" >> "$RES"
 
