@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--data", help="a prepared DATA_DIR for e2e (default: a random ~450-frame store)")
     ap.add_argument("--steps", type=int, default=0, help="timed steps (default: 3 on CPU, 40 on CUDA)")
     ap.add_argument("--preset", default="thesis")
-    ap.add_argument("--gru-impl", default="packed", choices=["packed", "padded"])
+    ap.add_argument("--gru-impl", default="auto", choices=["auto", "packed", "padded"])
     ap.add_argument("--store-on-device", choices=["auto", "yes", "no"], default="auto")
     ap.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     ap.add_argument("--parallel", type=int, default=1, help="N processes at once on the device; sums their utt/s")

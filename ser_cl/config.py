@@ -57,7 +57,7 @@ class ModelSection:
     proj_dim: Optional[int] = None
     input_norm: Optional[str] = None  # none (thesis) | utterance | global (the fold's training speakers' stats)
     pooling: Optional[str] = None  # mean (thesis) | attention | stats
-    gru_impl: Optional[str] = None  # packed | padded (both exact; speed only)
+    gru_impl: Optional[str] = None  # auto (padded on CUDA, packed on CPU) | packed | padded: exact, speed only
     conv1_kernel: Optional[List[int]] = None  # [freq, time]; thesis [41, 21]
     conv2_kernel: Optional[List[int]] = None  # thesis [21, 11]
     freq_kernels: str = "fixed"  # fixed | scaled: frequency kernels x n_freq / 257 (for log-mel front-ends)
@@ -79,6 +79,7 @@ class LossConfig:
     vicreg_var: float = 25.0  # vicreg: variance weight (mu; multiplies the mean over the 2 views)
     vicreg_cov: float = 1.0  # vicreg: covariance weight (nu)
     gather_distributed: bool = True  # torchrun: contrastive negatives from every process's batch
+    label_smoothing: float = 0.0  # ce: target (1 - eps) onehot + eps / C (thesis: 0)
 
 
 @dataclass
@@ -102,6 +103,8 @@ class AugmentConfig:
     multiview: bool = False  # 2 augmented views per utterance (thesis 4.4.2.4)
     time_mask_frac: float = 0.05
     freq_mask_width: int = 10
+    mixup_alpha: float = 0.0  # mixup of training batches, lambda ~ Beta(a, a) (0 = off; CE only)
+    time_stretch: float = 0.0  # speed perturbation: each batch resampled in time by 1 +- up to this (0 = off)
 
 
 @dataclass
@@ -348,6 +351,11 @@ def validate(cfg: StageConfig, where: str) -> None:
         check(cfg.augment.multiview, "self-supervised NT-Xent needs two views: set augment.multiview = true")
     if cfg.augment.multiview:
         check(cfg.augment.enabled, "augment.multiview = true needs augment.enabled = true")
+    check(cfg.augment.mixup_alpha >= 0 and 0 <= cfg.augment.time_stretch < 1,
+          "augment.mixup_alpha must be >= 0 and augment.time_stretch in [0, 1)")
+    if cfg.augment.mixup_alpha > 0:
+        check(cfg.has_head and cfg.loss.supcon_weight == 0 and cfg.loss.selfsup_weight == 0,
+              "augment.mixup_alpha needs a cross-entropy-only stage (mixed labels have no positives)")
     for key, values in cfg.sweep.items():
         check(isinstance(values, list) and len(values) > 0, f"sweep.'{key}' must be a non-empty list")
         check("." in key and key.split(".")[0] in SECTIONS, f"sweep key '{key}' must be section.field, e.g. loss.tau")

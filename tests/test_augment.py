@@ -99,3 +99,43 @@ def test_two_views_layout():
     assert any(not torch.equal(x2[2 * k], x2[2 * k + 1]) for k in range(3))
     labels = torch.tensor([0, 3, 1])
     assert labels.repeat_interleave(2).tolist() == [0, 0, 3, 3, 1, 1]
+
+
+def test_time_stretch_resamples_linearly_and_scales_lengths():
+    from ser_cl.data.augment import time_stretch
+
+    T = 40
+    ramp = torch.arange(T, dtype=torch.float32)[None, :, None].repeat(2, 1, 3)
+    ramp[1, 30:] = 0
+    same, same_len = time_stretch(ramp, np.array([40, 30]), 1.0)
+    torch.testing.assert_close(same, ramp)
+    assert same_len.tolist() == [40, 30]
+    y, lengths = time_stretch(ramp, np.array([40, 30]), 1.25)  # 25% faster: 32 frames
+    assert y.shape == (2, 32, 3) and lengths.tolist() == [32, 24]
+    # linear interpolation with half-pixel centres (PyTorch's align_corners=False), by numpy
+    src = np.clip((np.arange(32) + 0.5) * 1.25 - 0.5, 0, T - 1)
+    np.testing.assert_allclose(y[0, :, 0].numpy(), np.interp(src, np.arange(T), np.arange(T, dtype=float)), atol=1e-5)
+    assert torch.all(y[1, 24:] == 0)
+
+
+def test_mixup_mixes_inputs_and_targets_with_the_same_lambda():
+    from ser_cl.data.augment import mixup
+
+    x = torch.randn(4, 10, 5)
+    labels = torch.tensor([0, 1, 2, 1])
+    perm_host = np.array([2, 0, 3, 1])
+    xm, lengths, targets = mixup(x, np.array([10, 7, 4, 9]), labels, 3, 0.7, torch.from_numpy(perm_host), perm_host)
+    torch.testing.assert_close(xm[1], 0.7 * x[1] + 0.3 * x[0])
+    torch.testing.assert_close(targets[0], torch.tensor([0.7, 0.0, 0.3]))
+    torch.testing.assert_close(targets.sum(1), torch.ones(4))
+    assert lengths.tolist() == [10, 10, 9, 9]
+
+
+def test_masked_value_can_be_the_bins_mean():
+    x = torch.zeros(3, 50, 8) + 5.0
+    fill = torch.arange(8, dtype=torch.float32)
+    y = spec_augment(x, torch.tensor([50, 50, 50]), time_mask_frac=0.2, freq_mask_width=4,
+                     generator=torch.Generator().manual_seed(1), fill=fill)
+    masked = y != 5.0
+    assert masked.any()
+    assert torch.equal(y[masked], fill.expand_as(y)[masked])

@@ -340,3 +340,16 @@ def test_paper_defaults():
     assert math.isclose(BarlowTwinsLoss().lambd, 5e-3)
     loss = VICRegLoss()
     assert (loss.sim_weight, loss.var_weight, loss.cov_weight, loss.gamma, loss.eps) == (25.0, 25.0, 1.0, 1.0, 1e-4)
+
+
+def test_label_smoothing_cross_entropy_matches_its_formula():
+    from ser_cl.losses import build_loss
+
+    logits = torch.randn(6, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 3, 1, 1, 2, 0])
+    eps = 0.1
+    target = torch.full((6, 4), eps / 4, dtype=torch.float64)
+    target[torch.arange(6), labels] += 1 - eps
+    want = -(target * torch.log_softmax(logits, 1)).sum(1).mean()
+    got = build_loss("ce", label_smoothing=eps)(logits, labels)
+    torch.testing.assert_close(got, want)

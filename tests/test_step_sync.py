@@ -29,6 +29,9 @@ RECIPES = {
     "selfsup_multiview": {"stage": "pretrain", "loss": {"name": "selfsup_ntxent"},
                           "augment": {"enabled": True, "multiview": True}},
     "padded_gru": {"stage": "train", "model": {"gru_impl": "padded"}},
+    "mixup_stretch_smoothing_globalnorm": {
+        "stage": "train", "model": {"input_norm": "global", "pooling": "attention"},
+        "augment": {"enabled": True, "mixup_alpha": 0.4, "time_stretch": 0.1}, "loss": {"label_smoothing": 0.1}},
 }
 
 
@@ -55,10 +58,11 @@ def test_training_step_makes_no_host_read(synth_data_dir, recipe):
     store = FeatureStore(synth_data_dir)
     device = torch.device("cpu")
     cfg, step, optimizer, batches, gen = _setup(store, recipe, device)
-    train_step(step, optimizer, batches[0], cfg, gen, device)  # the first step creates Adam's state
+    rng = np.random.default_rng(0)
+    train_step(step, optimizer, batches[0], cfg, gen, device, rng)  # the first step creates Adam's state
     with count_host_reads() as reads:
         for batch in batches[1:]:
-            loss, parts = train_step(step, optimizer, batch, cfg, gen, device)
+            loss, parts = train_step(step, optimizer, batch, cfg, gen, device, rng)
     # A PackedSequence keeps its batch_sizes on the CPU on every device (PyTorch's design), so
     # nn.GRU reading them is bookkeeping, not a device sync; every other read is a failure.
     device_reads = [r for r in reads.calls if "get_expected_hidden_size" not in r.where]
@@ -88,12 +92,13 @@ def test_cuda_training_step_does_not_synchronise(synth_data_dir, recipe, on_devi
     plans = plan_epoch(store.lengths, fold.train, cfg.optim.batch_size, np.random.default_rng(1))
     loader = BatchLoader(store, device, on_device=on_device)
     batches = iter(loader(plans))
-    train_step(step, optimizer, next(batches), cfg, gen, device)  # warm-up: Adam state, cuDNN plans
+    rng = np.random.default_rng(0)
+    train_step(step, optimizer, next(batches), cfg, gen, device, rng)  # warm-up: Adam state, cuDNN plans
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _, batch in zip(range(3), batches):
-            train_step(step, optimizer, batch, cfg, gen, device)
+            train_step(step, optimizer, batch, cfg, gen, device, rng)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()

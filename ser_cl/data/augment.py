@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
+import numpy as np
 import torch
 
-__all__ = ["spec_augment", "two_views"]
+__all__ = ["spec_augment", "two_views", "time_stretch", "mixup"]
 
 
 def _uniform_int(u: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -33,11 +34,14 @@ def spec_augment(
     time_mask_frac: float = 0.05,
     freq_mask_width: int = 10,
     generator: Optional[torch.Generator] = None,
+    fill: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Return a masked copy of ``x`` [B, T, F]; ``x`` itself is not modified.
 
     ``lengths`` [B] are the valid frames of each row (clamped to T). The random draws are made on
-    the generator's device (``x``'s device without one) and moved to ``x``'s device.
+    the generator's device (``x``'s device without one) and moved to ``x``'s device. ``fill``
+    [F]: the masked value per bin instead of zero (e.g. the bins' mean, when the model
+    standardises its input with fixed statistics, so that a mask reads as "average" there too).
     """
     if x.dim() != 3:
         raise ValueError(f"expected x of shape [B, T, F], got {tuple(x.shape)}")
@@ -69,6 +73,8 @@ def spec_augment(
     time_mask = (t >= time_start[:, None]) & (t < (time_start + time_width)[:, None])  # [B, T]
     freq_mask = (f >= freq_start[:, None]) & (f < (freq_start + freq_width)[:, None])  # [B, F]
     mask = (time_mask[:, :, None] | freq_mask[:, None, :]) & valid[:, :, None]
+    if fill is not None:
+        return torch.where(mask, fill.to(x.dtype)[None, None, :], x)
     return x.masked_fill(mask, 0.0)
 
 
@@ -80,3 +86,36 @@ def two_views(x: torch.Tensor, lengths: torch.Tensor, **aug: Any) -> Tuple[torch
     x2 = x.repeat_interleave(2, dim=0)
     lengths2 = lengths.repeat_interleave(2, dim=0)
     return spec_augment(x2, lengths2, **aug), lengths2
+
+
+def time_stretch(x: torch.Tensor, lengths: np.ndarray, rate: float) -> Tuple[torch.Tensor, np.ndarray]:
+    """Speed perturbation on the features: every row resampled along time by ``rate`` (linear
+    interpolation; rate 1.1 = 10% faster = 10% fewer frames). Returns (x', lengths') with
+    lengths' = max(1, round(lengths / rate)) on the host; frames beyond them are zero.
+    """
+    if rate <= 0:
+        raise ValueError(f"time-stretch rate must be > 0, got {rate}")
+    batch, max_len, _ = x.shape
+    new_len = max(1, int(round(max_len / rate)))
+    y = torch.nn.functional.interpolate(x.transpose(1, 2), size=new_len, mode="linear", align_corners=False)
+    y = y.transpose(1, 2)
+    new_lengths = np.maximum(1, np.round(np.asarray(lengths) / rate).astype(np.int64))
+    new_lengths = np.minimum(new_lengths, new_len)
+    lengths_t = torch.from_numpy(new_lengths)
+    if x.device.type != "cpu":
+        lengths_t = lengths_t.pin_memory().to(x.device, non_blocking=True)
+    valid = torch.arange(new_len, device=x.device)[None, :] < lengths_t[:, None]
+    return y.masked_fill(~valid[:, :, None], 0.0), new_lengths
+
+
+def mixup(x: torch.Tensor, lengths: np.ndarray, labels: torch.Tensor, n_classes: int, lam: float,
+          perm: torch.Tensor, perm_host: np.ndarray) -> Tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """mixup (Zhang et al. 2018): x' = lam x + (1 - lam) x[perm], soft targets likewise.
+
+    Rows keep the longer of the two lengths (the shorter is zero-padded, as in the batch).
+    Returns (x', lengths', targets [B, n_classes] float) for a cross-entropy with soft targets.
+    """
+    onehot = torch.nn.functional.one_hot(labels, n_classes).to(x.dtype)
+    x_mix = lam * x + (1.0 - lam) * x[perm]
+    targets = lam * onehot + (1.0 - lam) * onehot[perm]
+    return x_mix, np.maximum(np.asarray(lengths), np.asarray(lengths)[perm_host]), targets

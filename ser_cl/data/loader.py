@@ -106,7 +106,7 @@ class BatchLoader:
         self.labels = torch.from_numpy(np.ascontiguousarray(store.labels, dtype=np.int64))
         self._dev_features: Optional[torch.Tensor] = None
         if self.on_device:
-            feats = torch.from_numpy(np.ascontiguousarray(store.features))
+            feats = torch.from_numpy(np.array(store.features))  # read the memory map once
             zero = torch.zeros(1, store.n_freq, dtype=feats.dtype)
             self._dev_features = torch.cat([feats, zero]).to(device)  # last row = padding
             self._dev_offsets = torch.from_numpy(store.offsets).to(device)

@@ -89,8 +89,8 @@ class ModelConfig:
     variance 1 over its valid frames) before the first conv; "global" standardises with fixed
     per-bin statistics held in the model (the training speakers'); the thesis uses no feature
     normalisation ("none", the default). ``pooling``: "mean" (thesis), "attention" or "stats"
-    (mean and std, doubling the embedding). ``gru_impl``: "packed" or "padded" (both exact;
-    a speed choice, see benchmarks/gru_impl.py).
+    (mean and std, doubling the embedding). ``gru_impl``: "auto" (padded on CUDA, packed on
+    the CPU), "packed" or "padded" (all exact; a speed choice, see benchmarks/gru_impl.py).
     """
 
     n_freq: int = 257
@@ -110,7 +110,7 @@ class ModelConfig:
     masked_batchnorm: bool = True
     input_norm: str = "none"
     pooling: str = "mean"
-    gru_impl: str = "packed"
+    gru_impl: str = "auto"
 
     def __post_init__(self) -> None:
         # TOML / JSON give lists; keep tuples so configs compare and hash consistently.

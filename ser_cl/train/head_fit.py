@@ -25,7 +25,20 @@ import torch.nn.functional as F
 
 def fit_linear_head(X: np.ndarray, y: np.ndarray, n_classes: int, C: float = 1.0,
                     max_iter: int = 500) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(weight [n_classes, D], bias [n_classes]) in float32 for raw embeddings ``X`` [n, D]."""
+    """(weight [n_classes, D], bias [n_classes]) in float32 for raw embeddings ``X`` [n, D].
+
+    Runs on one CPU thread: the problem is tiny, and several fold workers sharing a machine
+    would otherwise oversubscribe its cores with spinning threads (measured: minutes, not seconds).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(X, y, n_classes, C, max_iter)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(X: np.ndarray, y: np.ndarray, n_classes: int, C: float, max_iter: int) -> Tuple[torch.Tensor, torch.Tensor]:
     X64 = torch.as_tensor(np.asarray(X), dtype=torch.float64)
     y64 = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     n, d = X64.shape

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_cl.config import StageConfig, to_toml
-from ser_cl.data.augment import spec_augment, two_views
+from ser_cl.data.augment import mixup, spec_augment, time_stretch, two_views
 from ser_cl.data.folds import Fold
 from ser_cl.data.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
 from ser_cl.data.store import FeatureStore
@@ -82,11 +82,34 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def _augment(batch: Batch, cfg: StageConfig, generator: Optional[torch.Generator]):
-    """SpecAugment (or the thesis' 2-view batch) on the device: (x, lengths, lengths_dev, labels)."""
+def _lengths_to(lengths: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64))
+    return t if device.type == "cpu" else t.pin_memory().to(device, non_blocking=True)
+
+
+def _augment(batch: Batch, cfg: StageConfig, generator: Optional[torch.Generator],
+             rng: Optional[np.random.Generator] = None, fill: Optional[torch.Tensor] = None, n_classes: int = 0):
+    """The stage's augmentations on the device: (x, lengths, lengths_dev, labels or soft targets).
+
+    Thesis: SpecAugment, or the 2-view batch. Beyond it (``rng`` given, training only): a speed
+    perturbation of the batch, then mixup; their random numbers come from the host generator
+    ``rng``, so nothing is read back from the device.
+    """
     x, lengths, lengths_dev, labels = batch.x, batch.lengths, batch.lengths_dev, batch.labels
-    aug = dict(time_mask_frac=cfg.augment.time_mask_frac, freq_mask_width=cfg.augment.freq_mask_width,
-               generator=generator)
+    a = cfg.augment
+    if rng is not None and a.time_stretch > 0:
+        x, lengths = time_stretch(x, lengths, float(rng.uniform(1 - a.time_stretch, 1 + a.time_stretch)))
+        lengths_dev = _lengths_to(lengths, x.device)
+    aug = dict(time_mask_frac=a.time_mask_frac, freq_mask_width=a.freq_mask_width, generator=generator, fill=fill)
+    if rng is not None and a.mixup_alpha > 0:
+        perm_host = rng.permutation(len(lengths))
+        perm = _lengths_to(perm_host, x.device)
+        x, lengths, labels = mixup(x, lengths, labels, n_classes, float(rng.beta(a.mixup_alpha, a.mixup_alpha)),
+                                   perm, perm_host)
+        order = np.argsort(-lengths, kind="stable")  # longest first again, so the GRU packs as is
+        order_dev = _lengths_to(order, x.device)
+        x, lengths, labels = x[order_dev], lengths[order], labels[order_dev]
+        lengths_dev = _lengths_to(lengths, x.device)
     if cfg.augment.multiview:
         x, lengths_dev = two_views(x, lengths_dev, **aug)
         return x, np.repeat(lengths, 2), lengths_dev, labels.repeat_interleave(2)
@@ -116,7 +139,8 @@ def evaluate(model: SERModel, store: FeatureStore, indices: np.ndarray, cfg: Sta
         for batch in loader(plans):
             x, lengths, lengths_dev, labels = batch.x, batch.lengths, batch.lengths_dev, batch.labels
             if cfg.augment.multiview:
-                x, lengths, lengths_dev, labels = _augment(batch, cfg, gen)
+                fill = model.input_mean if model.cfg.input_norm == "global" else None
+                x, lengths, lengths_dev, labels = _augment(batch, cfg, gen, fill=fill)
             with _autocast(device, cfg.optim.amp):
                 total += objective(model, x, lengths, labels, lengths_dev).loss.detach().float()
             n_batches += 1
@@ -208,10 +232,12 @@ class TrainStep(torch.nn.Module):
 
 
 def train_step(step_module: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, cfg: StageConfig,
-               aug_gen: Optional[torch.Generator], device: torch.device):
+               aug_gen: Optional[torch.Generator], device: torch.device, rng: Optional[np.random.Generator] = None):
     """One optimiser step on one batch: augment, forward, backward, update. Returns the detached
     loss and its parts, still on the device: nothing here reads a device value on the host."""
-    x, lengths, lengths_dev, labels = _augment(batch, cfg, aug_gen)
+    model = step_module.module.model if hasattr(step_module, "module") else step_module.model
+    fill = model.input_mean if model.cfg.input_norm == "global" else None  # a mask reads as "average"
+    x, lengths, lengths_dev, labels = _augment(batch, cfg, aug_gen, rng, fill, model.n_classes)
     with _autocast(device, cfg.optim.amp):
         loss, parts = step_module(x, lengths, lengths_dev, labels)
     optimizer.zero_grad(set_to_none=True)
@@ -353,7 +379,7 @@ def train_fold(
             bar = progress_bar(loader(plans), total=len(plans), desc=f"{fold.name} epoch {epoch + 1}/{n_epochs}",
                        leave=False, disable=not progress, unit="batch")
             for step, batch in enumerate(bar):
-                loss, parts = train_step(step_module, optimizer, batch, cfg, aug_gen, device)
+                loss, parts = train_step(step_module, optimizer, batch, cfg, aug_gen, device, np_rng)
                 # remember the first non-finite step without reading the GPU (checked per epoch)
                 bad = ~torch.isfinite(loss)
                 first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Scale check of the CPU preset: a RAVDESS-size corpus (24 speakers x 60 clips = 1,440 clips of
+# ~3.7 s, made by the synthetic generator: 12 sessions x 2 speakers, 15 clips per class and
+# speaker) prepared with the preset's front-end, then the CPU preset's CE recipe over all 24
+# leave-one-speaker-out folds, timed. Target: <= 60 minutes on 2 CPU cores.
+#   bash benchmarks/scale_check.sh            (resumable: finished folds are skipped)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLI=.venv/bin/ser-cl
+RAW=data/scale-raw; DATA=data/scale-mel64; RUNS=runs/scale
+t0=$(date +%s)
+[ -d "$RAW/Session12" ] || .venv/bin/python -c "
+from ser_cl.data.synth import synthesize_corpus
+print(synthesize_corpus('$RAW', per_speaker=15, seed=7, n_sessions=12, duration=(3.2, 4.2), n_dropped=0))"
+[ -f "$DATA/prepare.json" ] || "$CLI" prepare "$RAW" --out "$DATA" --features mel --n-mels 64 --quiet
+echo "== corpus ready: $(( $(date +%s) - t0 )) s"
+t1=$(date +%s)
+"$CLI" run experiments/ce_aug.toml --preset laptop --set data.dir="$DATA" --set data.protocol=speaker \
+  --set runs_dir="$RUNS" --no-report
+echo "== 24 folds of the CPU preset's CE recipe: $(( $(date +%s) - t1 )) s"
+"$CLI" report "$RUNS" --no-plots
