@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# EmoDB on a CPU: the three CPU-preset runs of the README table (10-fold leave-one-speaker-out),
-# each timed, then the report. Run from the repository root:
-#   bash benchmarks/emodb_cpu.sh [EMODB_SOURCE_DIR]      (default ../shared/data/emodb)
-# Resumable: finished folds are skipped; delete runs/emodb to start afresh.
+# EmoDB on a 2-core CPU: the README's EmoDB tables (10-fold leave-one-speaker-out), each run
+# timed, then the reports. Run from the repository root:
+#   bash benchmarks/emodb_cpu.sh [thesis|cpu|all] [EMODB_SOURCE_DIR]    (default: all, ../shared/data/emodb)
+#   thesis: the thesis' recipes shrunk to the CPU (--preset cpu-thesis, 257-bin spectrograms):
+#           CE, CE + SpecAugment, self-supervised NT-Xent -> CE ft aug     -> runs/emodb-cpu-thesis
+#   cpu:    the CPU preset (--preset cpu, 64 log-mel bands): CE, and self-supervised NT-Xent ->
+#           CE fine-tuning                                                 -> runs/emodb-cpu
+# Resumable: finished folds are skipped; delete the runs folder to start afresh.
 set -euo pipefail
-SRC="${1:-../shared/data/emodb}"
+cd "$(dirname "$0")/.."
+WHICH="${1:-all}"
+SRC="${2:-../shared/data/emodb}"
 CLI=.venv/bin/ser-cl
-RUNS=runs/emodb
 
 timed() {  # timed LABEL CMD...: run CMD, print its wall time
     local label="$1"; shift
@@ -16,14 +21,8 @@ timed() {  # timed LABEL CMD...: run CMD, print its wall time
     echo "== $label: wall $(( $(date +%s) - t0 )) s"
 }
 
-[ -f data/emodb/features.npy ] || timed prepare "$CLI" prepare "$SRC" --out data/emodb
-common=(--preset cpu --set data.dir=data/emodb --set runs_dir="$RUNS")
-timed ce_baseline "$CLI" run experiments/ce_baseline.toml "${common[@]}"
-timed ce_aug "$CLI" run experiments/ce_aug.toml "${common[@]}"
-timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
-"$CLI" report "$RUNS"
-# training time of each run (also after a resumed run): the per-epoch seconds in metrics.jsonl
-.venv/bin/python - "$RUNS" <<'PY'
+training_time() {  # the per-epoch seconds in metrics.jsonl, summed per variant
+    .venv/bin/python - "$1" <<'PY'
 import json, pathlib, sys
 runs = pathlib.Path(sys.argv[1])
 for info in sorted(runs.glob("*/*/run.json")):
@@ -31,3 +30,25 @@ for info in sorted(runs.glob("*/*/run.json")):
     secs = sum(json.loads(l)["seconds"] for l in lines)
     print(f"{info.parent.relative_to(runs)}: {len(lines)} epochs, {secs / 60:.1f} min of training epochs")
 PY
+}
+
+if [ "$WHICH" = thesis ] || [ "$WHICH" = all ]; then
+    [ -f data/emodb/prepare.json ] || timed prepare "$CLI" prepare "$SRC" --out data/emodb
+    RUNS=runs/emodb-cpu-thesis
+    common=(--preset cpu-thesis --set data.dir=data/emodb --set runs_dir="$RUNS" --no-report)
+    timed ce_baseline "$CLI" run experiments/ce_baseline.toml "${common[@]}"
+    timed ce_aug "$CLI" run experiments/ce_aug.toml "${common[@]}"
+    timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
+    "$CLI" report "$RUNS" --no-plots
+    training_time "$RUNS"
+fi
+if [ "$WHICH" = cpu ] || [ "$WHICH" = all ]; then
+    [ -f data/emodb-mel64/prepare.json ] || timed prepare "$CLI" prepare "$SRC" --out data/emodb-mel64 \
+        --features mel --n-mels 64
+    RUNS=runs/emodb-cpu
+    common=(--preset cpu --set data.dir=data/emodb-mel64 --set runs_dir="$RUNS" --no-report)
+    timed ce "$CLI" run experiments/ce_baseline.toml "${common[@]}"
+    timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
+    "$CLI" report "$RUNS" --no-plots
+    training_time "$RUNS"
+fi

@@ -5,8 +5,9 @@ An experiment file holds one or more *stages* (train, pretrain, finetune). A fil
 may carry a ``sweep`` table of lists that expands into variants (the cartesian product).
 
 Precedence, lowest first: dataclass defaults < the file's top-level tables < the stage's own
-tables < ``--set key=value`` overrides from the command line. A key that is overridden on the
-command line is removed from every sweep (the override fixes it).
+tables < a ``--preset`` file's tables < its ``[kind.<train|pretrain|finetune>]`` tables (for
+stages of that kind only) < ``--set key=value`` overrides from the command line. A key that is
+overridden on the command line is removed from every sweep (the override fixes it).
 """
 
 from __future__ import annotations
@@ -346,9 +347,10 @@ def validate(cfg: StageConfig, where: str) -> None:
     if cfg.kind == "finetune":
         check(bool(cfg.finetune.source), "a finetune stage needs finetune.from = RUN_DIR or a stage name "
               "(or --from RUN_DIR on the command line)")
-    needs_views = cfg.loss.name == "selfsup_ntxent" or cfg.loss.selfsup_weight > 0
+    needs_views = cfg.loss.name in ("selfsup_ntxent", "barlow_twins", "vicreg") or cfg.loss.selfsup_weight > 0
     if needs_views:
-        check(cfg.augment.multiview, "self-supervised NT-Xent needs two views: set augment.multiview = true")
+        check(cfg.augment.multiview, f"{cfg.loss.name if cfg.loss.name != 'ce' else 'self-supervised NT-Xent'} "
+              "needs two views: set augment.multiview = true")
     if cfg.augment.multiview:
         check(cfg.augment.enabled, "augment.multiview = true needs augment.enabled = true")
     check(cfg.augment.mixup_alpha >= 0 and 0 <= cfg.augment.time_stretch < 1,
@@ -390,6 +392,10 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
     path = Path(path)
     raw = _read_toml(path, "experiment file")
     preset_table = _read_toml(resolve_preset(preset), "preset") if preset else {}
+    # [kind.train] / [kind.pretrain] / [kind.finetune]: a preset's tables for stages of one kind
+    by_kind = preset_table.pop("kind", {}) if isinstance(preset_table.get("kind", {}), dict) else None
+    if by_kind is None or not set(by_kind) <= set(STAGE_KINDS):
+        raise ConfigError(f"preset '{preset}': [kind.X] tables must be named after stage kinds {STAGE_KINDS}")
     parsed = [parse_override(o) for o in (overrides or [])]
     for text, (key, value) in zip(overrides or [], parsed):
         check_override(text, key, value)
@@ -408,6 +414,7 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
             merged["sweep"] = base_sweep
         merged.setdefault("name", merged.get("stage", f"stage{i + 1}"))
         merged = _deep_merge(merged, preset_table)
+        merged = _deep_merge(merged, by_kind.get(merged.get("stage", "train"), {}))
         for key, value in parsed:
             _set_dotted(merged, key, value)
             merged.get("sweep", {}).pop(key, None)

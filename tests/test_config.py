@@ -114,3 +114,19 @@ def test_config_toml_round_trips(path):
         for v in p.variants:
             again = stage_from_dict(tomllib.loads(to_toml(v.config)), "round trip")
             assert dataclasses.asdict(again) == dataclasses.asdict(v.config)
+
+
+def test_a_preset_can_set_tables_per_stage_kind(tmp_path):
+    from ser_cl.config import load_experiment
+
+    preset = tmp_path / "p.toml"
+    preset.write_text('[optim]\nepochs = 7\n\n[kind.finetune.optim]\nepochs = 3\n\n'
+                      '[kind.train.augment]\nenabled = true\nmixup_alpha = 0.2\n')
+    stages = {s.name: s for s in load_experiment(ROOT / "experiments/selfsup_ntxent.toml", [], str(preset))}
+    assert stages["pretrain"].optim.epochs == 7 and stages["pretrain"].augment.mixup_alpha == 0.0
+    assert stages["ft_ce_aug"].optim.epochs == 3
+    (train,) = load_experiment(ROOT / "experiments/ce_baseline.toml", ["optim.epochs=2"], str(preset))
+    assert train.augment.mixup_alpha == 0.2 and train.optim.epochs == 2  # --set still wins
+    preset.write_text("[kind.pretraining.optim]\nepochs = 3\n")
+    with pytest.raises(ConfigError, match="stage kinds"):
+        load_experiment(ROOT / "experiments/ce_baseline.toml", [], str(preset))

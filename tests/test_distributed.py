@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("ddp") / "ddp.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    # fork where it is safe (no other threads): a spawned child re-imports torch (~10 s on 2 busy cores)
+    fork = "fork" in mp.get_all_start_methods() and threading.active_count() == 1
+    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True,
+                       start_method="fork" if fork else "spawn")
     return torch.load(out)
 
 

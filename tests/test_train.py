@@ -157,3 +157,25 @@ def test_finetune_freezes_the_encoder_then_trains_it(store, tmp_path):
                progress=False)
     changed = [k for k, v in _weights(tmp_path / "ft2" / "last.pt").items() if not torch.equal(v, source[k])]
     assert any(k.startswith("conv") or "gru" in k for k in changed), changed
+
+
+@pytest.mark.parametrize("loss", ["barlow_twins", "vicreg"])
+def test_pretraining_with_the_non_contrastive_losses_feeds_them_the_raw_projection(store, tmp_path, loss,
+                                                                                      monkeypatch):
+    from ser_cl import losses
+
+    seen = []
+    cls = losses.LOSS_CLASSES[loss]
+    real = cls.forward
+
+    def spy(self, z, labels=None, shard_sizes=None):
+        seen.append(z.detach().norm(dim=1))
+        return real(self, z, labels, shard_sizes)
+
+    monkeypatch.setattr(cls, "forward", spy)
+    fold = make_folds(store, "session10")[0]
+    cfg = stage(stage="pretrain", loss={"name": loss}, optim={"epochs": 1}, model={**TINY, "proj_dim": 16},
+                augment={"enabled": True, "multiview": True})
+    metrics = train_fold(cfg, store, fold, tmp_path, torch.device("cpu"), progress=False)
+    assert np.isfinite(metrics["best_value"])
+    assert seen and not torch.allclose(seen[0], torch.ones_like(seen[0]))  # not L2-normalised

@@ -332,10 +332,14 @@ class SERModel(nn.Module):
             h = F.normalize(h, dim=-1)
         return h
 
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The projection head's output (h itself without one), not normalised (float32):
+        what Barlow Twins and VICReg take."""
+        return (self.projection(h) if self.projection is not None else h).float()
+
     def contrastive(self, h: torch.Tensor) -> torch.Tensor:
         """z for the contrastive losses: projection head (if any), then L2 normalisation."""
-        z = self.projection(h) if self.projection is not None else h
-        return F.normalize(z.float(), dim=-1)
+        return F.normalize(self.project(h), dim=-1)
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] of the linear classifier g."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ser_cl.config import LossConfig
@@ -82,11 +83,15 @@ class Objective(nn.Module):
         """
         h = model.embed(x, lengths, lengths_dev)
         logits = model.classify(h) if self.with_head else None
-        z = model.contrastive(h).float() if self.needs_z else None
+        p = model.project(h) if self.needs_z else None  # Barlow Twins / VICReg take it as is,
+        z = F.normalize(p, dim=-1) if p is not None else None  # the contrastive losses normalised
         loss: Optional[torch.Tensor] = None
         parts: Dict[str, torch.Tensor] = {}
         for name, term in self.terms.items():
-            value = term(logits.float(), labels) if term.input == "logits" else term(z, labels)
+            if term.input == "logits":
+                value = term(logits.float(), labels)
+            else:
+                value = term(z if getattr(term, "normalized_input", True) else p, labels)
             parts[name] = value.detach()
             weighted = self.weights[name] * value if self.weights[name] != 1.0 else value
             loss = weighted if loss is None else loss + weighted
