@@ -33,3 +33,21 @@ def synth_data_dir(synth_corpus_dir, tmp_path_factory) -> Path:
     data_dir = tmp_path_factory.mktemp("synth-data")
     prepare(synth_corpus_dir, data_dir, jobs=1, progress=False)
     return data_dir
+
+
+#: A tiny encoder for training tests (seconds per epoch on the synthetic corpus).
+TINY = {"preset": "small", "conv_channels": 4, "gru_hidden": 16, "n_heads": 2, "d_ff": 32}
+
+
+def tiny_stage(**tables):
+    """A validated StageConfig with the tiny encoder, 2 epochs, batch 16; ``tables`` update it
+    (dict values are merged into that section, other values set as they are)."""
+    from ser_cl.config import stage_from_dict
+
+    table = {"stage": "train", "model": dict(TINY), "optim": {"epochs": 2, "batch_size": 16, "lr": 3e-3}}
+    for key, value in tables.items():
+        if isinstance(value, dict):
+            table.setdefault(key, {}).update(value)
+        else:
+            table[key] = value
+    return stage_from_dict(table, "test")

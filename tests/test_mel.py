@@ -25,7 +25,6 @@ from ser_cl.data.features import (
     mel_centers,
     mel_filterbank,
 )
-from ser_cl.data.prepare import prepare
 from ser_cl.data.store import FeatureStore
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser_cl.config import ConfigError, LossConfig, stage_from_dict
+from ser_cl.config import ConfigError, LossConfig
 from ser_cl.data.folds import make_folds
 from ser_cl.data.store import FeatureStore
 from ser_cl.losses import SupConLoss, TripletLoss, build_loss
@@ -22,18 +22,9 @@ from ser_cl.train.loop import evaluate, model_config_for, train_fold
 from ser_cl.train.objective import Objective, validation_objective
 from ser_cl.train.run import check_fold_config, config_fingerprint
 
-TINY = {"preset": "small", "conv_channels": 4, "gru_hidden": 16, "n_heads": 2, "d_ff": 32}
+from conftest import tiny_stage as stage  # the tests folder is on sys.path
+
 CPU = torch.device("cpu")
-
-
-def stage(**tables):
-    table = {"stage": "train", "model": dict(TINY), "optim": {"epochs": 2, "batch_size": 16, "lr": 3e-3}}
-    for key, value in tables.items():
-        if isinstance(value, dict):
-            table.setdefault(key, {}).update(value)
-        else:
-            table[key] = value
-    return stage_from_dict(table, "test")
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from ser_cl.config import StageConfig, stage_from_dict
+
 from ser_cl.data.folds import make_folds
 from ser_cl.data.store import FeatureStore
-from ser_cl.train import loop
 from ser_cl.train.checkpoint import load_checkpoint
 from ser_cl.train.loop import TrainingDiverged, train_fold
 
-TINY = {"preset": "small", "conv_channels": 4, "gru_hidden": 16, "n_heads": 2, "d_ff": 32}
-
-
-def stage(**tables) -> StageConfig:
-    table = {"stage": "train", "model": dict(TINY), "optim": {"epochs": 2, "batch_size": 16, "lr": 3e-3}}
-    for key, value in tables.items():
-        if isinstance(value, dict):
-            table.setdefault(key, {}).update(value)
-        else:
-            table[key] = value
-    return stage_from_dict(table, "test")
+from conftest import TINY, tiny_stage as stage  # the tests folder is on sys.path
 
 
 @pytest.fixture(scope="module")
