@@ -30,7 +30,7 @@ exec > >(tee -a "$LOG") 2>&1
 
 if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then
   DEV=cpu; DEVICES=cpu,cpu; T_STEPS=2; FOLDS=(--fold 1 --fold 2)
-  EXTRA=(--preset cpu --set optim.epochs=1 --set finetune.freeze_epochs=0 --set model.conv_channels=4)
+  EXTRA=(--preset cpu-thesis --set optim.epochs=1 --set finetune.freeze_epochs=0 --set model.conv_channels=4)
   TP=(--devices cpu --preset small --steps 2 --batch-sizes 8 --losses ce)
   GRU=(--device cpu --steps 1 --batch-sizes 8); PAR=2
 else

@@ -15,7 +15,7 @@ print(synthesize_corpus('$RAW', per_speaker=15, seed=7, n_sessions=12, duration=
 [ -f "$DATA/prepare.json" ] || "$CLI" prepare "$RAW" --out "$DATA" --features mel --n-mels 64 --quiet
 echo "== corpus ready: $(( $(date +%s) - t0 )) s"
 t1=$(date +%s)
-"$CLI" run experiments/ce_aug.toml --preset laptop --set data.dir="$DATA" --set data.protocol=speaker \
+"$CLI" run experiments/ce_aug.toml --preset cpu --set data.dir="$DATA" --set data.protocol=speaker \
   --set runs_dir="$RUNS" --no-report
 echo "== 24 folds of the CPU preset's CE recipe: $(( $(date +%s) - t1 )) s"
 "$CLI" report "$RUNS" --no-plots

@@ -66,7 +66,7 @@ class ModelSection:
 
 @dataclass
 class LossConfig:
-    name: str = "ce"  # ce | triplet | smooth_triplet | ntxent | supcon | selfsup_ntxent
+    name: str = "ce"  # ce | triplet | smooth_triplet | ntxent | supcon | selfsup_ntxent | barlow_twins | vicreg
     margin: float = 0.2  # triplet
     mining: str = "all"  # triplet: all | semihard | hard | semihard-hard
     hard_fraction: float = 0.2  # semihard-hard: the last fraction of epochs uses hard triplets
@@ -356,8 +356,10 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.augment.mixup_alpha >= 0 and 0 <= cfg.augment.time_stretch < 1,
           "augment.mixup_alpha must be >= 0 and augment.time_stretch in [0, 1)")
     if cfg.augment.mixup_alpha > 0:
-        check(cfg.has_head and cfg.loss.supcon_weight == 0 and cfg.loss.selfsup_weight == 0,
-              "augment.mixup_alpha needs a cross-entropy-only stage (mixed labels have no positives)")
+        check(cfg.has_head and cfg.loss.supcon_weight == 0 and cfg.loss.selfsup_weight == 0
+              and not cfg.augment.multiview,
+              "augment.mixup_alpha needs a cross-entropy-only stage without multi-view batches (mixed labels "
+              "have no positives); set augment.mixup_alpha = 0 (e.g. --set augment.mixup_alpha=0 with --preset cpu)")
     for key, values in cfg.sweep.items():
         check(isinstance(values, list) and len(values) > 0, f"sweep.'{key}' must be a non-empty list")
         check("." in key and key.split(".")[0] in SECTIONS, f"sweep key '{key}' must be section.field, e.g. loss.tau")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ser_cl.data.audio import AudioError, load_audio
-from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, log_spectrogram
+from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.loop import resolve_device
 from ser_cl.train.run import fold_is_complete
@@ -25,9 +25,11 @@ MIN_SAMPLES = WIN_LENGTH  # one 25 ms analysis frame at 16 kHz
 def model_input(wave_16k: np.ndarray, ckpt: Dict[str, Any]) -> np.ndarray:
     """The features the model reads, [T, n_freq] float32, for a mono 16 kHz waveform.
 
-    The one place predict computes features; ``ckpt`` is a loaded checkpoint of the model.
+    The one place predict computes features: the front-end the model was trained on, as its
+    checkpoint records it (``features``: the store's prepare.json params; older checkpoints
+    without it were trained on the thesis' spectrogram, compute_features' default).
     """
-    return log_spectrogram(wave_16k)
+    return compute_features(wave_16k, ckpt.get("features"))
 
 
 def find_checkpoints(model_path: str | Path) -> List[Path]:

@@ -329,3 +329,25 @@ def test_quickstart_does_not_print_the_matplotlib_hint_but_report_does(tmp_path,
     out = invoke("quickstart").output
     assert "## quickstart" in out and PLOTS_HINT not in out
     assert PLOTS_HINT in invoke("report", exp_dir).output
+
+
+def test_predict_recomputes_the_front_end_the_model_was_trained_on(synth_corpus_dir, tmp_path):
+    """A model trained on a 40-band log-mel store predicts from WAVs (its checkpoint names the front-end)."""
+    from conftest import tiny_stage
+
+    from ser_cl.data.features import feature_params
+    from ser_cl.data.folds import make_folds
+    from ser_cl.data.prepare import prepare
+    from ser_cl.data.store import FeatureStore
+    from ser_cl.predict import predict_files
+    from ser_cl.train.loop import train_fold
+
+    data = tmp_path / "mel"
+    prepare(synth_corpus_dir, data, jobs=1, progress=False, features=feature_params("mel", n_mels=40))
+    store = FeatureStore(data)
+    assert store.n_freq == 40
+    cfg = tiny_stage(optim={"epochs": 1}, model={"freq_kernels": "scaled"})
+    train_fold(cfg, store, make_folds(store, "session10")[0], tmp_path / "fold", torch.device("cpu"), progress=False)
+    wavs = sorted(synth_corpus_dir.glob("Session1/sentences/wav/*/*.wav"))[:2]
+    results = predict_files(tmp_path / "fold" / "best.pt", wavs, "cpu")
+    assert [set(r) for r in results] == [{"path", "emotion", "probabilities"}] * 2, results

@@ -7,7 +7,12 @@ bins. The frequency mask covers only the valid frames, so the padding is left as
 
 Masked values are set to ZERO, as the thesis does ("zero-ed out"). Note the features are
 unnormalised log-spectrograms, so 0 is not their mean (Park et al. mask normalised features,
-where 0 is the mean); we keep zero to reproduce the thesis.
+where 0 is the mean); we keep zero to reproduce the thesis. A model that standardises its input
+with fixed per-bin statistics (``input_norm = "global"``) passes ``fill`` = those means instead.
+
+Beyond the thesis, for small corpora: ``time_stretch`` (speed perturbation of a whole batch on
+the features: linear interpolation along time; a shorter row's last frames blend with its zero
+padding over one frame) and ``mixup`` (mixed inputs, soft targets).
 
 Everything is vectorised on the input's device (masks from ``arange`` comparisons, no loop over
 the batch); the random numbers come from ``generator`` when one is given (reproducible).

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,10 +43,13 @@ class BatchPlan:
     starts: np.ndarray
     lengths: np.ndarray
     T: int
+    shard_sizes: Optional[Tuple[int, ...]] = None  # every process's row count, when sharded
 
     def shard(self, rank: int, world: int) -> "BatchPlan":
-        """This process's share under data parallelism (rows rank::world); T stays the batch's."""
-        return BatchPlan(self.rows[rank::world], self.starts[rank::world], self.lengths[rank::world], self.T)
+        """This process's share under data parallelism (rows rank::world); T stays the batch's,
+        and ``shard_sizes`` tells the gathering losses every process's rows without asking."""
+        sizes = tuple(len(range(r, len(self.rows), world)) for r in range(world))
+        return BatchPlan(self.rows[rank::world], self.starts[rank::world], self.lengths[rank::world], self.T, sizes)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Batch:
     #                      bookkeeping on them never looks like a device read)
     lengths_dev: torch.Tensor  # [B] int64 on the device (masks, SpecAugment)
     labels: torch.Tensor  # [B] int64 on the device
+    shard_sizes: Optional[Tuple[int, ...]] = None  # data parallelism: every process's row count
 
 
 def plan_epoch(lengths: np.ndarray, indices: np.ndarray, batch_size: int, rng: Optional[np.random.Generator],
@@ -146,7 +150,7 @@ class BatchLoader:
         def work() -> None:
             try:
                 for plan in plans:
-                    item = self._gather_host(plan)
+                    item = (plan.shard_sizes, self._gather_host(plan))
                     while not stop.is_set():
                         try:
                             q.put(item, timeout=0.1)
@@ -170,7 +174,9 @@ class BatchLoader:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield self._to_device(item)
+                batch = self._to_device(item[1])
+                batch.shard_sizes = item[0]
+                yield batch
         finally:
             stop.set()
             thread.join()
@@ -187,7 +193,7 @@ class BatchLoader:
         idx = (self._dev_offsets[rows] + starts)[:, None] + t
         idx = torch.where(t < lengths_dev[:, None], idx, self._dev_features.shape[0] - 1)
         x = self._dev_features.index_select(0, idx.reshape(-1)).view(len(plan.rows), T, -1).float()
-        return Batch(x, lengths, lengths_dev, self._dev_labels[rows])
+        return Batch(x, lengths, lengths_dev, self._dev_labels[rows], plan.shard_sizes)
 
     def __call__(self, plans: Sequence[BatchPlan]) -> Iterator[Batch]:
         """The batches of ``plans``, in order."""

@@ -3,9 +3,14 @@
 Both are dicts written atomically with ``torch.save``:
 
 - ``model``: the state dict; ``model_config``: ModelConfig fields; ``classes``: label names;
-  ``n_freq``; ``epoch`` (0-based, the last finished epoch); ``value`` (the monitored metric).
-- ``last.pt`` adds ``optimizer``, ``scheduler``, ``history`` (the metrics.jsonl lines),
-  ``best_value``, ``best_epoch``, ``bad_epochs`` and the random states (``rng``).
+  ``n_freq``; ``has_head``; ``features`` (the store's front-end parameters, so ``predict``
+  recomputes the same input); ``epoch`` (0-based, the last finished epoch); ``value`` (the
+  monitored metric).
+- ``last.pt`` adds ``optimizer``, ``scheduler`` (of the current ``phase``), ``phase``,
+  ``history`` (the metrics.jsonl lines), ``best_value``, ``best_epoch``, ``bad_epochs`` and the
+  random states (``rng``).
+
+Loading accepts tensors and plain types only (``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
         if key in fields and value is not None:
             fields[key] = value
     if cfg.model.normalize is None:  # thesis: L2-normalised outputs when training contrastively
-        fields["normalize"] = cfg.kind == "pretrain"
+        # (Barlow Twins / VICReg standardise or regularise the raw projection themselves)
+        fields["normalize"] = cfg.kind == "pretrain" and cfg.loss.name not in ("barlow_twins", "vicreg")
     if cfg.model.freq_kernels == "scaled":  # the thesis' kernels span the same share of the bins
         for key in ("conv1_kernel", "conv2_kernel"):
             k_f, k_t = fields[key]
@@ -208,8 +209,9 @@ def make_optimizer(model: SERModel, cfg: StageConfig, device: torch.device):
     and a fresh ReduceLROnPlateau (lr x ``lr_factor`` after ``patience`` bad epochs)."""
     head_lr = cfg.finetune.head_lr if cfg.kind == "finetune" and cfg.finetune.head_lr else cfg.optim.lr
     heads = {id(p) for p in model.head_parameters()}
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in heads], "lr": cfg.optim.lr},
-              {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": head_lr}]
+    groups = [{"name": "encoder", "lr": cfg.optim.lr,
+               "params": [p for p in model.parameters() if p.requires_grad and id(p) not in heads]},
+              {"name": "head", "lr": head_lr, "params": [p for p in model.head_parameters() if p.requires_grad]}]
     groups = [g for g in groups if g["params"]]
     # fused: one kernel per step, and its step counters stay on the device (no .item() per step)
     optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True)
@@ -226,8 +228,8 @@ class TrainStep(torch.nn.Module):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, x, lengths, lengths_dev, labels):
-        out = self.objective(self.model, x, lengths, labels, lengths_dev)
+    def forward(self, x, lengths, lengths_dev, labels, shard_sizes=None):
+        out = self.objective(self.model, x, lengths, labels, lengths_dev, shard_sizes)
         return out.loss, out.parts
 
 
@@ -238,8 +240,11 @@ def train_step(step_module: torch.nn.Module, optimizer: torch.optim.Optimizer, b
     model = step_module.module.model if hasattr(step_module, "module") else step_module.model
     fill = model.input_mean if model.cfg.input_norm == "global" else None  # a mask reads as "average"
     x, lengths, lengths_dev, labels = _augment(batch, cfg, aug_gen, rng, fill, model.n_classes)
+    sizes = batch.shard_sizes
+    if sizes is not None and cfg.augment.multiview:
+        sizes = tuple(2 * n for n in sizes)
     with _autocast(device, cfg.optim.amp):
-        loss, parts = step_module(x, lengths, lengths_dev, labels)
+        loss, parts = step_module(x, lengths, lengths_dev, labels, sizes)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -404,10 +409,10 @@ def train_fold(
                     save_checkpoint(best_path, model, model_cfg, store.classes, epoch=epoch, value=value, **extra)
             else:
                 bad_epochs += 1
-            lrs = [g["lr"] for g in optimizer.param_groups]  # the lrs this epoch trained with
+            lrs = {g.get("name", "encoder"): g["lr"] for g in optimizer.param_groups}  # what this epoch used
             scheduler.step(value if math.isfinite(value) else (-math.inf if mode == "max" else math.inf))
             record = {"epoch": epoch + 1, **train_stats, "val_loss": val.get("loss"), "val_ua": val.get("ua"),
-                      "val_wa": val.get("wa"), "lr": lrs[0], "head_lr": lrs[-1], "phase": phase.name,
+                      "val_wa": val.get("wa"), "lr": lrs.get("encoder"), "head_lr": lrs.get("head"), "phase": phase.name,
                       "frozen_encoder": not phase.encoder_trains, "best_epoch": best_epoch + 1,
                       "seconds": round(time.time() - t0, 2)}
             history.append(record)

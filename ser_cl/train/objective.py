@@ -75,11 +75,12 @@ class Objective(nn.Module):
             term.set_epoch(epoch, n_epochs)
 
     def forward(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
-                lengths_dev: Optional[torch.Tensor] = None) -> StepOutput:
+                lengths_dev: Optional[torch.Tensor] = None, shard_sizes=None) -> StepOutput:
         """Forward ``x`` through ``model`` and return the loss and its parts.
 
         For multi-view batches rows 2k and 2k+1 of ``x`` are two views of one utterance and
-        ``labels`` is already repeated to match.
+        ``labels`` is already repeated to match. ``shard_sizes``: every process's row count under
+        data parallelism (so the gathering losses need not exchange them: no host read).
         """
         h = model.embed(x, lengths, lengths_dev)
         logits = model.classify(h) if self.with_head else None
@@ -91,7 +92,7 @@ class Objective(nn.Module):
             if term.input == "logits":
                 value = term(logits.float(), labels)
             else:
-                value = term(z if getattr(term, "normalized_input", True) else p, labels)
+                value = term(z if getattr(term, "normalized_input", True) else p, labels, shard_sizes=shard_sizes)
             parts[name] = value.detach()
             weighted = self.weights[name] * value if self.weights[name] != 1.0 else value
             loss = weighted if loss is None else loss + weighted

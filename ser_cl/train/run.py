@@ -39,7 +39,7 @@ def fold_is_complete(fold_dir: Path) -> bool:
 # Keys that do not change what a fold learns: where it is written, on which device, how it is
 # shown, and how batches reach the device (the same batches either way).
 FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device", "probe", "thesis", "sweep",
-                       "data.eval_batch_size", "data.prefetch", "data.store_on_device")
+                       "data.eval_batch_size", "data.prefetch", "data.store_on_device", "model.gru_impl")
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
