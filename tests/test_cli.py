@@ -18,7 +18,7 @@ from ser_cl.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.toml"))
-TINY = ["model.preset=small", "model.conv_channels=4", "model.gru_hidden=16", "model.n_heads=2",
+TINY = ["model.preset=small", "model.conv_channels=4", "model.gru_hidden=16", "model.n_heads=2", "model.freq_kernels=scaled",
         "model.d_ff=32", "optim.epochs=1", "optim.batch_size=32", "device=cpu"]
 
 
@@ -37,16 +37,16 @@ def sets(data_dir: Path, runs: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def trained(synth_data_dir, tmp_path_factory):
+def trained(synth_mel_dir, tmp_path_factory):
     """CE on every fold, then self-supervised pretraining -> CE fine-tuning on every fold (the 5
     leave-one-session-out folds, to keep the suite short)."""
     runs = tmp_path_factory.mktemp("runs")
     five = "data.protocol=session5"
-    invoke("train", ROOT / "experiments/ce_baseline.toml", *sets(synth_data_dir, runs, five))
+    invoke("train", ROOT / "experiments/ce_baseline.toml", *sets(synth_mel_dir, runs, five))
     invoke("pretrain", ROOT / "experiments/selfsup_ntxent.toml", "--stage", "pretrain",
-           *sets(synth_data_dir, runs, five))
+           *sets(synth_mel_dir, runs, five))
     invoke("finetune", ROOT / "experiments/selfsup_ntxent.toml", "--stage", "ft_ce_aug",
-           "--from", runs / "selfsup_ntxent/pretrain", *sets(synth_data_dir, runs, five, "finetune.freeze_epochs=0"))
+           "--from", runs / "selfsup_ntxent/pretrain", *sets(synth_mel_dir, runs, five, "finetune.freeze_epochs=0"))
     return runs
 
 
@@ -68,11 +68,11 @@ def test_every_fold_writes_its_files(trained):
     assert json.loads((trained / "selfsup_ntxent/ft_ce_aug/run.json").read_text())["source"].endswith("pretrain")
 
 
-def test_probe_report_predict(trained, synth_data_dir, synth_corpus_dir, tmp_path):
+def test_probe_report_predict(trained, synth_mel_dir, synth_corpus_dir, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(trained, runs)
     invoke("probe", runs)
-    n = json.loads((synth_data_dir / "prepare.json").read_text())["n_utterances"]
+    n = json.loads((synth_mel_dir / "prepare.json").read_text())["n_utterances"]
     for variant in ("ce_baseline/train", "selfsup_ntxent/pretrain", "selfsup_ntxent/ft_ce_aug"):
         for k in range(1, 6):
             fdir = runs / variant / f"fold-{k:02d}"
@@ -112,8 +112,8 @@ def test_probe_report_predict(trained, synth_data_dir, synth_corpus_dir, tmp_pat
     assert res.exit_code == 2 and "without a classifier head" in res.output
 
 
-def test_run_is_resumable_and_skips_finished_folds(synth_data_dir, tmp_path):
-    args = ["run", ROOT / "experiments/quickstart.toml", "--fold", "1", *sets(synth_data_dir, tmp_path)]
+def test_run_is_resumable_and_skips_finished_folds(synth_mel_dir, tmp_path):
+    args = ["run", ROOT / "experiments/quickstart.toml", "--fold", "1", *sets(synth_mel_dir, tmp_path)]
     first = invoke(*args).output
     assert "## quickstart" in first
     stamp = (tmp_path / "quickstart/ft_ce_aug/fold-01/best.pt").stat().st_mtime_ns
@@ -153,9 +153,9 @@ def test_every_experiment_file_dry_runs(path, synth_data_dir):
         trained.append(parts[1])
 
 
-def test_devices_deal_folds_to_worker_processes(synth_data_dir, tmp_path):
+def test_devices_deal_folds_to_worker_processes(synth_mel_dir, tmp_path):
     res = invoke("run", ROOT / "experiments/quickstart.toml", "--devices", "cpu,cpu", "--fold", "2", "--fold", "5",
-                 *sets(synth_data_dir, tmp_path))
+                 *sets(synth_mel_dir, tmp_path))
     for stage in ("pretrain", "ft_ce_aug"):
         done = sorted(p.parent.name for p in (tmp_path / "quickstart" / stage).glob("fold-*/metrics.json"))
         assert done == ["fold-02", "fold-05"], (stage, done)

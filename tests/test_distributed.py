@@ -135,12 +135,12 @@ def test_single_process_helpers_are_no_ops():
     assert distributed.broadcast_float(0.5, torch.device("cpu")) == 0.5
 
 
-def test_torchrun_training_completes(synth_data_dir, tmp_path):
+def test_torchrun_training_completes(synth_mel_dir, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         pytest.skip("torchrun not installed beside this Python")
     sets = ["model.preset=small", "model.conv_channels=4", "model.gru_hidden=16", "model.n_heads=2",
-            "model.d_ff=32", "optim.epochs=2", "optim.batch_size=16", f'data.dir="{synth_data_dir}"',
+            "model.d_ff=32", "model.freq_kernels=scaled", "optim.epochs=2", "optim.batch_size=16", f'data.dir="{synth_mel_dir}"',
             f'runs_dir="{tmp_path}"']
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "ser_cl.cli", "train",
            str(ROOT / "experiments/ce_baseline.toml"), "--fold", "3"]

@@ -508,7 +508,7 @@ def test_loss_names_and_builder():
     assert loss_parameters("triplet") == {
         "margin": 0.2, "mining": "all", "hard_fraction": 0.2, "gather_distributed": False
     }
-    assert loss_parameters("ce") == {}
+    assert loss_parameters("ce") == {"label_smoothing": 0.0}
     for name in LOSS_NAMES[1:]:  # every batch-level loss can gather the batches of all processes
         assert loss_parameters(name)["gather_distributed"] is False
     for name in LOSS_NAMES:

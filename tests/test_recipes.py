@@ -28,8 +28,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def store(synth_data_dir):
-    return FeatureStore(synth_data_dir)
+def store(synth_mel_dir):
+    return FeatureStore(synth_mel_dir)
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +133,12 @@ def test_a_fold_trained_under_another_config_is_refused_or_restarted(store, tmp_
     assert not tmp_path.exists()
 
 
-def test_rerun_with_changed_set_is_refused_from_the_cli(synth_data_dir, tmp_path):
+def test_rerun_with_changed_set_is_refused_from_the_cli(synth_mel_dir, tmp_path):
     from typer.testing import CliRunner
 
     from ser_cl.cli import app
 
-    base = ["train", "experiments/ce_baseline.toml", "--fold", "1", "--set", f'data.dir="{synth_data_dir}"',
+    base = ["train", "experiments/ce_baseline.toml", "--fold", "1", "--set", f'data.dir="{synth_mel_dir}"', "--set", "model.freq_kernels=scaled",
             "--set", f'runs_dir="{tmp_path}"', "--set", "optim.epochs=1", "--set", "model.preset=small",
             "--set", "model.conv_channels=4", "--set", "model.gru_hidden=8", "--set", "model.n_heads=2"]
     runner = CliRunner()

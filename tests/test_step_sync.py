@@ -20,7 +20,7 @@ from ser_cl.models import SERModel
 from ser_cl.train.loop import TrainStep, make_optimizer, model_config_for, phases_of, set_trainable, train_step
 from ser_cl.train.objective import Objective
 
-TINY = {"preset": "small", "conv_channels": 4, "gru_hidden": 16, "n_heads": 2, "d_ff": 32}
+TINY = {"preset": "small", "conv_channels": 4, "gru_hidden": 16, "n_heads": 2, "d_ff": 32, "freq_kernels": "scaled"}
 RECIPES = {
     "ce": {"stage": "train"},
     "ce_aug_supcon": {"stage": "train", "augment": {"enabled": True}, "loss": {"supcon_weight": 0.5}},
@@ -54,8 +54,8 @@ def _setup(store, recipe, device):
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_training_step_makes_no_host_read(synth_data_dir, recipe):
-    store = FeatureStore(synth_data_dir)
+def test_training_step_makes_no_host_read(synth_mel_dir, recipe):
+    store = FeatureStore(synth_mel_dir)
     device = torch.device("cpu")
     cfg, step, optimizer, batches, gen = _setup(store, recipe, device)
     rng = np.random.default_rng(0)
@@ -70,9 +70,9 @@ def test_training_step_makes_no_host_read(synth_data_dir, recipe):
     assert torch.isfinite(loss) and set(parts) >= {next(iter(step.objective.terms))}
 
 
-def test_the_counter_sees_a_read_in_the_step(synth_data_dir, monkeypatch):
+def test_the_counter_sees_a_read_in_the_step(synth_mel_dir, monkeypatch):
     """A step that checks its loss on the host (as the loop once did) is caught."""
-    store = FeatureStore(synth_data_dir)
+    store = FeatureStore(synth_mel_dir)
     device = torch.device("cpu")
     cfg, step, optimizer, batches, gen = _setup(store, "ce", device)
     with count_host_reads() as reads:
@@ -84,8 +84,8 @@ def test_the_counter_sees_a_read_in_the_step(synth_data_dir, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("recipe", list(RECIPES))
 @pytest.mark.parametrize("on_device", [False, True])
-def test_cuda_training_step_does_not_synchronise(synth_data_dir, recipe, on_device):
-    store = FeatureStore(synth_data_dir)
+def test_cuda_training_step_does_not_synchronise(synth_mel_dir, recipe, on_device):
+    store = FeatureStore(synth_mel_dir)
     device = torch.device("cuda")
     cfg, step, optimizer, _, gen = _setup(store, recipe, device)
     fold = make_folds(store, "session10")[0]

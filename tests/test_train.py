@@ -18,20 +18,21 @@ from conftest import TINY, tiny_stage as stage  # the tests folder is on sys.pat
 
 
 @pytest.fixture(scope="module")
-def store(synth_data_dir):
-    return FeatureStore(synth_data_dir)
+def store(synth_mel_dir):
+    return FeatureStore(synth_mel_dir)
 
 
 @pytest.fixture(scope="module")
 def learn_store(tmp_path_factory):
-    """A larger synthetic corpus (8 utterances per speaker and class) for the learning test."""
+    """A larger synthetic corpus (8 utterances per speaker and class, 40 log-mel bands) for the learning test."""
+    from ser_cl.data.features import feature_params
     from ser_cl.data.prepare import prepare
     from ser_cl.data.synth import synthesize_corpus
 
     raw = tmp_path_factory.mktemp("learn-raw")
     synthesize_corpus(raw, per_speaker=8, seed=1, duration=(0.6, 1.0), n_dropped=0)
     data = tmp_path_factory.mktemp("learn-data")
-    prepare(raw, data, jobs=1, progress=False)
+    prepare(raw, data, jobs=1, progress=False, features=feature_params("mel", n_mels=40))
     return FeatureStore(data)
 
 
