@@ -214,7 +214,10 @@ def make_optimizer(model: SERModel, cfg: StageConfig, device: torch.device):
               {"name": "head", "lr": head_lr, "params": [p for p in model.head_parameters() if p.requires_grad]}]
     groups = [g for g in groups if g["params"]]
     # fused: one kernel per step, and its step counters stay on the device (no .item() per step)
-    optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True)
+    try:
+        optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True)
+    except RuntimeError:  # PyTorch < 2.4 fuses Adam on CUDA only
+        optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     mode = "max" if cfg.monitor == "val_ua" else "min"
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.optim.lr_factor,
                                                            patience=cfg.optim.patience)
