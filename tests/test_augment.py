@@ -139,3 +139,21 @@ def test_masked_value_can_be_the_bins_mean():
     masked = y != 5.0
     assert masked.any()
     assert torch.equal(y[masked], fill.expand_as(y)[masked])
+
+
+def test_time_stretch_never_blends_a_short_row_with_its_padding():
+    # Slowing down (rate < 1) samples the last valid frames between frame L-1 and L; L is padding.
+    # A row of constant value must stay that constant on every frame it keeps.
+    from ser_cl.data.augment import time_stretch
+
+    x = torch.zeros(3, 50, 4)
+    x[0] = 1.0
+    x[1, :31] = 2.0
+    x[2, :7] = -3.0
+    lengths = np.array([50, 31, 7])
+    for rate in (0.8, 0.9, 1.1):
+        y, new_lengths = time_stretch(x, lengths, rate)
+        for row, value in enumerate((1.0, 2.0, -3.0)):
+            kept = y[row, : new_lengths[row]]
+            torch.testing.assert_close(kept, torch.full_like(kept, value), msg=f"rate {rate}, row {row}")
+            assert torch.all(y[row, new_lengths[row]:] == 0)

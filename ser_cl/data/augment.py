@@ -100,15 +100,22 @@ def time_stretch(x: torch.Tensor, lengths: np.ndarray, rate: float) -> Tuple[tor
     """
     if rate <= 0:
         raise ValueError(f"time-stretch rate must be > 0, got {rate}")
-    batch, max_len, _ = x.shape
+    batch, max_len, n_bins = x.shape
     new_len = max(1, int(round(max_len / rate)))
-    y = torch.nn.functional.interpolate(x.transpose(1, 2), size=new_len, mode="linear", align_corners=False)
-    y = y.transpose(1, 2)
-    new_lengths = np.maximum(1, np.round(np.asarray(lengths) / rate).astype(np.int64))
+    lengths = np.asarray(lengths)
+    # Each row's padding is replaced by its last valid frame first, so that the frames sampled
+    # between frame L-1 and L (slowing down) interpolate the utterance, not its zero padding.
+    last = torch.from_numpy(np.maximum(np.asarray(lengths, dtype=np.int64), 1) - 1)
+    new_lengths = np.maximum(1, np.round(lengths / rate).astype(np.int64))
     new_lengths = np.minimum(new_lengths, new_len)
     lengths_t = torch.from_numpy(new_lengths)
     if x.device.type != "cpu":
+        last = last.pin_memory().to(x.device, non_blocking=True)
         lengths_t = lengths_t.pin_memory().to(x.device, non_blocking=True)
+    frame = torch.minimum(torch.arange(max_len, device=x.device)[None, :], last[:, None])
+    x = x.gather(1, frame[:, :, None].expand(batch, max_len, n_bins))
+    y = torch.nn.functional.interpolate(x.transpose(1, 2), size=new_len, mode="linear", align_corners=False)
+    y = y.transpose(1, 2)
     valid = torch.arange(new_len, device=x.device)[None, :] < lengths_t[:, None]
     return y.masked_fill(~valid[:, :, None], 0.0), new_lengths
 
