@@ -206,3 +206,18 @@ def test_finetuning_starts_from_the_fitted_head(store, pretrained, tmp_path):
         uas[init] = train_fold(cfg, store, fold, tmp_path / init, CPU, source_checkpoint=pretrained,
                                progress=False)["val"]["ua"]
     assert uas["fit"] >= uas["random"] and uas["fit"] > 0.4, uas
+
+
+def test_a_finetune_stage_cannot_silently_change_the_pretrained_architecture(store, pretrained, tmp_path):
+    """[model] keys come from the checkpoint when fine-tuning: a differing one is refused, naming it;
+    gru_impl (exact, speed only) may differ and is applied."""
+    fold = make_folds(store, "session10")[0]
+    ft = {"from": str(pretrained.parent), "freeze_epochs": 1}
+    with pytest.raises(ValueError, match=r"model\.pooling = 'attention'.*has 'mean'"):
+        train_fold(stage(stage="finetune", finetune=ft, model={"pooling": "attention"}, optim={"epochs": 1}),
+                   store, fold, tmp_path / "a", CPU, source_checkpoint=pretrained, progress=False)
+    assert load_checkpoint(pretrained)["model_config"]["gru_impl"] != "padded"
+    train_fold(stage(stage="finetune", finetune=ft, model={"gru_impl": "padded", "pooling": "mean"},
+                     optim={"epochs": 1}), store, fold, tmp_path / "b", CPU, source_checkpoint=pretrained,
+               progress=False)
+    assert load_checkpoint(tmp_path / "b" / "best.pt")["model_config"]["gru_impl"] == "padded"

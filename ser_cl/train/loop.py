@@ -269,6 +269,26 @@ def init_head(model: SERModel, store: FeatureStore, fold: Fold, cfg: StageConfig
         model.classifier.bias.copy_(bias)
 
 
+# [model] keys that a fine-tuning stage may set differently from its pretrained encoder
+_NOT_ARCHITECTURE = ("preset", "normalize", "gru_impl", "freq_kernels")
+
+
+def _check_architecture_matches(cfg: StageConfig, n_freq: int, source_fields: Dict[str, Any], source: Path) -> None:
+    """The architecture comes from the checkpoint: a [model] key that this stage sets to another
+    value would be silently ignored, so it is refused with the key, both values and the fix."""
+    wanted = vars(model_config_for(cfg, n_freq))
+    for key, value in vars(cfg.model).items():
+        if value is None or key in _NOT_ARCHITECTURE or key not in source_fields:
+            continue
+        have, want = source_fields[key], wanted[key]
+        if isinstance(have, (list, tuple)):
+            have, want = list(have), list(want)
+        if have != want:
+            raise ValueError(f"model.{key} = {want!r}, but the pretrained encoder in {source} has {have!r}: "
+                             f"the architecture comes from the checkpoint; drop model.{key} from this stage "
+                             "or set it in the pretraining stage too")
+
+
 def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkpoint: Optional[Path]):
     """A fresh model, or one whose encoder (and architecture) come from a pretrained fold."""
     if source_checkpoint is None:
@@ -283,6 +303,9 @@ def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkp
     if list(source["classes"]) != list(store.classes):
         raise ValueError(f"{source_checkpoint}: classes {source['classes']} differ from {store.classes}")
     fields = dict(source["model_config"])
+    _check_architecture_matches(cfg, store.n_freq, fields, source_checkpoint)
+    if cfg.model.gru_impl is not None:  # exact either way: the speed choice belongs to this machine
+        fields["gru_impl"] = cfg.model.gru_impl
     # the thesis' CE head sees the raw embedding: L2 normalisation belongs to the contrastive loss
     fields["normalize"] = cfg.model.normalize if cfg.model.normalize is not None else cfg.kind == "pretrain"
     model_cfg = model_config_from_dict(fields)
