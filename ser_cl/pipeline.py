@@ -81,10 +81,9 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
     folds in order (a fine-tuning stage only needs the same fold's pretraining), so workers
     never wait on each other. Files are written atomically, so the shared run.json is safe.
     """
+    import os
     import subprocess
     import sys
-
-    import os
 
     todo = list(folds) if folds else list(range(1, n_folds + 1))
     # CPU workers share the cores: each gets its share of threads. Two processes that each spin

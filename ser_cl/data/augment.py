@@ -11,8 +11,8 @@ where 0 is the mean); we keep zero to reproduce the thesis. A model that standar
 with fixed per-bin statistics (``input_norm = "global"``) passes ``fill`` = those means instead.
 
 Beyond the thesis, for small corpora: ``time_stretch`` (speed perturbation of a whole batch on
-the features: linear interpolation along time; a shorter row's last frames blend with its zero
-padding over one frame) and ``mixup`` (mixed inputs, soft targets).
+the features: linear interpolation along time, each row stretched within its own frames) and
+``mixup`` (mixed inputs, soft targets).
 
 Everything is vectorised on the input's device (masks from ``arange`` comparisons, no loop over
 the batch); the random numbers come from ``generator`` when one is given (reproducible).
@@ -24,6 +24,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
+
+from ser_cl.data.transfer import host_to_device
 
 __all__ = ["spec_augment", "two_views", "time_stretch", "mixup"]
 
@@ -102,16 +104,12 @@ def time_stretch(x: torch.Tensor, lengths: np.ndarray, rate: float) -> Tuple[tor
         raise ValueError(f"time-stretch rate must be > 0, got {rate}")
     batch, max_len, n_bins = x.shape
     new_len = max(1, int(round(max_len / rate)))
-    lengths = np.asarray(lengths)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    new_lengths = np.minimum(np.maximum(1, np.round(lengths / rate).astype(np.int64)), new_len)
     # Each row's padding is replaced by its last valid frame first, so that the frames sampled
     # between frame L-1 and L (slowing down) interpolate the utterance, not its zero padding.
-    last = torch.from_numpy(np.maximum(np.asarray(lengths, dtype=np.int64), 1) - 1)
-    new_lengths = np.maximum(1, np.round(lengths / rate).astype(np.int64))
-    new_lengths = np.minimum(new_lengths, new_len)
-    lengths_t = torch.from_numpy(new_lengths)
-    if x.device.type != "cpu":
-        last = last.pin_memory().to(x.device, non_blocking=True)
-        lengths_t = lengths_t.pin_memory().to(x.device, non_blocking=True)
+    last = host_to_device(np.maximum(lengths, 1) - 1, x.device)
+    lengths_t = host_to_device(new_lengths, x.device)
     frame = torch.minimum(torch.arange(max_len, device=x.device)[None, :], last[:, None])
     x = x.gather(1, frame[:, :, None].expand(batch, max_len, n_bins))
     y = torch.nn.functional.interpolate(x.transpose(1, 2), size=new_len, mode="linear", align_corners=False)

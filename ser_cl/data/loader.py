@@ -30,6 +30,7 @@ import torch
 
 from .batching import batch_indices, batch_length
 from .store import FeatureStore
+from .transfer import host_to_device
 
 __all__ = ["Batch", "BatchPlan", "BatchLoader", "plan_epoch"]
 
@@ -185,10 +186,9 @@ class BatchLoader:
     def _device_batch(self, plan: BatchPlan) -> Batch:
         assert self._dev_features is not None
         dev, T = self.device, plan.T
-        rows = torch.from_numpy(plan.rows.astype(np.int64)).pin_memory().to(dev, non_blocking=True)
-        starts = torch.from_numpy(plan.starts).pin_memory().to(dev, non_blocking=True)
+        rows, starts = host_to_device(plan.rows, dev), host_to_device(plan.starts, dev)
         lengths = plan.lengths.astype(np.int64)
-        lengths_dev = torch.from_numpy(lengths).pin_memory().to(dev, non_blocking=True)
+        lengths_dev = host_to_device(lengths, dev)
         t = torch.arange(T, device=dev)[None, :]
         idx = (self._dev_offsets[rows] + starts)[:, None] + t
         idx = torch.where(t < lengths_dev[:, None], idx, self._dev_features.shape[0] - 1)

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ser_cl.data.transfer import host_to_device
 from ser_cl.models.layers import (
     GRU_IMPLS,
     POOLINGS,
@@ -296,9 +297,7 @@ class SERModel(nn.Module):
         if batch > 0 and (lengths_np.min() < 1 or lengths_np.max() > max_len):
             raise ValueError(f"lengths must lie in [1, {max_len}], got {lengths_np.tolist()}")
         if lengths_dev is None:
-            lengths_dev = torch.from_numpy(lengths_np)
-            if x.device.type != "cpu":
-                lengths_dev = lengths_dev.pin_memory().to(x.device, non_blocking=True)
+            lengths_dev = host_to_device(lengths_np, x.device)
 
         valid = valid_mask(lengths_dev, max_len)
         x = x.masked_fill(~valid[:, :, None], 0.0)

@@ -37,6 +37,7 @@ from ser_cl.data.augment import mixup, spec_augment, time_stretch, two_views
 from ser_cl.data.folds import Fold
 from ser_cl.data.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
 from ser_cl.data.store import FeatureStore
+from ser_cl.data.transfer import host_to_device
 from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.metrics import classification_report
 from ser_cl.io import write_json, write_text
@@ -83,11 +84,6 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def _lengths_to(lengths: np.ndarray, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64))
-    return t if device.type == "cpu" else t.pin_memory().to(device, non_blocking=True)
-
-
 def _augment(batch: Batch, cfg: StageConfig, generator: Optional[torch.Generator],
              rng: Optional[np.random.Generator] = None, fill: Optional[torch.Tensor] = None, n_classes: int = 0):
     """The stage's augmentations on the device: (x, lengths, lengths_dev, labels or soft targets).
@@ -100,17 +96,17 @@ def _augment(batch: Batch, cfg: StageConfig, generator: Optional[torch.Generator
     a = cfg.augment
     if rng is not None and a.time_stretch > 0:
         x, lengths = time_stretch(x, lengths, float(rng.uniform(1 - a.time_stretch, 1 + a.time_stretch)))
-        lengths_dev = _lengths_to(lengths, x.device)
+        lengths_dev = host_to_device(lengths, x.device)
     aug = dict(time_mask_frac=a.time_mask_frac, freq_mask_width=a.freq_mask_width, generator=generator, fill=fill)
     if rng is not None and a.mixup_alpha > 0:
         perm_host = rng.permutation(len(lengths))
-        perm = _lengths_to(perm_host, x.device)
+        perm = host_to_device(perm_host, x.device)
         x, lengths, labels = mixup(x, lengths, labels, n_classes, float(rng.beta(a.mixup_alpha, a.mixup_alpha)),
                                    perm, perm_host)
         order = np.argsort(-lengths, kind="stable")  # longest first again, so the GRU packs as is
-        order_dev = _lengths_to(order, x.device)
+        order_dev = host_to_device(order, x.device)
         x, lengths, labels = x[order_dev], lengths[order], labels[order_dev]
-        lengths_dev = _lengths_to(lengths, x.device)
+        lengths_dev = host_to_device(lengths, x.device)
     if cfg.augment.multiview:
         x, lengths_dev = two_views(x, lengths_dev, **aug)
         return x, np.repeat(lengths, 2), lengths_dev, labels.repeat_interleave(2)
