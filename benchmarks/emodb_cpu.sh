@@ -32,6 +32,21 @@ for info in sorted(runs.glob("*/*/run.json")):
 PY
 }
 
+frozen_vs_svm() {  # fine-tuning's head at the end of the frozen phase against the linear SVM on
+    # the same frozen (pretrained) encoder, validation UA, mean over the folds
+    .venv/bin/python - "$1/selfsup_ntxent" <<'PY'
+import json, pathlib, statistics, sys
+run = pathlib.Path(sys.argv[1])
+head, svm = [], []
+for fold in sorted((run / "ft_ce_aug").glob("fold-*")):
+    frozen = [h for h in map(json.loads, (fold / "metrics.jsonl").read_text().splitlines()) if h["phase"] == "frozen"]
+    head.append(100 * frozen[-1]["val_ua"])
+    svm.append(100 * json.loads((run / "pretrain" / fold.name / "probe.json").read_text())["svm"]["val"]["ua"])
+print(f"end of the frozen phase, val UA over {len(head)} folds: head {statistics.mean(head):.2f}, "
+      f"linear SVM on the pretrained embeddings {statistics.mean(svm):.2f}")
+PY
+}
+
 if [ "$WHICH" = thesis ] || [ "$WHICH" = all ]; then
     [ -f data/emodb/prepare.json ] || timed prepare "$CLI" prepare "$SRC" --out data/emodb
     RUNS=runs/emodb-cpu-thesis
@@ -41,6 +56,7 @@ if [ "$WHICH" = thesis ] || [ "$WHICH" = all ]; then
     timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
     "$CLI" report "$RUNS" --no-plots
     training_time "$RUNS"
+    frozen_vs_svm "$RUNS"
 fi
 if [ "$WHICH" = cpu ] || [ "$WHICH" = all ]; then
     [ -f data/emodb-mel64/prepare.json ] || timed prepare "$CLI" prepare "$SRC" --out data/emodb-mel64 \
@@ -51,4 +67,5 @@ if [ "$WHICH" = cpu ] || [ "$WHICH" = all ]; then
     timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
     "$CLI" report "$RUNS" --no-plots
     training_time "$RUNS"
+    frozen_vs_svm "$RUNS"
 fi
