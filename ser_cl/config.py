@@ -36,11 +36,22 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     dir: str = "data/synth"  # a DATA_DIR written by `ser-cl prepare`
-    protocol: str = "auto"  # session10 | session5 | speaker | auto
+    protocol: str = "auto"  # session10 | session5 | speaker | holdout | auto
     max_frames: int = 0  # crop training batches to at most this many frames (0 = no cap)
     eval_batch_size: int = 64
     store_on_device: Optional[bool] = None  # hold the whole store on the GPU (unset: when it fits easily)
     prefetch: int = 3  # batches gathered ahead of the step by the background thread
+    # self-supervised pretraining on a pool of stores (README, "Pretraining pools"): these
+    # DATA_DIRs (unlabeled ones too; data.dir may be one of them) replace data.dir's training
+    # speakers; each fold's validation and test speakers of data.dir are never in it
+    pool: List[str] = field(default_factory=list)
+    pool_weights: List[float] = field(default_factory=list)  # per pool store; unset: by size
+    pool_val_fraction: float = 0.1  # a pool that serves every fold validates on this share of its speakers
+    # cross-corpus testing (README, "Cross-corpus"): after training, each fold's model is also
+    # tested on these DATA_DIRs, its classes mapped onto the shared ones by class_map
+    test_on: List[str] = field(default_factory=list)
+    class_map: Dict[str, str] = field(default_factory=dict)  # class name -> shared name, e.g. hap = "happy"
+    holdout_speakers: int = 2  # protocol "holdout": speakers kept out of training for validation
 
 
 @dataclass
@@ -165,7 +176,7 @@ SECTIONS = {
 STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "device", "probe")
 LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent", "barlow_twins", "vicreg")
 MINING = ("all", "semihard", "hard", "semihard-hard")
-PROTOCOLS = ("auto", "session10", "session5", "speaker")
+PROTOCOLS = ("auto", "session10", "session5", "speaker", "holdout")
 
 
 # -- typed conversion -------------------------------------------------------------------------
@@ -498,4 +509,6 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table, e.g. data.class_map
+        return "{" + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} as TOML")

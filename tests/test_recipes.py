@@ -133,6 +133,16 @@ def test_a_fold_trained_under_another_config_is_refused_or_restarted(store, tmp_
     assert not tmp_path.exists()
 
 
+def test_a_fold_from_before_a_new_key_resumes_while_the_key_keeps_its_default(tmp_path):
+    cfg = stage(optim={"epochs": 1})
+    older = {k: v for k, v in config_fingerprint(cfg).items() if not k.startswith("data.pool")}
+    (tmp_path / "fingerprint.json").write_text(json.dumps(older))
+    check_fold_config(tmp_path, config_fingerprint(cfg), restart=False)  # data.pool* absent = default
+    pooled = stage(optim={"epochs": 1}, data={"pool": ["data/other"]})
+    with pytest.raises(ConfigError, match=r"data\.pool: None -> \['data/other'\]"):
+        check_fold_config(tmp_path, config_fingerprint(pooled), restart=False)
+
+
 def test_rerun_with_changed_set_is_refused_from_the_cli(synth_mel_dir, tmp_path):
     from typer.testing import CliRunner
 

@@ -39,7 +39,8 @@ def fold_is_complete(fold_dir: Path) -> bool:
 # Keys that do not change what a fold learns: where it is written, on which device, how it is
 # shown, and how batches reach the device (the same batches either way).
 FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device", "probe", "thesis", "sweep",
-                       "data.eval_batch_size", "data.prefetch", "data.store_on_device", "model.gru_impl")
+                       "data.eval_batch_size", "data.prefetch", "data.store_on_device", "model.gru_impl",
+                       "data.test_on", "data.class_map")  # cross-corpus tests happen after training
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
@@ -77,7 +78,10 @@ def check_fold_config(fold_dir: Path, fingerprint: Dict[str, object], restart: b
         before = json.loads(path.read_text())
     except ValueError:
         before = {}
-    changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k))
+    # a key that a later version added, at its default value, trains what the fold was trained with
+    defaults = config_fingerprint(StageConfig())
+    changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k)
+                     and not (k not in before and k in defaults and fingerprint.get(k) == defaults[k]))
     if changed:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {fingerprint.get(k)!r}" for k in changed[:6])
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
