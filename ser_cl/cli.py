@@ -49,7 +49,9 @@ def prepare(
     corpus_dir: Path = typer.Argument(..., help="Corpus folder (or a .csv manifest file)."),
     out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write the feature store into."),
     corpus: Optional[str] = typer.Option(
-        None, "--corpus", help="iemocap, emodb, ravdess, cremad, tess or csv (default: detected from the layout)."
+        None, "--corpus",
+        help="iemocap, emodb, ravdess, cremad, tess, csv, or unlabeled (any .wav tree, no labels: "
+             "for self-supervised pretraining pools) (default: detected from the layout).",
     ),
     classes: Optional[str] = typer.Option(
         None,
@@ -69,6 +71,10 @@ def prepare(
     n_mels: Optional[int] = typer.Option(None, "--n-mels", help="Mel bands (--features mel; default 64)."),
     f_min: Optional[float] = typer.Option(None, "--f-min", help="Lowest mel filter edge in Hz (--features mel; default 0)."),
     f_max: Optional[float] = typer.Option(None, "--f-max", help="Highest mel filter edge in Hz, <= 8000 (--features mel; default 8000)."),
+    speaker_level: Optional[int] = typer.Option(
+        None, "--speaker-level", help="--corpus unlabeled: the speaker is the folder this deep below CORPUS_DIR (0 = first)."),
+    speakers_csv: Optional[Path] = typer.Option(
+        None, "--speakers-csv", help="--corpus unlabeled: a CSV with header path,speaker naming each file's speaker."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Compute the features of a corpus into a feature store DATA_DIR.
@@ -94,6 +100,8 @@ def prepare(
       ser-cl prepare /data/IEMOCAP -o data/iem5 --classes neu,hap+exc,sad,ang,fru
 
       ser-cl prepare my_manifest.csv --out data/mine --classes all
+
+      ser-cl prepare /data/podcasts -o data/pool-mel64 --corpus unlabeled --speaker-level 0 --features mel
     """
     from ser_cl.data.corpora import CorpusError
     from ser_cl.data.features import feature_params
@@ -102,7 +110,8 @@ def prepare(
     try:
         params = feature_params(features, n_mels=n_mels, f_min=f_min, f_max=f_max)
         result = run_prepare(corpus_dir, out, corpus=corpus, classes=classes, jobs=jobs,
-                             min_duration=min_duration, progress=not quiet, features=params)
+                             min_duration=min_duration, progress=not quiet, features=params,
+                             speaker_level=speaker_level, speakers_csv=speakers_csv)
     except (CorpusError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
@@ -112,8 +121,13 @@ def prepare(
         f"into {result.data_dir} in {result.wall_seconds:.1f} s "
         f"({result.n_computed} computed, {result.n_cached} from cache)"
     )
-    typer.echo("classes: " + ", ".join(f"{c} {n}" for c, n in info["counts_per_class"].items()))
-    typer.echo(f"speakers: {len(info['counts_per_speaker'])}; folds ({info['folds']['protocol']}): {len(info['folds']['folds'])}")
+    if info["labeled"]:
+        typer.echo("classes: " + ", ".join(f"{c} {n}" for c, n in info["counts_per_class"].items()))
+        typer.echo(f"speakers: {len(info['counts_per_speaker'])}; folds ({info['folds']['protocol']}): {len(info['folds']['folds'])}")
+    else:
+        known = [s for s in info["counts_per_speaker"] if s]
+        typer.echo(f"unlabeled: no classes, no folds; {len(known) or 'no'} known speaker(s); "
+                   "use it in data.pool of a self-supervised pretrain stage")
     if info["dropped_labels"]:
         typer.echo("dropped labels: " + ", ".join(f"{k} {v}" for k, v in info["dropped_labels"].items()))
     if info["skipped"]:
@@ -155,7 +169,9 @@ def synth(
 def folds(
     data_dir: Path = typer.Argument(..., help="A prepared DATA_DIR."),
     protocol: str = typer.Option(
-        "auto", "--protocol", "-p", help="auto, session10 (thesis), session5 (leave-one-session-out) or speaker."
+        "auto", "--protocol", "-p",
+        help="auto, session10 (thesis), session5 (leave-one-session-out), speaker, or holdout (one fold, 2 "
+             "validation speakers, no test set).",
     ),
 ) -> None:
     """List the cross-validation folds of a prepared DATA_DIR.
@@ -236,7 +252,7 @@ def _check_data(planned) -> None:
     """A dry run fails where training would: every stage's data.dir must be a prepared store."""
     from ser_cl.data.store import FeatureStore
 
-    for data_dir in dict.fromkeys(v.config.data.dir for p in planned for v in p.variants):
+    for data_dir in dict.fromkeys(d for p in planned for v in p.variants for d in [v.config.data.dir, *v.config.data.pool]):
         FeatureStore(data_dir)  # raises the one-line "prepare.json is missing ...; run `ser-cl prepare ...`"
 
 
@@ -376,6 +392,36 @@ def probe(run_dir: Path = typer.Argument(..., help="A variant dir runs/<exp>/<va
         typer.echo(f"wrote {len(written)} probe.json file(s)")
     except (FileNotFoundError, ValueError) as err:
         _fail(err)
+
+
+@app.command()
+def crosstest(run_dir: Path = typer.Argument(..., help="A variant dir runs/<exp>/<variant>, or an experiment dir "
+                                             "(every variant with a classifier head)."),
+              on: List[Path] = typer.Option(..., "--on", help="A prepared DATA_DIR to test on (repeatable)."),
+              map_: Optional[List[str]] = typer.Option(None, "--map", help="NAME=SHARED: a class name of either "
+                                                       "store -> the shared name (repeatable), e.g. --map hap=happy."),
+              fold: Optional[List[int]] = _FOLD, device: Optional[str] = _DEVICE,
+              redo: bool = typer.Option(False, "--redo", help="Test again folds whose cross.json has these stores.")) -> None:
+    """Cross-corpus test: each fold's model, trained on one corpus, on other prepared corpora.
+
+    Classes meet through --map (applied to both stores' classes; an unmapped name keeps its
+    own); test classes with no training class are left out, training classes absent from the
+    test store are never predicted. The stores must share the front-end. Writes
+    fold-NN/cross.json; `ser-cl report` shows the train x test matrix.
+
+    Example: ser-cl crosstest runs/cross_corpus/train --on data/emodb-mel64 --map neu=neutral --map ang=angry
+    """
+    from ser_cl.eval.cross_corpus import (cross_test_path, format_cross_table, parse_class_map, summarize_cross,
+                                          variants_with_head)
+
+    try:
+        class_map = parse_class_map(map_ or [])
+        cross_test_path(run_dir, on, class_map, device or "auto", fold, skip_done=not redo)
+        rows = summarize_cross(variants_with_head(run_dir), on)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        _fail(err)
+    for line in format_cross_table(rows):
+        typer.echo(line)
 
 
 @app.command()

@@ -43,9 +43,11 @@ class DataConfig:
     prefetch: int = 3  # batches gathered ahead of the step by the background thread
     # self-supervised pretraining on a pool of stores (README, "Pretraining pools"): these
     # DATA_DIRs (unlabeled ones too; data.dir may be one of them) replace data.dir's training
-    # speakers; each fold's validation and test speakers of data.dir are never in it
+    # speakers; each fold's validation and test speakers of data.dir are never in it. Read by
+    # pretrain stages only (train / finetune stages read data.dir)
     pool: List[str] = field(default_factory=list)
     pool_weights: List[float] = field(default_factory=list)  # per pool store; unset: by size
+    pool_epoch_size: int = 0  # utterances a pool epoch draws (by pool_weights); 0 = the pool's size
     pool_val_fraction: float = 0.1  # a pool that serves every fold validates on this share of its speakers
     # cross-corpus testing (README, "Cross-corpus"): after training, each fold's model is also
     # tested on these DATA_DIRs, its classes mapped onto the shared ones by class_map
@@ -97,6 +99,9 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     epochs: int = 50
+    # a budget in optimiser steps (0 = none): the epochs are capped at ceil(max_steps / steps per
+    # epoch), so a corpus larger than the one a recipe was tuned on trains fewer epochs, same cost
+    max_steps: int = 0
     batch_size: int = 32  # utterances per batch (a multi-view batch holds twice as many views)
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -173,6 +178,7 @@ SECTIONS = {
     "augment": AugmentConfig,
     "finetune": FinetuneConfig,
 }
+SELF_SUPERVISED_LOSSES = ("selfsup_ntxent", "barlow_twins", "vicreg")  # no labels needed
 STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "device", "probe")
 LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent", "barlow_twins", "vicreg")
 MINING = ("all", "semihard", "hard", "semihard-hard")
@@ -339,6 +345,7 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.data.protocol in PROTOCOLS, f"data.protocol must be one of {', '.join(PROTOCOLS)}")
     check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
     check(cfg.optim.epochs >= 1, "optim.epochs must be >= 1")
+    check(cfg.optim.max_steps >= 0, "optim.max_steps must be >= 0 (0: no step budget)")
     check(cfg.optim.batch_size >= 2, "optim.batch_size must be >= 2")
     check(cfg.optim.lr > 0, "optim.lr must be > 0")
     check(cfg.data.prefetch >= 1, "data.prefetch must be >= 1")
@@ -371,6 +378,17 @@ def validate(cfg: StageConfig, where: str) -> None:
               and not cfg.augment.multiview,
               "augment.mixup_alpha needs a cross-entropy-only stage without multi-view batches (mixed labels "
               "have no positives); set augment.mixup_alpha = 0 (e.g. --set augment.mixup_alpha=0 with --preset cpu)")
+    if cfg.data.pool and cfg.kind == "pretrain":  # train / finetune stages read data.dir only
+        check(cfg.loss.name in SELF_SUPERVISED_LOSSES,
+              f"data.pool serves self-supervised pretraining only (loss.name = {' | '.join(SELF_SUPERVISED_LOSSES)}), "
+              f"not loss.name = {cfg.loss.name}")
+    weights = cfg.data.pool_weights
+    check(not weights or len(weights) == len(cfg.data.pool),
+          f"data.pool_weights needs one weight per data.pool entry ({len(cfg.data.pool)}), got {len(weights)}")
+    check(all(isinstance(w, (int, float)) and w >= 0 for w in weights) and (not weights or sum(weights) > 0),
+          "data.pool_weights must be numbers >= 0, not all 0")
+    check(0 < cfg.data.pool_val_fraction < 1, "data.pool_val_fraction must be in (0, 1)")
+    check(cfg.data.pool_epoch_size >= 0, "data.pool_epoch_size must be >= 0 (0: the pool's size)")
     for key, values in cfg.sweep.items():
         check(isinstance(values, list) and len(values) > 0, f"sweep.'{key}' must be a non-empty list")
         check("." in key and key.split(".")[0] in SECTIONS, f"sweep key '{key}' must be section.field, e.g. loss.tau")

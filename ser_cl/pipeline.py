@@ -24,11 +24,18 @@ def plan_experiment(experiment: str | Path, overrides: Sequence[str] = (), prese
 
 def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None,
                    device: Optional[str] = None, progress: bool = True, restart: bool = False) -> Optional[Path]:
-    """Train every variant of every stage in order, probing those with ``probe = true``.
+    """Train every variant of every stage in order, probing those with ``probe = true`` and
+    testing those with a classifier head on ``data.test_on`` (cross-corpus, ``cross.json``).
 
     ``restart`` clears the selected folds of every stage before training them. Returns the
     experiment's run directory (``runs/<experiment>``).
     """
+    from ser_cl.eval.cross_corpus import check_cross_config, cross_test_run
+
+    for p in planned:  # a test store that cannot be used fails now, not after hours of training
+        for v in p.variants:
+            if v.config.data.test_on and v.config.has_head:
+                check_cross_config(v.config.data.dir, v.config.data.test_on, v.config.data.class_map)
     exp_dir = None
     for p in planned:
         for v in p.variants:
@@ -36,6 +43,9 @@ def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] =
             exp_dir = out.parent
             if v.config.probe and distributed.is_main():
                 probe_run(out, folds, device or v.config.device, progress=progress, skip_done=True)
+            if v.config.data.test_on and v.config.has_head and distributed.is_main():
+                cross_test_run(out, v.config.data.test_on, v.config.data.class_map, device or v.config.device,
+                               folds, progress=progress, skip_done=True, batch_size=v.config.data.eval_batch_size)
             distributed.barrier()
     return exp_dir
 
@@ -70,7 +80,7 @@ def fold_count(planned: List[PlannedStage]) -> int:
     from ser_cl.data.store import FeatureStore
 
     cfg = planned[0].variants[0].config
-    return len(make_folds(FeatureStore(cfg.data.dir), cfg.data.protocol))
+    return len(make_folds(FeatureStore(cfg.data.dir), cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers))
 
 
 def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,

@@ -73,7 +73,7 @@ def test_auto_falls_back_when_sessions_do_not_have_two_speakers():
         make_folds([{"speaker": s, "session": ""} for s in "abc"], "session5")
     with pytest.raises(ValueError, match="unknown fold protocol"):
         make_folds(rows, "kfold")
-    assert set(FOLD_PROTOCOLS) == {"auto", "session10", "session5", "speaker"}
+    assert set(FOLD_PROTOCOLS) == {"auto", "session10", "session5", "speaker", "holdout"}
 
 
 def test_folds_on_prepared_store_and_cli(synth_data_dir):

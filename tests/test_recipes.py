@@ -80,6 +80,16 @@ def test_freeze_min_steps_stretches_the_frozen_phase_on_small_corpora():
     assert [(p.name, p.start, p.end) for p in phases] == [("frozen", 0, 7), ("all", 7, 20)]
 
 
+def test_a_step_budget_caps_the_epochs_of_a_larger_corpus(store, tmp_path):
+    cfg = stage(optim={"epochs": 30, "max_steps": 450})
+    assert [loop.epochs_of(cfg, s) for s in (14, 15, 16, 42)] == [30, 30, 29, 11]  # ceil(450 / s), at most 30
+    ft = stage(stage="finetune", finetune={"from": "x", "freeze_epochs": 3}, optim={"epochs": 28, "max_steps": 84})
+    assert [(p.name, p.start, p.end) for p in loop.phases_of(ft, steps_per_epoch=12)] == [("frozen", 0, 3), ("all", 3, 7)]
+    fold = make_folds(store, "session10")[0]  # 128 training utterances, batch 16: 8 steps an epoch
+    metrics = train_fold(stage(optim={"epochs": 5, "max_steps": 20}), store, fold, tmp_path, CPU, progress=False)
+    assert metrics["epochs_run"] == 3  # ceil(20 / 8)
+
+
 def test_validation_of_a_mining_schedule_means_the_same_in_both_phases(store):
     """semi-hard then hard: the monitored validation loss must not jump at the switch, or the
     hard phase (whose triplets are harder) could never give best.pt."""

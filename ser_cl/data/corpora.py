@@ -13,6 +13,8 @@ Supported layouts (``CORPORA``; ``detect_corpus`` picks one from the folder):
 - cremad   ``1001_DFA_ANG_XX.wav`` (+ optional ``VideoDemographics.csv`` for gender)
 - tess     ``OAF_angry/OAF_back_angry.wav`` (speakers OAF, YAF)
 - csv      a manifest ``path,label,speaker[,session,gender,utt_id]`` with a header row
+- unlabeled  any folder tree of ``.wav`` files, no labels (never detected: ``--corpus unlabeled``);
+           the speaker from a folder level or a ``path,speaker`` CSV, else unknown
 """
 
 from __future__ import annotations
@@ -360,6 +362,51 @@ def read_csv_manifest(csv_path: str | os.PathLike) -> CorpusListing:
 
 
 # --------------------------------------------------------------------------------------------
+# unlabeled audio (self-supervised pretraining pools)
+
+
+def read_unlabeled(root: str | os.PathLike, speaker_level: Optional[int] = None,
+                   speakers_csv: Optional[str | os.PathLike] = None) -> CorpusListing:
+    """Every ``.wav`` under ``root``, without labels (label ""), for self-supervised pretraining.
+
+    The speaker is optional: ``speaker_level`` = N takes the N-th folder below ``root`` (0 = the
+    first), or ``speakers_csv`` (header ``path,speaker``; paths relative to ``root`` or absolute)
+    names it per file; otherwise it is "" (unknown). Known speakers let a pool hold out whole
+    speakers for validation. The utterance id is the path below ``root`` without ``.wav``.
+    """
+    root = Path(root)
+    if speaker_level is not None and speakers_csv is not None:
+        raise CorpusError("unlabeled: give --speaker-level or --speakers-csv, not both")
+    by_path: dict[str, str] = {}
+    if speakers_csv is not None:
+        csv_path = Path(speakers_csv)
+        if not csv_path.is_file():
+            raise CorpusError(f"unlabeled: no such speakers CSV {csv_path}")
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not {"path", "speaker"} <= set(reader.fieldnames or ()):
+                raise CorpusError(f"unlabeled: {csv_path} needs a header row naming path,speaker")
+            for row in reader:
+                p = Path(row["path"])
+                by_path[_abs(p if p.is_absolute() else root / p)] = (row["speaker"] or "").strip()
+    utterances, skipped = [], []
+    for wav in _wav_files(root):
+        rel = wav.relative_to(root)
+        speaker = ""
+        if speaker_level is not None:
+            if speaker_level < 0 or speaker_level >= len(rel.parts) - 1:
+                skipped.append({"path": str(wav), "reason": f"no folder at --speaker-level {speaker_level}"})
+                continue
+            speaker = rel.parts[speaker_level]
+        elif by_path:
+            speaker = by_path.get(_abs(wav), "")
+        utterances.append(Utterance(rel.with_suffix("").as_posix(), _abs(wav), "", speaker, "", ""))
+    if not utterances:
+        raise CorpusError(f"unlabeled: no usable .wav file under {root}")
+    return _finish("unlabeled", root, utterances, skipped)
+
+
+# --------------------------------------------------------------------------------------------
 # registry and detection
 
 
@@ -396,7 +443,13 @@ CORPORA: dict[str, CorpusInfo] = {
         "csv", read_csv_manifest, "all",
         "a CSV manifest file (header path,label,speaker[,session,gender])",
     ),
+    "unlabeled": CorpusInfo(
+        "unlabeled", read_unlabeled, "",
+        "any folder tree of .wav files, no labels (only with --corpus unlabeled; for self-supervised pretraining)",
+    ),
 }
+# corpora whose speaker ids name people only inside one prepared store (no shared identity)
+GENERIC_CORPORA = ("csv", "unlabeled")
 CORPUS_NAMES = tuple(CORPORA)
 
 _NAME_PATTERNS = (
@@ -442,8 +495,10 @@ def detect_corpus(path: str | os.PathLike) -> str:
     raise CorpusError(f"cannot tell the corpus layout of {path} ({found}); expected one of: {_expected_layouts()}; or pass --corpus")
 
 
-def read_corpus(path: str | os.PathLike, corpus: Optional[str] = None) -> CorpusListing:
-    """Read the corpus at ``path`` with the named reader, or the detected one when ``corpus`` is None."""
+def read_corpus(path: str | os.PathLike, corpus: Optional[str] = None, **options) -> CorpusListing:
+    """Read the corpus at ``path`` with the named reader, or the detected one when ``corpus`` is None.
+
+    ``options`` go to the reader (``speaker_level`` / ``speakers_csv`` for ``unlabeled``)."""
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"no such file or folder: {path}")
@@ -456,7 +511,10 @@ def read_corpus(path: str | os.PathLike, corpus: Optional[str] = None) -> Corpus
         raise CorpusError(f"csv: expected a .csv manifest file, got the folder {path}")
     if corpus != "csv" and not path.is_dir():
         raise CorpusError(f"{corpus}: expected a folder, got the file {path}")
-    return CORPORA[corpus].reader(path)
+    options = {k: v for k, v in options.items() if v is not None}
+    if options and corpus != "unlabeled":
+        raise CorpusError(f"{corpus}: {', '.join(options)} only applies to --corpus unlabeled")
+    return CORPORA[corpus].reader(path, **options)
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,13 @@ Protocols (``FOLD_PROTOCOLS``); in all of them no speaker is in two of train / v
   alternates F/M on IEMOCAP. 5 folds for IEMOCAP.
 - ``speaker`` (leave-one-speaker-out, corpora without sessions): speakers sorted; fold k tests
   on speaker k and validates on speaker k+1 (cyclic); the rest is train. One fold per speaker.
+- ``holdout`` (one model, e.g. to test on another corpus: README, "Cross-corpus evaluation"):
+  ONE fold ``fold-01`` that trains on every speaker but ``holdout_speakers`` (default 2), which
+  are validation; its test set is empty. The held-out speakers: speakers are grouped by gender
+  (one group when any speaker's gender is unknown, or all have the same), the picks are dealt
+  to the groups in turn (groups sorted: F before M), and each group's picks are spread evenly
+  over its sorted speakers (pick i of c from n speakers: position floor((i + 1/2) n / c)).
+  Needs at least ``holdout_speakers + 1`` speakers.
 - ``auto``: ``session10`` when there are >= 2 sessions and every session has exactly two
   speakers (and no utterance lacks a session), else ``speaker``.
 """
@@ -21,11 +28,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-FOLD_PROTOCOLS = ("auto", "session10", "session5", "speaker")
+FOLD_PROTOCOLS = ("auto", "session10", "session5", "speaker", "holdout")
 
 
 @dataclass
@@ -36,6 +43,20 @@ class Fold:
     test: np.ndarray
     val_speakers: list[str]
     test_speakers: list[str]
+    # pretraining pools: [(rows, utterances drawn from them per epoch)], or None: train once each
+    train_draw: Optional[list] = None
+
+
+def epoch_train_indices(fold: Fold, rng: np.random.Generator) -> np.ndarray:
+    """The training rows of one epoch: ``fold.train``, or each ``train_draw`` group's count drawn
+    without replacement (repeated whole passes when the count exceeds the group)."""
+    if fold.train_draw is None:
+        return fold.train
+    parts = []
+    for rows, count in fold.train_draw:
+        passes = -(-count // len(rows))
+        parts.append(np.concatenate([rng.permutation(rows) for _ in range(passes)])[:count])
+    return np.concatenate(parts)
 
 
 def _rows_of(store_or_rows: Any) -> Sequence[dict]:
@@ -71,10 +92,42 @@ def _fold(k: int, speakers: np.ndarray, train_mask: np.ndarray, val_spk: list[st
     )
 
 
-def make_folds(store_or_rows: Any, protocol: str = "auto") -> list[Fold]:
+def holdout_speakers_of(store_or_rows: Any, count: int = 2) -> list[str]:
+    """The ``count`` validation speakers of protocol ``holdout`` (see the module doc), sorted."""
+    rows = _rows_of(store_or_rows)
+    genders: dict[str, set] = defaultdict(set)
+    for r in rows:
+        genders[r["speaker"]].add(r.get("gender", "") or "")
+    names = sorted(genders)
+    if count < 1:
+        raise ValueError(f"protocol holdout needs holdout_speakers >= 1, got {count}")
+    if len(names) < count + 1:
+        raise ValueError(f"protocol holdout with holdout_speakers={count} needs at least {count + 1} speakers, "
+                         f"found {len(names)}")
+    known = all(len(g) == 1 and "" not in g for g in genders.values())
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        groups[next(iter(genders[name])) if known else ""].append(name)
+    order = sorted(groups)
+    dealt = {g: 0 for g in order}
+    k = 0
+    for _ in range(count):  # deal the picks to the groups in turn, skipping a group that is used up
+        while dealt[order[k % len(order)]] >= len(groups[order[k % len(order)]]):
+            k += 1
+        dealt[order[k % len(order)]] += 1
+        k += 1
+    picked = []
+    for g in order:
+        members, c = groups[g], dealt[g]
+        picked += [members[int((i + 0.5) * len(members) / c)] for i in range(c)]
+    return sorted(picked)
+
+
+def make_folds(store_or_rows: Any, protocol: str = "auto", holdout_speakers: int = 2) -> list[Fold]:
     """Folds over a FeatureStore (or its manifest rows: dicts with "speaker" and "session").
 
-    Indices refer to row order. Raises ValueError when the data does not fit the protocol.
+    Indices refer to row order. ``holdout_speakers``: the validation speakers of protocol
+    ``holdout`` (ignored by the others). Raises ValueError when the data does not fit the protocol.
     """
     rows = _rows_of(store_or_rows)
     if protocol not in FOLD_PROTOCOLS:
@@ -107,6 +160,9 @@ def make_folds(store_or_rows: Any, protocol: str = "auto") -> list[Fold]:
                 nxt = by_session[names[(si + 1) % len(names)]]
                 val_spk = nxt[si % len(nxt)]
                 folds.append(_fold(len(folds), speakers, train_mask, [val_spk], list(held_out)))
+    elif protocol == "holdout":
+        held_out = holdout_speakers_of(rows, holdout_speakers)
+        folds.append(_fold(0, speakers, np.ones(len(rows), dtype=bool), held_out, []))
     else:  # speaker
         names = sorted(set(speakers.tolist()))
         if len(names) < 3:

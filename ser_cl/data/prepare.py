@@ -175,13 +175,17 @@ def prepare(
     min_duration: float = DEFAULT_MIN_DURATION,
     progress: bool = True,
     features: Union[str, dict, None] = None,
+    speaker_level: Optional[int] = None,
+    speakers_csv: Optional[str | os.PathLike] = None,
 ) -> PrepareResult:
     """Prepare the corpus at ``corpus_dir`` into the feature store ``out_dir``; see the module doc.
 
     ``corpus``: a name from ``CORPORA`` (None: detect). ``classes``: a ``parse_classes`` spec
     (None: the corpus default). ``jobs``: worker processes (None: ``os.cpu_count()``).
     ``features``: the front-end, a ``feature_params`` dict or a kind name ("spectrogram",
-    "mel" with default settings); None: the thesis' spectrogram. Raises ``CorpusError``
+    "mel" with default settings); None: the thesis' spectrogram. ``speaker_level`` /
+    ``speakers_csv``: where an unlabeled corpus' speakers come from (``read_unlabeled``); such
+    a store has an empty label column and no classes (prepare.json ``"labeled": false``). Raises ``CorpusError``
     (one-line message) for an unreadable corpus or a class spec that selects nothing, and
     ``ValueError`` for invalid feature parameters.
     """
@@ -197,20 +201,23 @@ def prepare(
     n_freq = int(params["n_freq"])
     params_key = _params_key(params)
     out_dir = Path(out_dir)
-    listing = read_corpus(corpus_dir, corpus)
+    listing = read_corpus(corpus_dir, corpus, speaker_level=speaker_level, speakers_csv=speakers_csv)
+    labeled = listing.corpus != "unlabeled"
+    if not labeled and classes:
+        raise CorpusError("unlabeled: --classes does not apply to a corpus without labels")
     spec = classes or CORPORA[listing.corpus].default_classes
-    class_map = parse_classes(spec, available=[u.label for u in listing.utterances])
+    class_map = parse_classes(spec, available=[u.label for u in listing.utterances]) if labeled else None
 
     kept: list[tuple[Utterance, str]] = []
     dropped = Counter()
     for utt in listing.utterances:
-        name = class_map.class_of(utt.label)
+        name = class_map.class_of(utt.label) if class_map is not None else ""
         if name is None:
             dropped[utt.label] += 1
         else:
             kept.append((utt, name))
     found_labels = sorted(set(u.label for u in listing.utterances))
-    for name in class_map.classes:
+    for name in class_map.classes if class_map is not None else ():
         if not any(c == name for _, c in kept):
             raise CorpusError(
                 f"class {name!r} (labels {'+'.join(class_map.sources(name))}) matches no utterance; "
@@ -280,7 +287,8 @@ def prepare(
         raise CorpusError(f"no usable utterance in {corpus_dir} ({len(skipped)} skipped; first reason: "
                           f"{skipped[0]['reason'] if skipped else 'none'})")
     counts_per_class = Counter(r["label"] for r in rows)
-    empty = [c for c in class_map.classes if not counts_per_class.get(c)]
+    class_names = list(class_map.classes) if class_map is not None else []
+    empty = [c for c in class_names if not counts_per_class.get(c)]
     if empty:
         raise CorpusError(f"class {empty[0]!r} has no usable utterance left after skipping {len(skipped)} "
                           f"bad file(s) (first reason: {skipped[0]['reason'] if skipped else 'none'})")
@@ -302,8 +310,10 @@ def prepare(
     write_text(out_dir / "manifest.csv", _manifest_text(rows))
 
     counts_per_speaker = Counter(r["speaker"] for r in rows)
-    protocol = auto_protocol(rows)
+    protocol = auto_protocol(rows) if labeled else None
     try:
+        if not labeled:
+            raise ValueError("an unlabeled store has no folds: it serves self-supervised pretraining (data.pool)")
         folds_info = {"protocol": protocol, "folds": fold_summary(make_folds(rows, protocol))}
     except ValueError as err:
         folds_info = {"protocol": protocol, "folds": [], "error": str(err)}
@@ -313,15 +323,16 @@ def prepare(
         "ser_cl_version": __version__,
         "corpus": listing.corpus,
         "source": str(Path(corpus_dir).resolve()),
-        "classes": list(class_map.classes),
-        "class_spec": class_map.spec,
-        "class_map": dict(class_map.mapping),
+        "labeled": labeled,
+        "classes": class_names,
+        "class_spec": class_map.spec if class_map is not None else None,
+        "class_map": dict(class_map.mapping) if class_map is not None else {},
         "features": params,
         "min_duration_s": min_duration,
         "n_utterances": len(rows),
         "total_frames": int(offsets[-1]),
         "audio_seconds": round(audio_seconds, 3),
-        "counts_per_class": {c: counts_per_class.get(c, 0) for c in class_map.classes},
+        "counts_per_class": {c: counts_per_class.get(c, 0) for c in class_names},
         "counts_per_speaker": dict(sorted(counts_per_speaker.items())),
         "dropped_labels": dict(sorted(dropped.items())),
         "skipped": skipped,

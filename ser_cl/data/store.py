@@ -20,7 +20,8 @@ class FeatureStore:
     """A prepared DATA_DIR: manifest rows, class labels and memory-mapped features.
 
     Attributes: ``data_dir``, ``info`` (prepare.json), ``rows`` (manifest rows, str values),
-    ``classes``, ``labels`` (int64 index into classes), ``speakers``, ``sessions``, ``genders``,
+    ``classes``, ``labeled`` (False for an unlabeled store: no classes), ``labels`` (int64 index
+    into classes; -1 when unlabeled), ``speakers``, ``sessions``, ``genders``,
     ``utt_ids``, ``lengths`` (int64 frames), ``n_freq`` (values per frame: 257 for the
     spectrogram, n_mels for log-mel), ``feature_params`` (prepare.json's "features": pass it to
     ``features.compute_features`` to recompute the same front-end), ``offsets``, ``features``
@@ -46,7 +47,9 @@ class FeatureStore:
         except ValueError as err:
             raise ValueError(f"{marker} is not valid JSON ({err}); {hint}") from err
         self.classes: list[str] = list(self.info.get("classes") or [])
-        if not self.classes:
+        # an unlabeled store (prepare --corpus unlabeled) has no classes and labels -1
+        self.labeled: bool = bool(self.info.get("labeled", True))
+        if self.labeled and not self.classes:
             raise ValueError(f"{marker} lists no classes; {hint}")
 
         with open(d / "manifest.csv", newline="", encoding="utf-8") as f:
@@ -72,7 +75,7 @@ class FeatureStore:
                 f"n_freq={recorded} (files from different prepares?); {hint}"
             )
 
-        index = {c: i for i, c in enumerate(self.classes)}
+        index = {c: i for i, c in enumerate(self.classes)} if self.labeled else {"": -1}
         unknown = sorted({r["label"] for r in self.rows} - set(index))
         if unknown:
             raise ValueError(f"{d / 'manifest.csv'} has label(s) {unknown} not in prepare.json classes {self.classes}; {hint}")

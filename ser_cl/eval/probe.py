@@ -172,7 +172,7 @@ def clustering_scores(X: Any, y: Any, n_classes: int, seed: int = 0) -> Dict[str
 def probe_embeddings(
     train: Tuple[Any, Any],
     val: Tuple[Any, Any],
-    test: Tuple[Any, Any],
+    test: Optional[Tuple[Any, Any]],
     classes: Sequence[str],
     classifier_preds: Optional[Mapping[str, Any]] = None,
     seed: int = 0,
@@ -182,15 +182,16 @@ def probe_embeddings(
 
     ``train``/``val``/``test`` are ``(embeddings [n, D], labels [n])``; ``classifier_preds``
     optionally holds the classifier head's predicted labels ``{"val": [...], "test": [...]}``
-    (same order as the split's labels). All scores are fractions in [0, 1].
+    (same order as the split's labels). All scores are fractions in [0, 1]. ``test`` may be None
+    or empty: a fold without a test set (protocol holdout) gets null ``test`` blocks.
     """
     n_classes = len(classes)
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes, got {list(classes)}")
-    data = {
-        name: _check_xy(X, y, name, n_classes)
-        for name, (X, y) in (("train", train), ("val", val), ("test", test))
-    }
+    parts = [("train", train), ("val", val)]
+    if test is not None and len(test[1]) > 0:
+        parts.append(("test", test))
+    data = {name: _check_xy(X, y, name, n_classes) for name, (X, y) in parts}
     dims = {name: features.shape[1] for name, (features, _) in data.items()}
     if len(set(dims.values())) != 1:
         raise ValueError(f"embedding dimensions differ between splits: {dims}")
@@ -202,6 +203,9 @@ def probe_embeddings(
     retrieval: Dict[str, Any] = {}
     clustering: Dict[str, Any] = {}
     for split in SPLITS:
+        if split not in data:  # no test set
+            svm[split] = retrieval[split] = clustering[split] = None
+            continue
         X, y = data[split]
         svm[split] = classification_report(y, model.predict(X), n_classes)
         retrieval[split] = {"recall_at_1": retrieval_recall_at_1(train_X, train_y, X, y, n_classes)}
@@ -211,6 +215,9 @@ def probe_embeddings(
     if classifier_preds is not None:
         classifier = {}
         for split in SPLITS:
+            if split not in data:
+                classifier[split] = None
+                continue
             if split not in classifier_preds:
                 raise ValueError(f"classifier_preds lacks the {split!r} predictions")
             classifier[split] = classification_report(data[split][1], classifier_preds[split], n_classes)

@@ -1,7 +1,9 @@
 """``ser-cl report``: gather runs/<experiment>/<variant>/ into thesis-style tables.
 
 What is read (the run-directory contract): ``run.json`` of each variant, and in each
-``fold-NN/`` its ``metrics.json`` and, when present, ``probe.json``.
+``fold-NN/`` its ``metrics.json`` and, when present, ``probe.json`` and ``cross.json`` (the
+"Cross-corpus" section: a train x test matrix of mean UA; see ``ser_cl.eval.cross_corpus``).
+A fold without a test set (protocol holdout, ``"test": null``) still counts; its test cells are empty.
 
 Rules (also in the README):
 
@@ -84,11 +86,14 @@ def _scores_block(block: Any) -> Optional[Dict[str, Any]]:
 
 
 def _split_scores(parent: Any) -> Optional[Dict[str, Dict[str, Any]]]:
-    """``{"val": block, "test": block}`` from a dict holding both, else None."""
+    """``{"val": block, "test": block}`` from a dict holding both, else None. A fold without a
+    test set (protocol holdout) says ``"test": null``: then ``"test"`` is None."""
     if not isinstance(parent, dict):
         return None
     blocks = {split: _scores_block(parent.get(split)) for split in _SPLITS}
-    if any(block is None for block in blocks.values()):
+    if blocks["val"] is None:
+        return None
+    if blocks["test"] is None and not ("test" in parent and parent["test"] is None):
         return None
     return blocks  # type: ignore[return-value]
 
@@ -125,6 +130,7 @@ class FoldResult:
     problems: List[str] = field(default_factory=list)  # each makes the fold incomplete
     notes: List[str] = field(default_factory=list)  # worth saying, but the fold still counts
     not_run: bool = False  # no directory at all: never started (e.g. a run with --fold)
+    cross: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # cross.json: test DATA_DIR -> result
 
     @property
     def complete(self) -> bool:
@@ -236,20 +242,48 @@ class VariantResult:
         if key == "svm_ua":
             folds = self.complete_folds
             if self.head and folds and all(fold.svm is not None for fold in folds):
-                out = [fold.svm[split]["ua"] for fold in folds]  # type: ignore[index]
+                out = [fold.svm[split]["ua"] for fold in folds if fold.svm[split] is not None]  # type: ignore[index]
             return np.asarray(out, dtype=np.float64)
         for fold in self.complete_folds:
             if key in ("ua", "wa"):
-                out.append(fold.scores[split][key])  # type: ignore[index]
+                if fold.scores[split] is not None:  # type: ignore[index]  (None: no test set)
+                    out.append(fold.scores[split][key])  # type: ignore[index]
             elif split in fold.extras.get(key, {}):
                 out.append(fold.extras[key][split])
         return np.asarray(out, dtype=np.float64)
+
+    def cross_scores(self) -> Dict[str, Dict[str, Any]]:
+        """Cross-corpus results over the complete folds: resolved test DATA_DIR -> {"corpus",
+        "ua_mean", "ua_std", "wa_mean", "wa_std" (percent), "n_folds", and "n", "classes",
+        "dropped_test_classes", "unused_train_classes", "notes" of the first fold}."""
+        per_store: Dict[str, List[Dict[str, Any]]] = {}
+        for fold in self.complete_folds:
+            for key, result in fold.cross.items():
+                per_store.setdefault(key, []).append(result)
+        out: Dict[str, Dict[str, Any]] = {}
+        for key in sorted(per_store):
+            results = per_store[key]
+            first = results[0]
+            ua_mean, ua_std = _mean_std(np.asarray([float(r["ua"]) for r in results]), 100.0)
+            wa_mean, wa_std = _mean_std(np.asarray([float(r["wa"]) for r in results]), 100.0)
+            out[key] = {
+                "corpus": first.get("corpus") if isinstance(first.get("corpus"), str) else None,
+                "ua_mean": ua_mean, "ua_std": ua_std, "wa_mean": wa_mean, "wa_std": wa_std,
+                "n_folds": len(results), "n": first.get("n"), "classes": first.get("classes"),
+                "dropped_test_classes": first.get("dropped_test_classes") or {},
+                "unused_train_classes": first.get("unused_train_classes") or [],
+                "notes": [str(note) for note in first.get("notes") or []],
+            }
+        return out
 
     def pooled_confusion(self, split: str = "test") -> Optional[np.ndarray]:
         """Confusion matrix of the method summed over the complete folds (None if unavailable)."""
         total: Optional[np.ndarray] = None
         for fold in self.complete_folds:
-            confusion = fold.scores[split].get("confusion")  # type: ignore[index]
+            block = fold.scores[split]  # type: ignore[index]
+            if block is None:  # no test set (protocol holdout)
+                continue
+            confusion = block.get("confusion")
             if confusion is None:
                 continue
             try:
@@ -337,6 +371,15 @@ def _read_fold(path: Path, name: str, head: Optional[bool]) -> FoldResult:
         elif fold.probe is not None and fold.scores is None:
             fold.problems.append(f"{name} probe.json lacks svm val/test scores")
     fold.extras = _probe_extras(fold.probe)
+    try:
+        cross = _read_json(path / "cross.json")
+    except _Corrupt:
+        fold.notes.append(f"{name} corrupt cross.json")
+        cross = None
+    if isinstance(cross, dict):
+        fold.cross = {str(k): v for k, v in cross.items()
+                      if isinstance(v, dict) and _number_or_none(v.get("ua")) is not None
+                      and _number_or_none(v.get("wa")) is not None}
     return fold
 
 
@@ -492,6 +535,9 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
         row["status"] = result.status
         row["problems"] = list(result.problems)
         row["notes"] = list(result.notes)
+        # cross-corpus (cross.json): the training store and, per test store, the scores
+        row["data_dir"] = result.run.get("data_dir") if isinstance(result.run.get("data_dir"), str) else None
+        row["cross"] = result.cross_scores()
         rows.append(row)
 
     # a sweep = the variants of one experiment trained the same way and scored the same way
@@ -506,7 +552,95 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
         if candidates:
             best = max(candidates, key=lambda row: row["val_ua_mean"])  # max keeps the first of ties
             best["best"] = True
+    _label_stores(rows)
     return rows
+
+
+def _store_label(data_dir: str, corpus: Optional[str]) -> str:
+    """``corpus/dir-name`` (the dir name alone when the corpus is unknown), as crosstest prints it."""
+    name = Path(data_dir).name
+    return f"{corpus}/{name}" if corpus else name
+
+
+def _label_stores(rows: List[Dict[str, Any]]) -> None:
+    """Name the stores of the cross-corpus matrix: each row's ``data_label`` and each cross
+    entry's ``label`` (a store's full path when two stores would get the same short name)."""
+    if not any(row["cross"] for row in rows):
+        for row in rows:
+            row["data_label"] = None
+        return
+    corpus: Dict[str, Optional[str]] = {}
+    for row in rows:
+        if row["data_dir"]:
+            corpus.setdefault(row["data_dir"], row["corpus"])
+        for key, entry in row["cross"].items():
+            corpus.setdefault(key, entry["corpus"] or (_data_info(key) or {}).get("corpus"))
+    short = {key: _store_label(key, value) for key, value in corpus.items()}
+    taken: Dict[str, int] = {}
+    for label in short.values():
+        taken[label] = taken.get(label, 0) + 1
+    labels = {key: label if taken[label] == 1 else key for key, label in short.items()}
+    for row in rows:
+        row["data_label"] = labels.get(row["data_dir"]) if row["data_dir"] else None
+        for key, entry in row["cross"].items():
+            entry["label"] = labels[key]
+
+
+def _cross_columns(rows: List[Dict[str, Any]]) -> List[Tuple[str, str]]:
+    """(DATA_DIR, label) of the matrix' columns: the rows' training stores, then the other test stores."""
+    crossed = [row for row in rows if row["cross"]]
+    columns: Dict[str, str] = {}
+    for row in crossed:
+        if row["data_dir"]:
+            columns.setdefault(row["data_dir"], row["data_label"] or row["data_dir"])
+    others = {key: entry["label"] for row in crossed for key, entry in row["cross"].items() if key not in columns}
+    columns.update(sorted(others.items(), key=lambda item: item[1]))
+    return list(columns.items())
+
+
+def _cross_md(rows: List[Dict[str, Any]]) -> List[str]:
+    """The "Cross-corpus" section: a train x test matrix of mean UA, then the class notes."""
+    crossed = [row for row in rows if row["cross"]]
+    columns = _cross_columns(rows)
+    header = ["trained on", "variant"] + [f"{label} UA" for _, label in columns]
+    body = []
+    for row in crossed:
+        cells = [row["data_label"] or "?", f"{row['experiment']}/{row['variant']}"]
+        for key, _ in columns:
+            entry = row["cross"].get(key)
+            if key == row["data_dir"]:  # in-corpus: the folds' own test UA, else their validation UA
+                if row["test_ua_mean"] is not None:
+                    cells.append(_pm_folds(row["test_ua_mean"], row["test_ua_std"], row["n_folds"]))
+                elif row["val_ua_mean"] is not None:
+                    cells.append(_pm_folds(row["val_ua_mean"], row["val_ua_std"], row["n_folds"]) + " (val)")
+                else:
+                    cells.append("-")
+            elif entry is None:
+                cells.append("-")
+            else:
+                text = _pm_folds(entry["ua_mean"], entry["ua_std"], entry["n_folds"])
+                if entry["n_folds"] < row["n_folds"]:  # not every complete fold was tested on this store
+                    text += f" ({entry['n_folds']}/{row['n_folds']})"
+                cells.append(text)
+        body.append(cells)
+    out = ["", "## Cross-corpus", "",
+           "UA (%) of each variant's fold models on other prepared stores (`data.test_on` or `ser-cl crosstest`),",
+           "mean +- std over folds (a single fold: its value; `(k/n)`: only k of the n folds were tested).",
+           "Rows: the training store and variant; columns: the test store. The cell in the training store's own",
+           "column is the variant's in-corpus test UA, or its validation UA marked `(val)` when its folds have no",
+           "test set (protocol holdout). Classes are compared through data.class_map (the shared classes only).",
+           ""]
+    out += _md_table(header, body, [False, False] + [True] * len(columns))
+    notes = []
+    for row in crossed:
+        for key, entry in row["cross"].items():
+            shared = ", ".join(str(c) for c in entry["classes"] or [])
+            notes.append(f"- {row['data_label'] or '?'} -> {entry['label']}: {entry['n']} utterances of the "
+                         f"shared classes {shared}")
+            notes += [f"- {row['data_label'] or '?'} -> {entry['label']}: {note}" for note in entry["notes"]]
+    if notes:
+        out += [""] + list(dict.fromkeys(notes))
+    return out
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -529,6 +663,13 @@ def _pm(mean: Optional[float], std: Optional[float], digits: int) -> str:
     if mean is None:
         return "-"
     return f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def _pm_folds(mean: Optional[float], std: Optional[float], n_folds: int) -> str:
+    """Like ``_pm`` with 2 digits, but a single fold's value alone (its std is 0 by definition)."""
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" if n_folds <= 1 else _pm(mean, std, 2)
 
 
 def _md_table(header: List[str], body: List[List[str]], right: Sequence[bool]) -> List[str]:
@@ -631,6 +772,8 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
                       "the bad files (partial: some folds were not run).")
     if legend:
         out += [""] + legend
+    if any(row.get("cross") for row in rows):
+        out += _cross_md(rows)
     return "\n".join(out) + "\n"
 
 
@@ -643,11 +786,24 @@ CSV_COLUMNS = (
 
 def _render_csv(rows: List[Dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    # cross-corpus results (only when there are some): the training store's label, then per test
+    # store (its label) cross_<label>_{ua,wa}_{mean,std} and cross_<label>_n_folds
+    columns = list(CSV_COLUMNS)
+    cross_columns = _cross_columns(rows) if any(row.get("cross") for row in rows) else []
+    if cross_columns:
+        columns.append("data")
+        columns += [f"cross_{label}_{stat}" for _, label in cross_columns
+                    for stat in ("ua_mean", "ua_std", "wa_mean", "wa_std", "n_folds")]
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
+        row = dict(row, data=row.get("data_label"))
+        for key, label in cross_columns:
+            entry = row["cross"].get(key) or {}
+            row.update({f"cross_{label}_{stat}": entry.get(stat)
+                        for stat in ("ua_mean", "ua_std", "wa_mean", "wa_std", "n_folds")})
         cells = {}
-        for column in CSV_COLUMNS:
+        for column in columns:
             value = row.get(column)
             if column == "sweep":
                 value = format_sweep(value or {})

@@ -54,7 +54,10 @@ def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torc
         except KeyError as err:
             raise ValueError(f"{fold_dir / 'split.json'}: utterance {err} is not in {store.data_dir}; "
                              "was the data re-prepared? re-train this run") from None
-        X, p = embed_utterances(model, store, idx, device)
+        if idx.size:
+            X, p = embed_utterances(model, store, idx, device)
+        else:  # an empty part (protocol holdout's test): empty arrays, null scores in probe.json
+            X, p = np.zeros((0, model.embed_dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
         y = store.labels[idx]
         save_npy(fold_dir / "embeddings" / f"{part}.npy", X)
         save_npy(fold_dir / "embeddings" / f"{part}_labels.npy", y)
@@ -78,6 +81,9 @@ def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_sp
     written: List[Path] = []
     for vdir in find_variant_dirs(path):
         info = json.loads((vdir / "run.json").read_text())
+        if info.get("pool") and not info["pool"].get("per_fold"):  # one encoder for every fold
+            tqdm.write(f"{vdir}: a pool pretraining for every fold is probed through its fine-tuning stages; skipped")
+            continue
         store = FeatureStore(info["data_dir"])
         chosen = [name for k, name in enumerate(info["folds"], 1) if not folds or k in folds]
         for name in progress_bar(chosen, desc=f"probe {vdir.name}", unit="fold", leave=False, disable=not progress):
@@ -93,6 +99,6 @@ def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_sp
             res = probe_fold(fdir, store, bool(info.get("head")), device)
             written.append(fdir / "probe.json")
             if progress:
-                svm = res["svm"]["test"]["ua"]
-                tqdm.write(f"{fdir}: svm test UA {100 * svm:.2f}%")
+                split = "test" if res["svm"]["test"] is not None else "val"  # holdout: no test set
+                tqdm.write(f"{fdir}: svm {split} UA {100 * res['svm'][split]['ua']:.2f}%")
     return written

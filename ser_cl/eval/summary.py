@@ -38,7 +38,8 @@ def summarize_variant(variant_dir: Union[str, Path]) -> List[str]:
     """One line per complete fold, then a mean line, for runs/<experiment>/<variant>.
 
     With a classifier head: ``fold-01: val UA 55.20, test UA 54.10`` and
-    ``exp/variant: test UA 54.10 +- 4.03 (val 55.20 +- 3.10) over 10/10 folds``.
+    ``exp/variant: test UA 54.10 +- 4.03 (val 55.20 +- 3.10) over 10/10 folds``; folds without a
+    test set (protocol holdout) give ``fold-01: val UA 55.20, no test set`` and a val-only mean.
     Without one (pretraining): the best validation loss per fold, its mean, and how to get the
     linear-SVM UA (``ser-cl probe``, then ``ser-cl report``).
     """
@@ -58,11 +59,12 @@ def summarize_variant(variant_dir: Union[str, Path]) -> List[str]:
             continue
         if head:
             val, test = _ua(metrics, "val"), _ua(metrics, "test")
-            if val is None or test is None:
-                continue
+            if val is None or (test is None and metrics.get("test", {}) is not None):
+                continue  # a test of null is a fold without a test set (protocol holdout)
             vals.append(val)
-            tests.append(test)
-            lines.append(f"  {fold}: val UA {val:.2f}, test UA {test:.2f}")
+            if test is not None:
+                tests.append(test)
+            lines.append(f"  {fold}: val UA {val:.2f}, " + (f"test UA {test:.2f}" if test is not None else "no test set"))
         else:
             try:
                 loss = float(metrics["best_value"])
@@ -71,10 +73,12 @@ def summarize_variant(variant_dir: Union[str, Path]) -> List[str]:
             losses.append(loss)
             epoch = metrics.get("best_epoch")
             lines.append(f"  {fold}: best val loss {loss:.4f}" + (f" (epoch {epoch})" if epoch else ""))
-    done = len(tests) if head else len(losses)
+    done = len(vals) if head else len(losses)
     over = f"over {done}/{len(expected)} folds"
     if done == 0:
         return lines + [f"{name}: no complete fold yet"]
+    if head and not tests:  # no fold has a test set (protocol holdout)
+        return lines + [f"{name}: val UA {_pm(vals, 2)} {over} (no test set)"]
     if head:
         return lines + [f"{name}: test UA {_pm(tests, 2)} (val {_pm(vals, 2)}) {over}"]
     return lines + [

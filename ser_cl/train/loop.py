@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ser_cl.config import StageConfig, to_toml
 from ser_cl.data.augment import mixup, spec_augment, time_stretch, two_views
-from ser_cl.data.folds import Fold
+from ser_cl.data.folds import Fold, epoch_train_indices
 from ser_cl.data.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
 from ser_cl.data.store import FeatureStore
 from ser_cl.data.transfer import host_to_device
@@ -175,10 +175,19 @@ class Phase:
     encoder_trains: bool
 
 
+def epochs_of(cfg: StageConfig, steps_per_epoch: int) -> int:
+    """``optim.epochs``, capped by the step budget ``optim.max_steps`` (when set)."""
+    n = cfg.optim.epochs
+    if cfg.optim.max_steps:
+        n = min(n, max(1, math.ceil(cfg.optim.max_steps / max(steps_per_epoch, 1))))
+    return n
+
+
 def phases_of(cfg: StageConfig, steps_per_epoch: int) -> List[Phase]:
     """One phase; fine-tuning: the encoder frozen for ``freeze_epochs`` (at least
-    ``freeze_min_steps`` optimiser steps on a small corpus), then everything."""
-    n = cfg.optim.epochs
+    ``freeze_min_steps`` optimiser steps on a small corpus), then everything. The epochs are
+    ``epochs_of`` (the step budget may cap them)."""
+    n = epochs_of(cfg, steps_per_epoch)
     if cfg.kind != "finetune":
         return [Phase("train", 0, n, True)]
     frozen = cfg.finetune.freeze_epochs
@@ -296,7 +305,8 @@ def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkp
             model.set_input_stats(*band_stats(store, fold.train))
         return model, model_cfg
     source = load_checkpoint(source_checkpoint)
-    if list(source["classes"]) != list(store.classes):
+    # the classes matter only to a checkpoint with a trained head (a pretrained encoder has none)
+    if source.get("has_head", True) and list(source["classes"]) != list(store.classes):
         raise ValueError(f"{source_checkpoint}: classes {source['classes']} differ from {store.classes}")
     fields = dict(source["model_config"])
     _check_architecture_matches(cfg, store.n_freq, fields, source_checkpoint)
@@ -355,8 +365,10 @@ def train_fold(
     loader = BatchLoader(store, device, on_device=on_device, prefetch=cfg.data.prefetch)
     objective = Objective(cfg.loss, cfg.has_head, gather=world > 1 and cfg.loss.gather_distributed)
     val_objective = validation_objective(cfg.loss, cfg.has_head).eval()
-    n_epochs = cfg.optim.epochs
-    phases = phases_of(cfg, math.ceil(len(fold.train) / cfg.optim.batch_size))
+    epoch_rows = len(fold.train) if fold.train_draw is None else sum(count for _, count in fold.train_draw)
+    steps_per_epoch = math.ceil(epoch_rows / cfg.optim.batch_size)
+    n_epochs = epochs_of(cfg, steps_per_epoch)
+    phases = phases_of(cfg, steps_per_epoch)
     mode = "max" if cfg.monitor == "val_ua" else "min"
     extra = {"n_freq": store.n_freq, "has_head": cfg.has_head, "features": store.info.get("features")}
     history: List[Dict[str, Any]] = []
@@ -398,7 +410,8 @@ def train_fold(
             objective.set_epoch(epoch, n_epochs)
             # a frozen encoder keeps its BatchNorm statistics and runs without dropout
             model.train(phase.encoder_trains)
-            plans = plan_epoch(store.lengths, fold.train, cfg.optim.batch_size, np_rng, "mean", cfg.data.max_frames)
+            plans = plan_epoch(store.lengths, epoch_train_indices(fold, np_rng), cfg.optim.batch_size, np_rng, "mean",
+                               cfg.data.max_frames)
             if world > 1:  # torchrun: this process's share of every batch
                 plans = [p.shard(rank, world) for p in plans if len(p.rows) >= world]
             sums: Dict[str, torch.Tensor] = {}
@@ -466,8 +479,9 @@ def train_fold(
         "val": None, "test": None,
     }
     if cfg.has_head:
-        for part in ("val", "test"):
-            metrics[part] = evaluate(model, store, getattr(fold, part), cfg, device)
+        for part in ("val", "test"):  # an empty part (protocol holdout's test) has no scores: null
+            indices = getattr(fold, part)
+            metrics[part] = evaluate(model, store, indices, cfg, device) if indices.size else None
     write_json(metrics_path, metrics)
     distributed.barrier()
     return metrics

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ser_cl.config import ConfigError, StageConfig, Variant, as_table, expand, load_experiment
-from ser_cl.data.folds import auto_protocol, make_folds
+import numpy as np
+
+from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, Variant, as_table, expand, load_experiment
+from ser_cl.data.folds import Fold, auto_protocol, make_folds
+from ser_cl.data.pool import KEYS_FILE, SEEN_FILE, check_not_seen, pool_units
 from ser_cl.data.store import FeatureStore
-from ser_cl.io import write_json
+from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.loop import resolve_device, train_fold
@@ -130,14 +133,23 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
     cfg = variant.config
     device = distributed.setup() or resolve_device(device_spec or cfg.device)  # torchrun: this rank's GPU
     store = FeatureStore(cfg.data.dir)
-    all_folds = make_folds(store, cfg.data.protocol)
+    self_supervised = cfg.kind == "pretrain" and cfg.loss.name in SELF_SUPERVISED_LOSSES
+    if not store.labeled and not self_supervised:
+        raise ConfigError(f"{cfg.data.dir} is unlabeled (prepare --corpus unlabeled): a {cfg.kind} stage with "
+                          f"loss.name = {cfg.loss.name} needs labels; use it in a self-supervised pretrain "
+                          f"stage ({' | '.join(SELF_SUPERVISED_LOSSES)}), e.g. in its data.pool")
+    if (cfg.data.pool and cfg.kind == "pretrain") or not store.labeled:
+        return _run_pool(variant, store, folds, device, progress, restart)
+    all_folds = make_folds(store, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
     out = variant_dir(cfg, variant.name)
     source = source_dir_of(variant)
+    one_source = False  # a pool pretraining that serves every fold (its run folder "pool")
     if source is not None:
         info = json.loads((source / "run.json").read_text()) if (source / "run.json").is_file() else None
         if info is None:
             raise ConfigError(f"{source}: no run.json; run the pretraining stage first")
-        if info["folds"] != [f.name for f in all_folds]:
+        one_source = info["folds"] == ["pool"]
+        if not one_source and info["folds"] != [f.name for f in all_folds]:
             raise ConfigError(f"{source}: its folds {info['folds']} differ from this data's protocol")
     selected = [f for k, f in enumerate(all_folds, 1) if not folds or k in folds]
     if folds and len(selected) != len(set(folds)):
@@ -152,9 +164,11 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
             "source": str(source) if source is not None else None,
         })
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
-        src_ckpt = source / fold.name / "best.pt" if source is not None else None
+        src_ckpt = source / ("pool" if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
             raise ConfigError(f"{src_ckpt}: missing; pretrain {source} (fold {fold.name}) before fine-tuning it")
+        if src_ckpt is not None:
+            check_not_seen(src_ckpt.parent, store, fold)  # a pool must not have trained on this fold's held-out
         fingerprint = config_fingerprint(cfg, src_ckpt)
         if distributed.is_main():
             check_fold_config(out / fold.name, fingerprint, restart)
@@ -162,6 +176,59 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         distributed.barrier()
         train_fold(cfg, store, fold, out / fold.name, device, source_checkpoint=src_ckpt, progress=progress)
     return out
+
+
+def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[int]], device,
+              progress: bool, restart: bool) -> Path:
+    """Self-supervised pretraining on ``data.pool`` (or on an unlabeled ``data.dir``): once for
+    every fold (run folder ``pool``), or per fold when the pool holds the target corpus, whose
+    folds' validation and test speakers are then left out (``ser_cl.data.pool``)."""
+    cfg = variant.config
+    out = variant_dir(cfg, variant.name)
+    labeled = target if target.labeled else None
+    all_folds = (make_folds(labeled, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
+                 if labeled is not None else [])
+    selected = [f for k, f in enumerate(all_folds, 1) if not folds or k in folds]
+    if folds and len(selected) != len(set(folds)):
+        raise ConfigError(f"--fold must be between 1 and {len(all_folds)} (protocol {cfg.data.protocol})")
+    per_fold, units = pool_units(list(cfg.data.pool) or [cfg.data.dir], cfg.data.pool_weights, labeled, selected,
+                                 cfg.data.pool_val_fraction, cfg.optim.seed, cfg.data.pool_epoch_size)
+    if distributed.is_main():
+        write_json(out / "run.json", {
+            "experiment": cfg.experiment, "variant": variant.name, "stage": cfg.kind, "description": cfg.description,
+            "data_dir": str(Path(cfg.data.dir).resolve()), "corpus": target.info.get("corpus"),
+            "protocol": (auto_protocol(labeled) if cfg.data.protocol == "auto" else cfg.data.protocol)
+            if labeled is not None else None,
+            "folds": [f.name for f in all_folds] if per_fold else ["pool"], "sweep": variant.sweep,
+            "thesis": cfg.thesis, "classes": list(target.classes), "head": False, "source": None,
+            "pool": {"per_fold": per_fold, "dirs": [str(Path(d).resolve()) for d in cfg.data.pool or [cfg.data.dir]],
+                     "weights": list(cfg.data.pool_weights), "epoch_size": cfg.data.pool_epoch_size},
+        })
+    by_name = {f.name: f for f in selected}
+    for name, build in progress_bar(units, desc=f"{cfg.experiment}/{variant.name}", unit="fold",
+                                    disable=not progress):
+        fold_dir = out / name
+        fingerprint = config_fingerprint(cfg)
+        if distributed.is_main():
+            check_fold_config(fold_dir, fingerprint, restart)
+        if fold_is_complete(fold_dir):
+            continue
+        unit = build()
+        if distributed.is_main():
+            write_json(fold_dir / "fingerprint.json", fingerprint)
+            write_json(fold_dir / SEEN_FILE, unit.seen)
+            save_npy(fold_dir / KEYS_FILE, np.unique(unit.trained_keys))
+        distributed.barrier()
+        train_fold(cfg, unit.store, unit.fold, fold_dir, device, progress=progress)
+        if name in by_name and distributed.is_main():  # probe and report read the target fold's parts
+            _write_split(fold_dir, target, by_name[name])
+    return out
+
+
+def _write_split(fold_dir: Path, store: FeatureStore, fold: Fold) -> None:
+    write_json(fold_dir / "split.json", {
+        "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
+        **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
 
 
 def select_stages(path: str | Path, kinds: Sequence[str], overrides: List[str],

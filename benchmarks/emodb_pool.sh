@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Pretraining pools on EmoDB (the README's "Pretraining pools" table): self-supervised NT-Xent
+# pretraining -> CE fine-tuning with the CPU preset, 10-fold leave-one-speaker-out, where the
+# pretraining reads
+#   pool_synth:        1,440 clips of unlabeled synthetic speech only (no EmoDB): ONE pretraining
+#                      run serves all 10 folds                          -> runs/emodb-pool/pool_synth
+#   pool_emodb_synth:  each fold's EmoDB training speakers + the synthetic clips, half and half,
+#                      860 clips an epoch (twice EmoDB's); per fold, the fold's validation and
+#                      test speakers left out                           -> runs/emodb-pool/pool_emodb_synth
+# The baseline row (pretraining on EmoDB's training speakers only, the same recipe) is
+# `bash benchmarks/emodb_cpu.sh cpu` (runs/emodb-cpu/selfsup_ntxent).
+#   bash benchmarks/emodb_pool.sh [EMODB_SOURCE_DIR]     (default ../shared/data/emodb; resumable)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC="${1:-../shared/data/emodb}"
+CLI=.venv/bin/ser-cl
+EMODB=data/emodb-mel64; RAW=data/scale-raw; UNL=data/synth-unlabeled-mel64; RUNS=runs/emodb-pool
+[ -f "$EMODB/prepare.json" ] || "$CLI" prepare "$SRC" --out "$EMODB" --features mel --n-mels 64 --quiet
+# the scale check's synthetic corpus (24 speakers x 60 clips of ~3.7 s), read as unlabeled audio
+[ -d "$RAW/Session12" ] || .venv/bin/python -c "
+from ser_cl.data.synth import synthesize_corpus
+print(synthesize_corpus('$RAW', per_speaker=15, seed=7, n_sessions=12, duration=(3.2, 4.2), n_dropped=0))"
+[ -f "$UNL/prepare.json" ] || "$CLI" prepare "$RAW" --out "$UNL" --corpus unlabeled --speaker-level 0 \
+  --features mel --n-mels 64 --quiet
+
+timed() {  # timed LABEL CMD...: run CMD, print its wall time
+    local label="$1"; shift
+    local t0; t0=$(date +%s)
+    echo "== $label: $*"
+    "$@"
+    echo "== $label: wall $(( $(date +%s) - t0 )) s"
+}
+common=(experiments/pool_pretrain.toml --preset cpu --set data.dir="$EMODB" --set runs_dir="$RUNS" --no-report)
+timed pool_synth "$CLI" run "${common[@]}" --set experiment=pool_synth \
+  --set "data.pool=[\"$UNL\"]" --set "data.pool_weights=[]"
+timed pool_emodb_synth "$CLI" run "${common[@]}" --set experiment=pool_emodb_synth \
+  --set "data.pool=[\"$EMODB\", \"$UNL\"]" --set "data.pool_weights=[1.0, 1.0]" --set data.pool_epoch_size=860
+"$CLI" report "$RUNS" --no-plots
