@@ -214,6 +214,9 @@ def test_one_pool_pretraining_serves_every_fold(synth_mel_dir, other_speech, tmp
     for k in (1, 2):
         metrics = json.loads((tmp_path / f"pool_pretrain/ft_ce_aug/fold-{k:02d}/metrics.json").read_text())
         assert metrics["status"] == "complete" and metrics["test"]["ua"] is not None
+    assert "not trained to completion" not in res.output  # the pool run is not probed by itself
+    report = CliRunner().invoke(app, ["report", str(tmp_path), "--no-plots"])
+    assert report.exit_code == 0 and "ok: one pool pretraining for every fold" in report.output
 
 
 @pytest.mark.parametrize("name", ["pool_pretrain.toml", "barlow_twins.toml"])

@@ -209,7 +209,15 @@ class VariantResult:
         return None if self.expected_folds is None else len(self.expected_folds)
 
     @property
+    def shared_pool(self) -> bool:
+        """A pool pretraining that serves every fold (run folder ``pool``): no scores of its own."""
+        pool = self.run.get("pool")
+        return isinstance(pool, dict) and pool.get("per_fold") is False
+
+    @property
     def is_complete(self) -> bool:
+        if self.shared_pool:
+            return not self.problems and all(isinstance(f.metrics, dict) for f in self.folds)
         return (
             not self.problems
             and self.expected_folds is not None
@@ -219,6 +227,8 @@ class VariantResult:
     @property
     def status(self) -> str:
         """"ok", "partial k/n folds", or "INCOMPLETE k/n: <every bad file>" (+ "; note: ...")."""
+        if self.is_complete and self.shared_pool:
+            return "ok: one pool pretraining for every fold, scored through the stages that fine-tune it"
         if self.is_complete:
             return "ok" if not self.notes else "ok; note: " + ", ".join(self.notes)
         expected = "?" if self.n_expected is None else str(self.n_expected)
@@ -417,7 +427,10 @@ def _read_variant(path: Path) -> VariantResult:
     if expected is not None:
         extra = [name for name in found if name not in expected]
         notes.extend(f"{name} not in run.json folds (ignored)" for name in extra)
+    shared_pool = isinstance(run.get("pool"), dict) and run["pool"].get("per_fold") is False
     for fold in folds:
+        if shared_pool:  # never probed by itself (ser_cl.eval.run_probe): no probe.json to expect
+            fold.problems = [p for p in fold.problems if not p.endswith("probe.json")]
         problems.extend(fold.problems)
         notes.extend(fold.notes)
     # a head-scored variant needs no probe.json, but when only some complete folds have one,
