@@ -227,3 +227,13 @@ def test_beyond_the_thesis_experiments_dry_run_with_the_cpu_preset(name, synth_m
                                    "--set", "data.pool_weights=[]"])
     assert res.exit_code == 0, res.output
     assert [line.split()[0] for line in res.output.strip().splitlines()] == ["pretrain", "finetune"]
+
+
+def test_a_pool_of_two_front_ends_is_refused(synth_corpus_dir, synth_mel_dir, tmp_path):
+    from ser_cl.data.features import feature_params
+
+    prepare(synth_corpus_dir, tmp_path / "mel32", corpus="unlabeled", jobs=1, progress=False,
+            features=feature_params("mel", n_mels=32))
+    target = FeatureStore(synth_mel_dir)
+    with pytest.raises(ValueError, match=r"different front-ends \(n_freq 40 vs 32; n_mels 40 vs 32\)"):
+        pool_units([str(tmp_path / "mel32")], [], target, make_folds(target, "session10"), 0.1, 0)

@@ -132,6 +132,30 @@ def canonical_params(params: dict) -> dict:
     return feature_params("mel", n_mels=int(params["n_mels"]), f_min=float(params["f_min"]), f_max=float(params["f_max"]))
 
 
+def _as_canonical(params) -> dict:
+    """A recorded front-end as ``feature_params`` writes it (none recorded: the thesis' spectrogram)."""
+    if not params:
+        return feature_params("spectrogram")
+    try:
+        return canonical_params(dict(params))
+    except ValueError:
+        return dict(params)
+
+
+def front_end_differences(a, n_freq_a, b, n_freq_b) -> list:
+    """What differs between two recorded front-ends (prepare.json / checkpoint ``features`` and
+    the frames' width), e.g. ``["n_freq 64 vs 257", "name 'mel' vs 'spectrogram'"]``; [] if none."""
+    ca, cb = _as_canonical(a), _as_canonical(b)
+    n_freq_a = ca.get("n_freq") if n_freq_a is None else n_freq_a
+    n_freq_b = cb.get("n_freq") if n_freq_b is None else n_freq_b
+    diffs = []
+    if n_freq_a is not None and n_freq_b is not None and int(n_freq_a) != int(n_freq_b):
+        diffs.append(f"n_freq {int(n_freq_a)} vs {int(n_freq_b)}")
+    diffs += [f"{k} {ca.get(k)!r} vs {cb.get(k)!r}" for k in sorted(set(ca) | set(cb))
+              if k not in ("n_freq", "formula", "type", "filters") and ca.get(k) != cb.get(k)]
+    return diffs
+
+
 def validate_params(params: dict) -> None:
     """Raise ``ValueError`` (one line) unless ``params`` describe a front-end this module computes."""
     kind = feature_kind(params)

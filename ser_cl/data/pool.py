@@ -36,6 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .corpora import GENERIC_CORPORA
+from .features import front_end_differences
 from .folds import Fold
 from .store import FeatureStore
 
@@ -117,10 +118,9 @@ def check_front_ends(stores: Sequence[FeatureStore], target: Optional[FeatureSto
     everyone = list(stores) + ([target] if target is not None else [])
     first = everyone[0]
     for s in everyone[1:]:
-        if s.n_freq != first.n_freq or (s.feature_params and first.feature_params
-                                        and s.feature_params != first.feature_params):
-            raise ValueError(f"{s.data_dir} and {first.data_dir} hold different front-ends "
-                             f"({s.feature_params or s.n_freq} vs {first.feature_params or first.n_freq}); "
+        diffs = front_end_differences(s.feature_params, s.n_freq, first.feature_params, first.n_freq)
+        if diffs:
+            raise ValueError(f"{s.data_dir} and {first.data_dir} hold different front-ends ({'; '.join(diffs[:3])}); "
                              "prepare every store of a pool with the same --features options")
 
 

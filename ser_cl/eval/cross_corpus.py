@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ser_cl.data.features import front_end_differences
 from ser_cl.data.store import FeatureStore
 from ser_cl.eval.metrics import classification_report
 
@@ -105,29 +106,10 @@ def _open(store: StoreLike) -> FeatureStore:
     return store if isinstance(store, FeatureStore) else FeatureStore(store)
 
 
-def _canonical(params: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """A front-end's parameters as ``feature_params`` writes them (none recorded: the thesis' spectrogram)."""
-    from ser_cl.data.features import canonical_params, feature_params
-
-    if not params:
-        return feature_params("spectrogram")
-    try:
-        return canonical_params(dict(params))
-    except ValueError:
-        return dict(params)
-
-
 def check_front_end(train_params: Optional[Mapping[str, Any]], train_n_freq: Optional[int], train_where: Any,
                     test_store: FeatureStore) -> None:
     """Raise a one-line ValueError naming both dirs when ``test_store``'s front-end is not the training one."""
-    a, b = _canonical(train_params), _canonical(test_store.feature_params)
-    diffs = []
-    if train_n_freq is None:
-        train_n_freq = a.get("n_freq")
-    if train_n_freq is not None and int(train_n_freq) != test_store.n_freq:
-        diffs.append(f"n_freq {int(train_n_freq)} vs {test_store.n_freq}")
-    diffs += [f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b))
-              if k not in ("n_freq", "formula", "type", "filters") and a.get(k) != b.get(k)]
+    diffs = front_end_differences(train_params, train_n_freq, test_store.feature_params, test_store.n_freq)
     if diffs:
         raise ValueError(
             f"{test_store.data_dir} and {train_where} have different front-ends ({'; '.join(diffs[:3])}): "
