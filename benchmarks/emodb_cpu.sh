@@ -13,13 +13,7 @@ WHICH="${1:-all}"
 SRC="${2:-../shared/data/emodb}"
 CLI=.venv/bin/ser-cl
 
-timed() {  # timed LABEL CMD...: run CMD, print its wall time
-    local label="$1"; shift
-    local t0; t0=$(date +%s)
-    echo "== $label: $*"
-    "$@"
-    echo "== $label: wall $(( $(date +%s) - t0 )) s"
-}
+source benchmarks/lib.sh  # timed
 
 training_time() {  # the per-epoch seconds in metrics.jsonl, summed per variant
     .venv/bin/python - "$1" <<'PY'

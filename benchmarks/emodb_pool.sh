@@ -23,13 +23,7 @@ print(synthesize_corpus('$RAW', per_speaker=15, seed=7, n_sessions=12, duration=
 [ -f "$UNL/prepare.json" ] || "$CLI" prepare "$RAW" --out "$UNL" --corpus unlabeled --speaker-level 0 \
   --features mel --n-mels 64 --quiet
 
-timed() {  # timed LABEL CMD...: run CMD, print its wall time
-    local label="$1"; shift
-    local t0; t0=$(date +%s)
-    echo "== $label: $*"
-    "$@"
-    echo "== $label: wall $(( $(date +%s) - t0 )) s"
-}
+source benchmarks/lib.sh  # timed
 common=(experiments/pool_pretrain.toml --preset cpu --set data.dir="$EMODB" --set runs_dir="$RUNS" --no-report)
 timed pool_synth "$CLI" run "${common[@]}" --set experiment=pool_synth \
   --set "data.pool=[\"$UNL\"]" --set "data.pool_weights=[]"
