@@ -237,3 +237,16 @@ def test_a_pool_of_two_front_ends_is_refused(synth_corpus_dir, synth_mel_dir, tm
     target = FeatureStore(synth_mel_dir)
     with pytest.raises(ValueError, match=r"different front-ends \(n_freq 40 vs 32; n_mels 40 vs 32\)"):
         pool_units([str(tmp_path / "mel32")], [], target, make_folds(target, "session10"), 0.1, 0)
+
+
+def test_an_encoder_pretrained_on_unlabeled_speech_alone_fine_tunes_on_a_labelled_corpus(synth_mel_dir, other_speech,
+                                                                                         tmp_path):
+    ssl = {"stage": "pretrain", "loss": {"name": "selfsup_ntxent", "tau": 0.5}, "optim": {"epochs": 1},
+           "augment": {"enabled": True, "multiview": True}, "runs_dir": str(tmp_path), "experiment": "e"}
+    pre = run_variant(Variant(tiny_stage(data={"dir": str(other_speech)}, **ssl), "pre", {}), progress=False)
+    assert json.loads((pre / "run.json").read_text())["folds"] == ["pool"]  # no target: one run, no folds
+    ft = tiny_stage(stage="finetune", data={"dir": str(synth_mel_dir)}, finetune={"from": str(pre), "freeze_epochs": 1},
+                    runs_dir=str(tmp_path), experiment="e")
+    out = run_variant(Variant(ft, "ft", {}), folds=[1], progress=False)
+    metrics = json.loads((out / "fold-01" / "metrics.json").read_text())
+    assert metrics["classes"] == FeatureStore(synth_mel_dir).classes and metrics["test"]["ua"] is not None
