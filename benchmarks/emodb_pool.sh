@@ -30,3 +30,19 @@ timed pool_synth "$CLI" run "${common[@]}" --set experiment=pool_synth \
 timed pool_emodb_synth "$CLI" run "${common[@]}" --set experiment=pool_emodb_synth \
   --set "data.pool=[\"$EMODB\", \"$UNL\"]" --set "data.pool_weights=[1.0, 1.0]" --set data.pool_epoch_size=860
 "$CLI" report "$RUNS" --no-plots
+# per fold, each pool against pretraining on EmoDB's training speakers only (when
+# `bash benchmarks/emodb_cpu.sh cpu` has run): the fine-tuned head's test and validation UA
+.venv/bin/python - runs/emodb-cpu/selfsup_ntxent/ft_ce_aug "$RUNS" <<'PY'
+import json, pathlib, statistics, sys
+base, runs = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+def ua(run, part):
+    return [100 * json.loads((run / f"fold-{k:02d}" / "metrics.json").read_text())[part]["ua"] for k in range(1, 11)]
+if not (base / "fold-10" / "metrics.json").is_file():
+    sys.exit(f"paired: {base} incomplete; run `bash benchmarks/emodb_cpu.sh cpu` for the baseline")
+for name in ("pool_synth", "pool_emodb_synth"):
+    run = runs / name / "ft_ce_aug"
+    for part in ("test", "val"):
+        d = [a - b for a, b in zip(ua(run, part), ua(base, part))]
+        print(f"paired {name} - emodb-only, {part} UA: mean {statistics.mean(d):+.2f}, "
+              f"higher in {sum(x > 0 for x in d)}/10 folds; per fold {[round(x, 1) for x in d]}")
+PY
