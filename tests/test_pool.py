@@ -142,6 +142,7 @@ def test_a_pool_holding_the_target_leaves_out_each_folds_held_out_speakers(synth
         # no training frames equal a held-out utterance's; validation = the fold's validation speakers
         held_keys = utterance_keys(target, np.concatenate([fold.val, fold.test]))
         assert not np.isin(unit.trained_keys, held_keys).any()
+        assert np.array_equal(unit.trained_keys, utterance_keys(unit.store, unit.fold.train))
         assert np.array_equal(utterance_keys(unit.store, unit.fold.val), utterance_keys(target, fold.val))
         assert unit.fold.test.size == 0 and (unit.store.labels == -1).all()
         assert unit.seen["excluded_speakers"] == sorted(held)

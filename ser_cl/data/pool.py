@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -36,7 +37,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .corpora import GENERIC_CORPORA
-from .features import front_end_differences
 from .folds import Fold
 from .store import FeatureStore
 
@@ -44,6 +44,13 @@ __all__ = ["PooledStore", "PoolUnit", "utterance_keys", "pool_units", "check_not
 
 SEEN_FILE = "seen.json"
 KEYS_FILE = "trained_keys.npy"
+POOL_FOLD = "pool"  # the run folder (and run.json "folds") of a pool pretraining that serves every fold
+
+
+def serves_every_fold(run_info: dict) -> bool:
+    """Whether a run.json is a pool pretraining's that serves every fold (one run folder ``pool``)."""
+    pool = run_info.get("pool")
+    return isinstance(pool, dict) and pool.get("per_fold") is False
 
 
 def utterance_keys(store, indices: Optional[Sequence[int]] = None) -> np.ndarray:
@@ -115,6 +122,8 @@ def _store_names(stores: Sequence[FeatureStore]) -> List[str]:
 
 def check_front_ends(stores: Sequence[FeatureStore], target: Optional[FeatureStore]) -> None:
     """Every pool store (and the target) must hold the same front-end's frames."""
+    from .features import front_end_differences  # here: the report reads this module and needs no scipy
+
     everyone = list(stores) + ([target] if target is not None else [])
     first = everyone[0]
     for s in everyone[1:]:
@@ -134,10 +143,9 @@ class _TargetIndex:
         self.corpus = target.info.get("corpus")
         self.named = self.corpus not in GENERIC_CORPORA
 
-    def match(self, store: FeatureStore) -> Tuple[np.ndarray, np.ndarray]:
-        """Per pool row: the target row it records (-1: none), and whether its speaker is a
-        target speaker of the same named corpus (the speaker id, else "")."""
-        keys = utterance_keys(store)
+    def match(self, store: FeatureStore, keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Per pool row (``keys``: its ``utterance_keys``): the target row it records (-1: none),
+        and whether its speaker is a target speaker of the same named corpus (the id, else "")."""
         rows = np.array([self.by_key.get(int(k), self.by_path.get(r.get("path", ""), -1))
                          for k, r in zip(keys, store.rows)], dtype=np.int64)
         same_corpus = self.named and store.info.get("corpus") == self.corpus
@@ -188,9 +196,10 @@ def pool_units(pool_dirs: Sequence[str], weights: Sequence[float], target: Optio
     stores = [FeatureStore(d) for d in pool_dirs]
     check_front_ends(stores, target)
     names = _store_names(stores)
+    keys = [utterance_keys(s) for s in stores]  # once: matching and what each run trained on
     index = _TargetIndex(target) if target is not None else None
-    matches = [index.match(s) if index is not None else (np.full(len(s), -1), np.full(len(s), "", dtype=object))
-               for s in stores]
+    matches = [index.match(s, k) if index is not None else (np.full(len(s), -1), np.full(len(s), "", dtype=object))
+               for s, k in zip(stores, keys)]
     per_fold = any((rows >= 0).any() or (spk != "").any() for rows, spk in matches)
     info = {"corpus": "pool", "features": stores[0].info.get("features"),
             "pool": [str(s.data_dir.resolve()) for s in stores]}
@@ -202,7 +211,7 @@ def pool_units(pool_dirs: Sequence[str], weights: Sequence[float], target: Optio
                 "target_corpus": target.info.get("corpus") if target is not None else None,
                 "stores": [{"dir": str(s.data_dir.resolve()), "name": n, "corpus": s.info.get("corpus"),
                             "n_utterances": int(len(k)), "n_excluded": int(len(e)),
-                            "speakers": _counts([s.speakers[i] for i in k])}
+                            "speakers": _counts(s.speakers[i] for i in k)}
                            for s, n, k, e in zip(stores, names, kept, excluded)],
                 "validation": val}
 
@@ -215,14 +224,14 @@ def pool_units(pool_dirs: Sequence[str], weights: Sequence[float], target: Optio
         bounds = np.cumsum([0] + [len(s) for s in stores])
         parts = [np.flatnonzero(train_mask[a:b]) + a for a, b in zip(bounds[:-1], bounds[1:])]
         kept = [np.flatnonzero(train_mask[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        fold = Fold("pool", np.flatnonzero(train_mask), val, np.zeros(0, dtype=np.int64), [], [],
+        fold = Fold(POOL_FOLD, np.flatnonzero(train_mask), val, np.zeros(0, dtype=np.int64), [], [],
                     train_draw=_draw(parts, weights, epoch_size))
         seen = record(kept, [np.zeros(0)] * len(stores),
-                      {"from": "pool", "n": int(len(val)), "speakers": _counts([pooled.speakers[i] for i in val])})
-        return PoolUnit("pool", pooled, fold, seen, utterance_keys(pooled, fold.train))
+                      {"from": "pool", "n": int(len(val)), "speakers": _counts(pooled.speakers[i] for i in val)})
+        return PoolUnit(POOL_FOLD, pooled, fold, seen, np.concatenate([k[i] for k, i in zip(keys, kept)]))
 
     if not per_fold:
-        return per_fold, [("pool", whole_pool)]
+        return per_fold, [(POOL_FOLD, whole_pool)]
 
     def fold_pool(tfold: Fold) -> PoolUnit:
         assert target is not None
@@ -248,16 +257,13 @@ def pool_units(pool_dirs: Sequence[str], weights: Sequence[float], target: Optio
         seen = record(kept, excluded, {"from": "target", "speakers": list(tfold.val_speakers),
                                        "n": int(len(tfold.val))})
         seen["excluded_speakers"] = sorted(held_out)
-        return PoolUnit(tfold.name, pooled, fold, seen, utterance_keys(pooled, fold.train))
+        return PoolUnit(tfold.name, pooled, fold, seen, np.concatenate([k[i] for k, i in zip(keys, kept)]))
 
     return per_fold, [(f.name, (lambda f=f: fold_pool(f))) for f in target_folds]
 
 
-def _counts(items: Sequence[str]) -> Dict[str, int]:
-    out: Dict[str, int] = {}
-    for x in items:
-        out[x] = out.get(x, 0) + 1
-    return dict(sorted(out.items()))
+def _counts(items) -> Dict[str, int]:
+    return dict(sorted(Counter(items).items()))
 
 
 def check_not_seen(pretrained_dir: Path, target: FeatureStore, fold: Fold) -> None:

@@ -310,13 +310,15 @@ def prepare(
     write_text(out_dir / "manifest.csv", _manifest_text(rows))
 
     counts_per_speaker = Counter(r["speaker"] for r in rows)
-    protocol = auto_protocol(rows) if labeled else None
-    try:
-        if not labeled:
-            raise ValueError("an unlabeled store has no folds: it serves self-supervised pretraining (data.pool)")
-        folds_info = {"protocol": protocol, "folds": fold_summary(make_folds(rows, protocol))}
-    except ValueError as err:
-        folds_info = {"protocol": protocol, "folds": [], "error": str(err)}
+    if labeled:
+        protocol = auto_protocol(rows)
+        try:
+            folds_info = {"protocol": protocol, "folds": fold_summary(make_folds(rows, protocol))}
+        except ValueError as err:
+            folds_info = {"protocol": protocol, "folds": [], "error": str(err)}
+    else:
+        folds_info = {"protocol": None, "folds": [],
+                      "error": "an unlabeled store has no folds: it serves self-supervised pretraining (data.pool)"}
     audio_seconds = float(sum(float(r["duration_s"]) for r in rows))
     wall = time.perf_counter() - started
     info = {

@@ -323,6 +323,13 @@ def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkp
     return model, model_cfg
 
 
+def write_split(fold_dir: Path, store, fold: Fold) -> None:
+    """``split.json``: the fold's speakers and the utterance ids of its three parts."""
+    write_json(fold_dir / "split.json", {
+        "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
+        **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
+
+
 def train_fold(
     cfg: StageConfig,
     store: FeatureStore,
@@ -346,9 +353,7 @@ def train_fold(
     if main:
         fold_dir.mkdir(parents=True, exist_ok=True)
         write_text(fold_dir / "config.toml", to_toml(cfg))
-        write_json(fold_dir / "split.json", {
-            "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
-            **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
+        write_split(fold_dir, store, fold)
 
     # -- seeds, model, data, objective -----------------------------------------------------
     seed = cfg.optim.seed

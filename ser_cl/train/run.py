@@ -17,12 +17,12 @@ import numpy as np
 
 from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, Variant, as_table, expand, load_experiment
 from ser_cl.data.folds import Fold, auto_protocol, make_folds
-from ser_cl.data.pool import KEYS_FILE, SEEN_FILE, check_not_seen, pool_units
+from ser_cl.data.pool import KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, pool_units, serves_every_fold
 from ser_cl.data.store import FeatureStore
 from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
-from ser_cl.train.loop import resolve_device, train_fold
+from ser_cl.train.loop import resolve_device, train_fold, write_split
 
 
 @dataclass
@@ -123,6 +123,14 @@ def source_dir_of(variant: Variant) -> Optional[Path]:
     return path
 
 
+def _select_folds(all_folds: List[Fold], folds: Optional[Sequence[int]], cfg: StageConfig) -> List[Fold]:
+    """The folds numbered in ``folds`` (1-based; all when None)."""
+    selected = [f for k, f in enumerate(all_folds, 1) if not folds or k in folds]
+    if folds and len(selected) != len(set(folds)):
+        raise ConfigError(f"--fold must be between 1 and {len(all_folds)} (protocol {cfg.data.protocol})")
+    return selected
+
+
 def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_spec: Optional[str] = None,
                 progress: bool = True, restart: bool = False) -> Path:
     """Train the selected folds (1-based numbers; all when None) of one variant.
@@ -148,12 +156,10 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         info = json.loads((source / "run.json").read_text()) if (source / "run.json").is_file() else None
         if info is None:
             raise ConfigError(f"{source}: no run.json; run the pretraining stage first")
-        one_source = info["folds"] == ["pool"]
+        one_source = serves_every_fold(info)
         if not one_source and info["folds"] != [f.name for f in all_folds]:
             raise ConfigError(f"{source}: its folds {info['folds']} differ from this data's protocol")
-    selected = [f for k, f in enumerate(all_folds, 1) if not folds or k in folds]
-    if folds and len(selected) != len(set(folds)):
-        raise ConfigError(f"--fold must be between 1 and {len(all_folds)} (protocol {cfg.data.protocol})")
+    selected = _select_folds(all_folds, folds, cfg)
     if distributed.is_main():
         write_json(out / "run.json", {
             "experiment": cfg.experiment, "variant": variant.name, "stage": cfg.kind, "description": cfg.description,
@@ -164,7 +170,7 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
             "source": str(source) if source is not None else None,
         })
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
-        src_ckpt = source / ("pool" if one_source else fold.name) / "best.pt" if source is not None else None
+        src_ckpt = source / (POOL_FOLD if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
             raise ConfigError(f"{src_ckpt}: missing; pretrain {source} (fold {fold.name}) before fine-tuning it")
         if src_ckpt is not None:
@@ -188,9 +194,7 @@ def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[i
     labeled = target if target.labeled else None
     all_folds = (make_folds(labeled, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
                  if labeled is not None else [])
-    selected = [f for k, f in enumerate(all_folds, 1) if not folds or k in folds]
-    if folds and len(selected) != len(set(folds)):
-        raise ConfigError(f"--fold must be between 1 and {len(all_folds)} (protocol {cfg.data.protocol})")
+    selected = _select_folds(all_folds, folds, cfg)
     per_fold, units = pool_units(list(cfg.data.pool) or [cfg.data.dir], cfg.data.pool_weights, labeled, selected,
                                  cfg.data.pool_val_fraction, cfg.optim.seed, cfg.data.pool_epoch_size)
     if distributed.is_main():
@@ -199,7 +203,7 @@ def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[i
             "data_dir": str(Path(cfg.data.dir).resolve()), "corpus": target.info.get("corpus"),
             "protocol": (auto_protocol(labeled) if cfg.data.protocol == "auto" else cfg.data.protocol)
             if labeled is not None else None,
-            "folds": [f.name for f in all_folds] if per_fold else ["pool"], "sweep": variant.sweep,
+            "folds": [f.name for f in all_folds] if per_fold else [POOL_FOLD], "sweep": variant.sweep,
             "thesis": cfg.thesis, "classes": list(target.classes), "head": False, "source": None,
             "pool": {"per_fold": per_fold, "dirs": [str(Path(d).resolve()) for d in cfg.data.pool or [cfg.data.dir]],
                      "weights": list(cfg.data.pool_weights), "epoch_size": cfg.data.pool_epoch_size},
@@ -221,14 +225,8 @@ def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[i
         distributed.barrier()
         train_fold(cfg, unit.store, unit.fold, fold_dir, device, progress=progress)
         if name in by_name and distributed.is_main():  # probe and report read the target fold's parts
-            _write_split(fold_dir, target, by_name[name])
+            write_split(fold_dir, target, by_name[name])
     return out
-
-
-def _write_split(fold_dir: Path, store: FeatureStore, fold: Fold) -> None:
-    write_json(fold_dir / "split.json", {
-        "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
-        **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
 
 
 def select_stages(path: str | Path, kinds: Sequence[str], overrides: List[str],
