@@ -36,6 +36,7 @@ import torch
 from ser_cl.data.features import front_end_differences
 from ser_cl.data.store import FeatureStore
 from ser_cl.eval.metrics import classification_report
+from ser_cl.eval.run_results import store_label
 
 StoreLike = Union[FeatureStore, str, Path]
 
@@ -237,12 +238,6 @@ def _read_json(path: Path) -> Optional[Any]:
         return None
 
 
-def store_label(data_dir: Union[str, Path], corpus: Optional[str]) -> str:
-    """How tables name a store: ``corpus/dir-name`` (the dir name alone when the corpus is unknown)."""
-    name = Path(str(data_dir)).name
-    return f"{corpus}/{name}" if corpus else name
-
-
 def cross_test_run(variant_dir: Union[str, Path], test_dirs: Sequence[Union[str, Path]],
                    class_map: Optional[Mapping[str, str]] = None, device: Union[str, torch.device] = "auto",
                    folds: Optional[Sequence[int]] = None, progress: bool = True, skip_done: bool = True,
@@ -256,11 +251,10 @@ def cross_test_run(variant_dir: Union[str, Path], test_dirs: Sequence[Union[str,
     """
     from tqdm.auto import tqdm
 
+    from ser_cl.eval.run_probe import complete_fold_dirs
     from ser_cl.io import write_json
-    from ser_cl.progress import progress_bar
     from ser_cl.train.checkpoint import load_model
     from ser_cl.train.loop import resolve_device
-    from ser_cl.train.run import fold_is_complete
 
     vdir = Path(variant_dir)
     info = _read_json(vdir / "run.json")
@@ -282,14 +276,7 @@ def cross_test_run(variant_dir: Union[str, Path], test_dirs: Sequence[Union[str,
     if not stores:
         return []
     written: List[Path] = []
-    chosen = [name for k, name in enumerate(info["folds"], 1) if not folds or k in folds]
-    for name in progress_bar(chosen, desc=f"cross-test {vdir.name}", unit="fold", leave=False, disable=not progress):
-        fdir = vdir / name
-        if not fdir.is_dir():  # never started (a run with --fold)
-            continue
-        if not fold_is_complete(fdir):
-            tqdm.write(f"{fdir}: not trained to completion (no complete metrics.json); skipped")
-            continue
+    for fdir in complete_fold_dirs(vdir, info["folds"], folds, f"cross-test {vdir.name}", progress):
         path = fdir / "cross.json"
         existing = _read_json(path)
         results: Dict[str, Any] = existing if isinstance(existing, dict) else {}

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from ser_cl.eval.run_results import VariantResult, data_info, mean_std, number_or_none, collect_runs
+from ser_cl.eval.run_results import VariantResult, collect_runs, data_info, mean_std, number_or_none, store_label
 
 FORMATS = ("md", "csv", "json")
 THESIS_CORPUS = "iemocap"
@@ -120,12 +120,6 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
     return rows
 
 
-def _store_label(data_dir: str, corpus: Optional[str]) -> str:
-    """``corpus/dir-name`` (the dir name alone when the corpus is unknown), as crosstest prints it."""
-    name = Path(data_dir).name
-    return f"{corpus}/{name}" if corpus else name
-
-
 def _label_stores(rows: List[Dict[str, Any]]) -> None:
     """Name the stores of the cross-corpus matrix: each row's ``data_label`` and each cross
     entry's ``label`` (a store's full path when two stores would get the same short name)."""
@@ -139,7 +133,7 @@ def _label_stores(rows: List[Dict[str, Any]]) -> None:
             corpus.setdefault(row["data_dir"], row["corpus"])
         for key, entry in row["cross"].items():
             corpus.setdefault(key, entry["corpus"] or (data_info(key) or {}).get("corpus"))
-    short = {key: _store_label(key, value) for key, value in corpus.items()}
+    short = {key: store_label(key, value) for key, value in corpus.items()}
     taken: Dict[str, int] = {}
     for label in short.values():
         taken[label] = taken.get(label, 0) + 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ser_cl.data.pool import serves_every_fold
 from ser_cl.data.store import FeatureStore
 from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.probe import probe_embeddings
@@ -70,6 +71,22 @@ def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torc
     return result
 
 
+def complete_fold_dirs(vdir: Path, names: Sequence[str], folds: Optional[Sequence[int]], desc: str,
+                       progress: bool) -> Iterator[Path]:
+    """The variant's fold dirs among ``names`` (those numbered in ``folds``, 1-based; all when
+    None) that finished training; an unfinished one is named and skipped, a missing one (never
+    started: a run with --fold) silently."""
+    chosen = [name for k, name in enumerate(names, 1) if not folds or k in folds]
+    for name in progress_bar(chosen, desc=desc, unit="fold", leave=False, disable=not progress):
+        fdir = vdir / name
+        if not fdir.is_dir():
+            continue
+        if not fold_is_complete(fdir):
+            tqdm.write(f"{fdir}: not trained to completion (no complete metrics.json); skipped")
+            continue
+        yield fdir
+
+
 def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_spec: str = "auto",
               progress: bool = True, skip_done: bool = False) -> List[Path]:
     """Probe every complete fold of every variant under ``path``; returns the probe.json paths.
@@ -81,18 +98,11 @@ def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_sp
     written: List[Path] = []
     for vdir in find_variant_dirs(path):
         info = json.loads((vdir / "run.json").read_text())
-        if info.get("pool") and not info["pool"].get("per_fold"):  # one encoder for every fold
+        if serves_every_fold(info):  # one encoder for every fold
             tqdm.write(f"{vdir}: a pool pretraining for every fold is probed through its fine-tuning stages; skipped")
             continue
         store = FeatureStore(info["data_dir"])
-        chosen = [name for k, name in enumerate(info["folds"], 1) if not folds or k in folds]
-        for name in progress_bar(chosen, desc=f"probe {vdir.name}", unit="fold", leave=False, disable=not progress):
-            fdir = vdir / name
-            if not fdir.is_dir():  # a fold never started (a run with --fold): nothing to say
-                continue
-            if not fold_is_complete(fdir):
-                tqdm.write(f"{fdir}: not trained to completion (no complete metrics.json); skipped")
-                continue
+        for fdir in complete_fold_dirs(vdir, info["folds"], folds, f"probe {vdir.name}", progress):
             if skip_done and (fdir / "probe.json").is_file():
                 written.append(fdir / "probe.json")
                 continue

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ser_cl.data.pool import serves_every_fold
+
 METHOD_HEAD = "ce head"
 METHOD_SVM = "svm"
 _SPLITS = ("val", "test")
@@ -176,8 +178,7 @@ class VariantResult:
     @property
     def shared_pool(self) -> bool:
         """A pool pretraining that serves every fold (run folder ``pool``): no scores of its own."""
-        pool = self.run.get("pool")
-        return isinstance(pool, dict) and pool.get("per_fold") is False
+        return serves_every_fold(self.run)
 
     @property
     def is_complete(self) -> bool:
@@ -392,7 +393,7 @@ def _read_variant(path: Path) -> VariantResult:
     if expected is not None:
         extra = [name for name in found if name not in expected]
         notes.extend(f"{name} not in run.json folds (ignored)" for name in extra)
-    shared_pool = isinstance(run.get("pool"), dict) and run["pool"].get("per_fold") is False
+    shared_pool = serves_every_fold(run)
     for fold in folds:
         if shared_pool:  # never probed by itself (ser_cl.eval.run_probe): no probe.json to expect
             fold.problems = [p for p in fold.problems if not p.endswith("probe.json")]
@@ -466,3 +467,9 @@ def mean_std(values: np.ndarray, scale: float) -> Tuple[Optional[float], Optiona
     if values.size == 0:
         return None, None
     return float(np.mean(values) * scale), float(np.std(values, ddof=0) * scale)
+
+
+def store_label(data_dir: Union[str, Path], corpus: Optional[str]) -> str:
+    """How tables name a store: ``corpus/dir-name`` (the dir name alone when the corpus is unknown)."""
+    name = Path(str(data_dir)).name
+    return f"{corpus}/{name}" if corpus else name
