@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # EmoDB on a 2-core CPU: the README's EmoDB tables (10-fold leave-one-speaker-out), each run
 # timed, then the reports. Run from the repository root:
-#   bash benchmarks/emodb_cpu.sh [thesis|cpu|all] [EMODB_SOURCE_DIR]    (default: all, ../shared/data/emodb)
+#   bash benchmarks/emodb_cpu.sh [thesis|cpu|cpu-v1|all] [EMODB_SOURCE_DIR]    (default: all, ../shared/data/emodb)
 #   thesis: the thesis' recipes shrunk to the CPU (--preset cpu-thesis, 257-bin spectrograms):
 #           CE, CE + SpecAugment, self-supervised NT-Xent -> CE ft aug     -> runs/emodb-cpu-thesis
-#   cpu:    the CPU preset (--preset cpu, 64 log-mel bands): CE, and self-supervised NT-Xent ->
-#           CE fine-tuning                                                 -> runs/emodb-cpu
+#   cpu:    the CPU preset (--preset cpu, 64 log-mel bands, speaker-normalised): CE, and
+#           self-supervised NT-Xent -> CE fine-tuning, two fold workers
+#           of one thread each (--devices cpu,cpu)                         -> runs/emodb-cpu
+#   cpu-v1: the same two runs with the first CPU preset (--preset cpu-v1, one process)
+#                                                                          -> runs/emodb-cpu-v1
 # Resumable: finished folds are skipped; delete the runs folder to start afresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,14 +55,15 @@ if [ "$WHICH" = thesis ] || [ "$WHICH" = all ]; then
     training_time "$RUNS"
     frozen_vs_svm "$RUNS"
 fi
-if [ "$WHICH" = cpu ] || [ "$WHICH" = all ]; then
+for PRESET in cpu cpu-v1; do
+    [ "$WHICH" = "$PRESET" ] || [ "$WHICH" = all ] || continue
     [ -f data/emodb-mel64/prepare.json ] || timed prepare "$CLI" prepare "$SRC" --out data/emodb-mel64 \
         --features mel --n-mels 64
-    RUNS=runs/emodb-cpu
-    common=(--preset cpu --set data.dir=data/emodb-mel64 --set runs_dir="$RUNS" --no-report)
+    if [ "$PRESET" = cpu ]; then RUNS=runs/emodb-cpu; workers=(--devices cpu,cpu); else RUNS=runs/emodb-cpu-v1; workers=(); fi
+    common=(--preset "$PRESET" --set data.dir=data/emodb-mel64 --set runs_dir="$RUNS" "${workers[@]}" --no-report)
     timed ce "$CLI" run experiments/ce_baseline.toml "${common[@]}"
     timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
     "$CLI" report "$RUNS" --no-plots
     training_time "$RUNS"
     frozen_vs_svm "$RUNS"
-fi
+done

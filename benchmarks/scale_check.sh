@@ -3,12 +3,15 @@
 # ~3.7 s, made by the synthetic generator: 12 sessions x 2 speakers, 15 clips per class and
 # speaker) prepared with the preset's front-end, then the CPU preset's CE recipe over all 24
 # leave-one-speaker-out folds, timed. Target: <= 60 minutes on 2 CPU cores.
-#   bash benchmarks/scale_check.sh            (resumable: finished folds are skipped)
-#   bash benchmarks/scale_check.sh 3          (folds 1-3 only, and the 24-fold time they imply)
+#   bash benchmarks/scale_check.sh [N] [PRESET]   (default: 24 folds, --preset cpu; resumable)
+#   bash benchmarks/scale_check.sh 3              (folds 1-3 only, and the 24-fold time they imply)
+#   bash benchmarks/scale_check.sh 24 cpu-v1      (the first CPU preset, as measured in the README)
+# Two fold workers of one thread each (--devices cpu,cpu), as for EmoDB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI=.venv/bin/ser-cl
-RAW=data/scale-raw; DATA=data/scale-mel64; RUNS=runs/scale
+PRESET="${2:-cpu}"
+RAW=data/scale-raw; DATA=data/scale-mel64; RUNS="runs/scale-$PRESET"
 t0=$(date +%s)
 [ -d "$RAW/Session12" ] || .venv/bin/python -c "
 from ser_cl.data.synth import synthesize_corpus
@@ -18,8 +21,8 @@ echo "== corpus ready: $(( $(date +%s) - t0 )) s"
 t1=$(date +%s)
 N="${1:-24}"
 folds=(); for k in $(seq 1 "$N"); do folds+=(--fold "$k"); done
-"$CLI" run experiments/ce_aug.toml --preset cpu --set data.dir="$DATA" --set data.protocol=speaker \
-  --set runs_dir="$RUNS" --no-report "${folds[@]}"
+"$CLI" run experiments/ce_aug.toml --preset "$PRESET" --set data.dir="$DATA" --set data.protocol=speaker \
+  --set runs_dir="$RUNS" --devices cpu,cpu --no-report "${folds[@]}"
 secs=$(( $(date +%s) - t1 ))
-echo "== $N of 24 folds of the CPU preset's CE recipe: $secs s (24 folds at this rate: $(( secs * 24 / N / 60 )) min)"
+echo "== $N of 24 folds of --preset $PRESET's CE recipe: $secs s (24 folds at this rate: $(( secs * 24 / N / 60 )) min)"
 "$CLI" report "$RUNS" --no-plots

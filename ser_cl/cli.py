@@ -465,6 +465,9 @@ def predict(model: Path = typer.Argument(..., help="A checkpoint (.pt), a fold d
             device: Optional[str] = _DEVICE) -> None:
     """The emotion and class probabilities of each WAV file.
 
+    A model trained with model.input_norm = "speaker" standardises the files of one call
+    together, as one speaker's: give it several recordings of one speaker at a time.
+
     Example: ser-cl predict runs/ce_baseline/train recording.wav other.wav --json
     """
     from ser_cl.predict import predict_files

@@ -69,7 +69,7 @@ class ModelSection:
     transformer_dropout: Optional[float] = None
     normalize: Optional[bool] = None  # None: True for contrastive pretraining, False otherwise
     proj_dim: Optional[int] = None
-    input_norm: Optional[str] = None  # none (thesis) | utterance | global (the fold's training speakers' stats)
+    input_norm: Optional[str] = None  # none (thesis) | utterance | global (the fold's training speakers' stats) | speaker (each speaker's own)
     pooling: Optional[str] = None  # mean (thesis) | attention | stats
     gru_impl: Optional[str] = None  # auto (padded on CUDA, packed on CPU) | packed | padded: exact, speed only
     conv1_kernel: Optional[List[int]] = None  # [freq, time]; thesis [41, 21]

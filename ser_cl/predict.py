@@ -14,6 +14,7 @@ import torch
 
 from ser_cl.data.audio import AudioError, load_audio
 from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
+from ser_cl.data.normalize import band_stats
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.loop import resolve_device
 from ser_cl.train.run import fold_is_complete
@@ -64,7 +65,8 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
             raise ValueError(f"{ckpt_path}: its classes differ from the other folds'")
         classes = list(ckpt["classes"])
         models.append(model)
-    results = []
+    results: List[Dict[str, Any]] = []
+    inputs: Dict[int, np.ndarray] = {}  # result index -> features
     for audio in audio_paths:
         try:
             wave = load_audio(audio, SAMPLE_RATE)
@@ -76,9 +78,22 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
             results.append({"path": str(audio), "error": f"too short: {wave.size / SAMPLE_RATE:.3f} s, "
                             f"needs at least {MIN_SAMPLES / SAMPLE_RATE:g} s (one {WIN_LENGTH}-sample frame)"})
             continue
+        inputs[len(results)] = feats
+        results.append({"path": str(audio)})
+    if inputs and models[0].cfg.input_norm == "speaker":
+        inputs = speaker_normalised_inputs(inputs)
+    for k, feats in inputs.items():
         x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
         lengths = torch.tensor([x.shape[1]])
         probs = torch.stack([torch.softmax(m(x, lengths).float(), dim=1)[0] for m in models]).mean(0).cpu()
-        results.append({"path": str(audio), "emotion": classes[int(probs.argmax())],
-                        "probabilities": {c: round(float(p), 4) for c, p in zip(classes, probs)}})
+        results[k].update({"emotion": classes[int(probs.argmax())],
+                           "probabilities": {c: round(float(p), 4) for c, p in zip(classes, probs)}})
     return results
+
+
+def speaker_normalised_inputs(inputs: Dict[int, np.ndarray]) -> Dict[int, np.ndarray]:
+    """The recordings of one predict call standardised together, as one speaker's (a model
+    trained with ``model.input_norm = "speaker"`` expects each speaker's own statistics)."""
+    keys = list(inputs)
+    mean, std = band_stats([inputs[k] for k in keys], range(len(keys)))
+    return {k: (inputs[k] - mean) / std for k in keys}

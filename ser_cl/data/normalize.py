@@ -10,11 +10,19 @@ The store is streamed utterance by utterance (``store[i]`` is a view of the memo
 float16 features), never concatenated: each utterance's mean and sum of squared deviations
 are computed in float64 and merged with Chan et al.'s pairwise update, which is exact in
 exact arithmetic and does not suffer the cancellation of sum(x^2) / n - mean^2.
+
+``speaker_normalised(store)`` is the other option (``model.input_norm = "speaker"``): every
+utterance is standardised with its own speaker's per-band statistics, taken over all of that
+speaker's recordings in the store (never their labels). The emotion then shows as a departure
+from the speaker's own voice. For a test speaker this reads the speaker's unlabeled recordings,
+as a system that enrols a speaker before judging them would; see the README ("Speaker
+normalisation").
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+import copy
+from typing import Dict, Iterable, Tuple
 
 import numpy as np
 
@@ -61,3 +69,40 @@ def band_stats(store, indices: Iterable[int], std_floor: float = STD_FLOOR) -> T
         raise ValueError(f"band_stats: the {idx.size} utterance(s) given hold no frame")
     std = np.sqrt(m2 / count)
     return mean.astype(np.float32), np.maximum(std, std_floor).astype(np.float32)
+
+
+def speaker_stats(store) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Per-band (mean, std) of every speaker of ``store`` over all frames of their utterances.
+
+    An utterance without a speaker ("") is a speaker of its own (keyed ``"\0<index>"``).
+    """
+    groups: Dict[str, list] = {}
+    for i, speaker in enumerate(store.speakers):
+        groups.setdefault(speaker if speaker else f"\0{i}", []).append(i)
+    return {speaker: band_stats(store, rows) for speaker, rows in groups.items()}
+
+
+def speaker_normalised(store):
+    """A copy of ``store`` whose frames are standardised per speaker (``speaker_stats``), held in
+    memory as float16 like the store's own; every other attribute is shared with ``store``.
+    The copy is made once per store object and cached on it."""
+    cached = getattr(store, "_speaker_normalised", None)
+    if cached is not None:
+        return cached
+    stats = speaker_stats(store)
+    features = np.empty(store.features.shape, dtype=np.float16)
+    for i, speaker in enumerate(store.speakers):
+        mean, std = stats[speaker if speaker else f"\0{i}"]
+        lo, hi = int(store.offsets[i]), int(store.offsets[i + 1])
+        features[lo:hi] = (np.asarray(store.features[lo:hi], dtype=np.float32) - mean) / std
+    out = copy.copy(store)
+    out.features = features
+    out.speaker_stats = stats
+    store._speaker_normalised = out
+    return out
+
+
+def model_inputs(store, input_norm: str):
+    """The store a model with ``ModelConfig.input_norm`` = ``input_norm`` reads: the
+    speaker-normalised copy for "speaker", else ``store`` itself (the model normalises)."""
+    return speaker_normalised(store) if input_norm == "speaker" else store

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ser_cl.data.features import front_end_differences
+from ser_cl.data.normalize import model_inputs
 from ser_cl.data.store import FeatureStore
 from ser_cl.eval.metrics import classification_report
 from ser_cl.eval.run_results import store_label
@@ -182,7 +183,7 @@ def _cross_test_model(model: Any, ckpt: Mapping[str, Any], where: Any, store: Fe
     to_shared = np.array([shared.names.index(shared.class_map.get(train_classes[i], train_classes[i]))
                           for i in allowed], dtype=np.int64)
 
-    embs, _ = embed_utterances(model, store, kept, device, batch_size, amp)
+    embs, _ = embed_utterances(model, model_inputs(store, model.cfg.input_norm), kept, device, batch_size, amp)
     logits = model.classify(torch.from_numpy(embs).to(device)).float().cpu().numpy()
     y_pred = to_shared[np.argmax(logits[:, allowed], axis=1)]
     y_true = np.array([position[int(label)] for label in store.labels[kept]], dtype=np.int64)

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_cl.data.pool import serves_every_fold
+from ser_cl.data.normalize import model_inputs
 from ser_cl.data.store import FeatureStore
 from ser_cl.eval.embed import embed_utterances
 from ser_cl.eval.probe import probe_embeddings
@@ -46,6 +47,7 @@ def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torc
     split = json.loads((fold_dir / "split.json").read_text())
     index_of = {u: i for i, u in enumerate(store.utt_ids)}
     model, ckpt = load_model(fold_dir / "best.pt", device)
+    store = model_inputs(store, model.cfg.input_norm)
     if list(ckpt["classes"]) != list(store.classes):
         raise ValueError(f"{fold_dir / 'best.pt'}: classes {ckpt['classes']} differ from the data's {store.classes}")
     data, preds = {}, {}

@@ -29,7 +29,8 @@ mode) whether it is embedded alone or inside a zero-padded batch:
 
 Options beyond the thesis (defaults = the thesis): ``input_norm`` ("utterance": per-utterance
 standardisation; "global": a fixed per-band mean/std, set from a fold's training speakers with
-:meth:`SERModel.set_input_stats` and saved in the checkpoint), ``pooling`` ("attention",
+:meth:`SERModel.set_input_stats` and saved in the checkpoint; "speaker": inputs standardised per
+speaker before they reach the model), ``pooling`` ("attention",
 "stats"), ``gru_impl``. The layers live in ``ser_cl.models.layers``.
 
 Device notes: everything is torch ops and works under ``torch.autocast`` (CUDA bf16/fp16, CPU
@@ -75,7 +76,7 @@ __all__ = [
 
 
 #: Choices of ``ModelConfig.input_norm``.
-INPUT_NORMS = ("none", "utterance", "global")
+INPUT_NORMS = ("none", "utterance", "global", "speaker")
 
 
 @dataclass
@@ -88,7 +89,9 @@ class ModelConfig:
     mode BatchNorm statistics ignore the padded frames (see the module docstring).
     ``input_norm`` = "utterance" standardises each utterance's input per frequency bin (mean 0,
     variance 1 over its valid frames) before the first conv; "global" standardises with fixed
-    per-bin statistics held in the model (the training speakers'); the thesis uses no feature
+    per-bin statistics held in the model (the training speakers'); "speaker": the input arrives
+    standardised with its speaker's own statistics (``ser_cl.data.normalize.speaker_normalised``,
+    applied by whoever feeds the model) and the model adds nothing; the thesis uses no feature
     normalisation ("none", the default). ``pooling``: "mean" (thesis), "attention" or "stats"
     (mean and std, doubling the embedding). ``gru_impl``: "auto" (padded on CUDA, packed on
     the CPU), "packed" or "padded" (all exact; a speed choice, see benchmarks/gru_impl.py).

@@ -36,6 +36,7 @@ from ser_cl.config import StageConfig, to_toml
 from ser_cl.data.augment import mixup, spec_augment, time_stretch, two_views
 from ser_cl.data.folds import Fold, epoch_train_indices
 from ser_cl.data.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
+from ser_cl.data.normalize import model_inputs
 from ser_cl.data.store import FeatureStore
 from ser_cl.data.transfer import host_to_device
 from ser_cl.eval.embed import embed_utterances
@@ -362,6 +363,7 @@ def train_fold(
     np_rng = np.random.default_rng(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed)
     model, model_cfg = build_model(cfg, store, fold, source_checkpoint)
+    store = model_inputs(store, model_cfg.input_norm)  # input_norm "speaker": each speaker's own statistics
     model.to(device)
     model.set_sync_batchnorm(world > 1 and cfg.optim.sync_batchnorm)
     on_device = cfg.data.store_on_device
