@@ -71,15 +71,18 @@ def band_stats(store, indices: Iterable[int], std_floor: float = STD_FLOOR) -> T
     return mean.astype(np.float32), np.maximum(std, std_floor).astype(np.float32)
 
 
-def speaker_stats(store) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """Per-band (mean, std) of every speaker of ``store`` over all frames of their utterances.
+def _speaker_keys(store) -> list:
+    """Each utterance's speaker; one without a speaker ("") is a speaker of its own ("\0<index>")."""
+    return [speaker if speaker else f"\0{i}" for i, speaker in enumerate(store.speakers)]
 
-    An utterance without a speaker ("") is a speaker of its own (keyed ``"\0<index>"``).
-    """
+
+def speaker_stats(store) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Per-band (mean, std) of every speaker of ``store`` (``_speaker_keys``) over all frames of
+    their utterances."""
     groups: Dict[str, list] = {}
-    for i, speaker in enumerate(store.speakers):
-        groups.setdefault(speaker if speaker else f"\0{i}", []).append(i)
-    return {speaker: band_stats(store, rows) for speaker, rows in groups.items()}
+    for i, key in enumerate(_speaker_keys(store)):
+        groups.setdefault(key, []).append(i)
+    return {key: band_stats(store, rows) for key, rows in groups.items()}
 
 
 def speaker_normalised(store):
@@ -91,13 +94,12 @@ def speaker_normalised(store):
         return cached
     stats = speaker_stats(store)
     features = np.empty(store.features.shape, dtype=np.float16)
-    for i, speaker in enumerate(store.speakers):
-        mean, std = stats[speaker if speaker else f"\0{i}"]
+    for i, key in enumerate(_speaker_keys(store)):
+        mean, std = stats[key]
         lo, hi = int(store.offsets[i]), int(store.offsets[i + 1])
         features[lo:hi] = (np.asarray(store.features[lo:hi], dtype=np.float32) - mean) / std
     out = copy.copy(store)
     out.features = features
-    out.speaker_stats = stats
     store._speaker_normalised = out
     return out
 
