@@ -210,7 +210,8 @@ def folds(
 # -- training, evaluation and prediction ---------------------------------------------------------
 # ConfigError is a ValueError and TrainingDiverged a RuntimeError: both print as one line
 TRAIN_ERRORS = (FileNotFoundError, ValueError, RuntimeError)
-SET_HELP = "Override any config field, e.g. --set optim.epochs=5 --set data.dir=data/emodb (repeatable)."
+SET_HELP = ("Override any config field, e.g. --set optim.epochs=5 --set data.dir=data/emodb (repeatable); "
+            "--set kind.finetune.optim.lr=1e-3 sets it for the stages of one kind only.")
 FOLD_HELP = "Run only this fold (1-based; repeatable). Default: all folds of the protocol."
 PRESET_HELP = "A TOML file of overrides merged into every stage, or a name in experiments/presets/ (e.g. cpu)."
 

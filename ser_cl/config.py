@@ -6,8 +6,9 @@ may carry a ``sweep`` table of lists that expands into variants (the cartesian p
 
 Precedence, lowest first: dataclass defaults < the file's top-level tables < the stage's own
 tables < a ``--preset`` file's tables < its ``[kind.<train|pretrain|finetune>]`` tables (for
-stages of that kind only) < ``--set key=value`` overrides from the command line. A key that is
-overridden on the command line is removed from every sweep (the override fixes it).
+stages of that kind only) < ``--set key=value`` overrides from the command line < ``--set
+kind.<train|pretrain|finetune>.key=value`` overrides (for stages of that kind only). A key that
+is overridden on the command line is removed from every sweep (the override fixes it).
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class OptimConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     seed: int = 0
     sync_batchnorm: bool = False  # torchrun: BatchNorm statistics over the global batch
+    # beyond the thesis: validate, checkpoint and evaluate a moving average of the weights, with
+    # this decay per optimiser step (0 = off: the weights themselves; ser_cl.train.averaging)
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -281,6 +285,13 @@ def check_override(text: str, key: str, value: Any) -> None:
     """
     where = f"--set {text}"
     parts = key.split(".")
+    if parts[0] == "kind":  # kind.<stage kind>.<key>: the key, for stages of that kind only
+        if len(parts) < 3 or parts[1] not in STAGE_KINDS:
+            raise ConfigError(f"{where}: a per-kind override looks like kind.<{'|'.join(STAGE_KINDS)}>.<key>=..., "
+                              "e.g. --set kind.finetune.optim.lr=1e-3")
+        key, parts = ".".join(parts[2:]), parts[2:]
+        if key == "stage":
+            raise ConfigError(f"{where}: a stage's kind cannot be overridden per kind")
     dotted = [f"{name}.{k}" for name, cls in SECTIONS.items() for k in _toml_keys(cls)]
     known = sorted(set(dotted) | set(STAGE_SCALARS) | {"stage"})
 
@@ -348,6 +359,7 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.optim.max_steps >= 0, "optim.max_steps must be >= 0 (0: no step budget)")
     check(cfg.optim.batch_size >= 2, "optim.batch_size must be >= 2")
     check(cfg.optim.lr > 0, "optim.lr must be > 0")
+    check(0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1) (0: off; e.g. 0.95)")
     check(cfg.data.prefetch >= 1, "data.prefetch must be >= 1")
     check(cfg.model.freq_kernels in ("fixed", "scaled"), "model.freq_kernels must be fixed or scaled")
     check(cfg.finetune.head_lr is None or cfg.finetune.head_lr > 0, "finetune.head_lr must be > 0")
@@ -446,7 +458,13 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
         merged.setdefault("name", merged.get("stage", f"stage{i + 1}"))
         merged = _deep_merge(merged, preset_table)
         merged = _deep_merge(merged, by_kind.get(merged.get("stage", "train"), {}))
-        for key, value in parsed:
+        kind = merged.get("stage", "train")
+        # plain overrides first, then the kind.<kind>.* ones, so those win for their stages
+        for key, value in sorted(parsed, key=lambda kv: kv[0].startswith("kind.")):
+            if key.startswith("kind."):
+                _, key_kind, key = key.split(".", 2)
+                if key_kind != kind:
+                    continue
             _set_dotted(merged, key, value)
             merged.get("sweep", {}).pop(key, None)
         where = f"{path} (stage '{merged['name']}')" if len(stage_tables) > 1 else str(path)

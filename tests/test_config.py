@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,25 @@ def test_a_preset_can_set_tables_per_stage_kind(tmp_path):
     preset.write_text("[kind.pretraining.optim]\nepochs = 3\n")
     with pytest.raises(ConfigError, match="stage kinds"):
         load_experiment(ROOT / "experiments/ce_baseline.toml", [], str(preset))
+
+
+def test_set_can_target_one_stage_kind(tmp_path):
+    from ser_cl.config import load_experiment
+
+    preset = tmp_path / "p.toml"
+    preset.write_text("[kind.finetune.optim]\nlr = 5e-4\nepochs = 20\n")
+    overrides = ["kind.finetune.optim.lr=1e-3", "optim.lr=2e-3", "kind.pretrain.optim.epochs=4",
+                 "optim.epochs=9", "kind.finetune.finetune.freeze_epochs=1"]
+    stages = {s.name: s for s in load_experiment(ROOT / "experiments/selfsup_ntxent.toml", overrides, str(preset))}
+    pre, ft, supcon = stages["pretrain"], stages["ft_ce_aug"], stages["ft_supcon"]
+    # the per-kind override wins over the plain one for its kind, whatever the order on the line
+    assert (pre.optim.lr, pre.optim.epochs) == (2e-3, 4)
+    assert (ft.optim.lr, ft.optim.epochs, ft.finetune.freeze_epochs) == (1e-3, 9, 1)
+    assert (supcon.optim.lr, supcon.optim.epochs) == (2e-3, 4)  # ft_supcon is a pretrain stage
+    for bad, message in (("kind.finetuning.optim.lr=1", "kind.<train|pretrain|finetune>.<key>"),
+                         ("kind.finetune=1", "per-kind override"),
+                         ("kind.train.optim.lrr=1", "unknown key 'optim.lrr'"),
+                         ("kind.train.optim.lr=fast", "--set kind.train.optim.lr=fast"),
+                         ("kind.train.stage=pretrain", "cannot be overridden")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_experiment(ROOT / "experiments/ce_baseline.toml", [bad])

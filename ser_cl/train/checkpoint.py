@@ -8,7 +8,8 @@ Both are dicts written atomically with ``torch.save``:
   monitored metric).
 - ``last.pt`` adds ``optimizer``, ``scheduler`` (of the current ``phase``), ``phase``,
   ``history`` (the metrics.jsonl lines), ``best_value``, ``best_epoch``, ``bad_epochs`` and the
-  random states (``rng``).
+  random states (``rng``); with ``optim.ema_decay`` also ``ema`` (``steps`` and the averaged
+  ``model`` state dict, the weights that ``best.pt`` holds).
 
 Loading accepts tensors and plain types only (``torch.load(weights_only=True)``).
 """

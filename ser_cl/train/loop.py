@@ -7,6 +7,8 @@
             train: batches planned from the seed, gathered ahead of the step
                    (ser_cl.data.loader) -> SpecAugment / 2 views on the device
                    -> loss (ser_cl.train.objective) -> Adam step
+            (optim.ema_decay: after each step, the moving average of the weights moves; it is
+             what validation, best.pt and the final evaluation see: ser_cl.train.averaging)
             validate: the monitored value (UA with a head, else the validation loss with a
                       schedule-free objective), best.pt when it improves; write last.pt
     -> evaluate best.pt on val and test -> metrics.json (the "complete" marker)
@@ -45,6 +47,7 @@ from ser_cl.io import write_json, write_text
 from ser_cl.models import PRESETS, ModelConfig, SERModel
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
+from ser_cl.train.averaging import WeightAverage
 from ser_cl.train.checkpoint import load_checkpoint, model_config_from_dict, save_checkpoint
 from ser_cl.train.objective import Objective, validation_objective
 
@@ -394,6 +397,10 @@ def train_fold(
         resume_state = last
         if progress:
             tqdm.write(f"{fold_dir}: resuming after epoch {start_epoch} of {n_epochs}")
+    averaged = WeightAverage(model, cfg.optim.ema_decay) if cfg.optim.ema_decay else None
+    if averaged is not None and resume_state is not None:
+        averaged.load_state_dict(resume_state["ema"])
+    scored = averaged.model if averaged is not None else model  # what validation and best.pt see
 
     for phase in phases:
         if phase.end <= start_epoch:
@@ -427,6 +434,8 @@ def train_fold(
                        leave=False, disable=not progress, unit="batch")
             for step, batch in enumerate(bar):
                 loss, parts = train_step(step_module, optimizer, batch, cfg, aug_gen, device, np_rng)
+                if averaged is not None:
+                    averaged.update(model)
                 # remember the first non-finite step without reading the GPU (checked per epoch)
                 bad = ~torch.isfinite(loss)
                 first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
@@ -441,14 +450,14 @@ def train_fold(
                     "lower optim.lr or raise loss.tau, then delete last.pt to restart this fold")
             train_stats = {f"train_{k}": float(v) / max(n_steps, 1) for k, v in sums.items()}
 
-            val = evaluate(model, store, fold.val, cfg, device, val_objective, loader)
+            val = evaluate(scored, store, fold.val, cfg, device, val_objective, loader)
             value = distributed.broadcast_float(val["ua"] if cfg.monitor == "val_ua" else val["loss"], device)
             improved = math.isfinite(value) and (
                 best_value is None or (value > best_value if mode == "max" else value < best_value))
             if improved:
                 best_value, best_epoch, bad_epochs = value, epoch, 0
                 if main:
-                    save_checkpoint(best_path, model, model_cfg, store.classes, epoch=epoch, value=value, **extra)
+                    save_checkpoint(best_path, scored, model_cfg, store.classes, epoch=epoch, value=value, **extra)
             else:
                 bad_epochs += 1
             lrs = {g.get("name", "encoder"): g["lr"] for g in optimizer.param_groups}  # what this epoch used
@@ -462,7 +471,8 @@ def train_fold(
                 save_checkpoint(last_path, model, model_cfg, store.classes, epoch=epoch, value=value,
                                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), phase=phase.name,
                                 history=history, best_value=best_value, best_epoch=best_epoch, bad_epochs=bad_epochs,
-                                rng=_rng_state(np_rng, aug_gen), **extra)
+                                rng=_rng_state(np_rng, aug_gen),
+                                **({"ema": averaged.state_dict()} if averaged is not None else {}), **extra)
                 write_text(fold_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             if progress:
                 shown = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "seconds")
@@ -478,6 +488,7 @@ def train_fold(
     if best_path.exists():
         model.load_state_dict(load_checkpoint(best_path)["model"])
     else:  # no epoch gave a finite monitored value: keep the last weights, and say so
+        model.load_state_dict(scored.state_dict())
         save_checkpoint(best_path, model, model_cfg, store.classes, epoch=n_epochs - 1, value=None, **extra)
     metrics: Dict[str, Any] = {
         "status": "complete", "fold": fold.name, "epochs_run": len(history),

@@ -44,6 +44,10 @@ def fold_is_complete(fold_dir: Path) -> bool:
 FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device", "probe", "thesis", "sweep",
                        "data.eval_batch_size", "data.prefetch", "data.store_on_device", "model.gru_impl",
                        "data.test_on", "data.class_map")  # cross-corpus tests happen after training
+# Keys added after runs existed, left out while at their default (the value those runs trained
+# with), so that a pretrained fold's fingerprint.json, and the hash of it that its fine-tuning
+# folds keep (source.config), stay what they were.
+OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0}
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
@@ -54,7 +58,7 @@ def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = Non
     def walk(prefix: str, table: Dict[str, object]) -> None:
         for key, value in table.items():
             dotted = f"{prefix}{key}"
-            if dotted in FINGERPRINT_IGNORES:
+            if dotted in FINGERPRINT_IGNORES or OMITTED_AT_DEFAULT.get(dotted, object()) == value:
                 continue
             if isinstance(value, dict):
                 walk(dotted + ".", value)
