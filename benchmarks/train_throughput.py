@@ -33,7 +33,8 @@ from ser_cl.config import stage_from_dict
 from ser_cl.data.loader import BatchLoader, plan_epoch, store_fits_on_device
 from ser_cl.data.store import FeatureStore
 from ser_cl.models import SERModel
-from ser_cl.train.loop import TrainStep, make_optimizer, model_config_for, phases_of, set_trainable, train_step
+from ser_cl.train.build import model_config_for
+from ser_cl.train.loop import TrainStep, make_optimizer, phases_of, set_trainable, train_step
 from ser_cl.train.objective import Objective
 
 LOSSES = {

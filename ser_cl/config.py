@@ -1,31 +1,14 @@
-"""Experiment configuration: plain dataclasses loaded from TOML, validated with clear errors.
-
-An experiment file holds one or more *stages* (train, pretrain, finetune). A file without
-``[[stages]]`` is a single stage whose kind is ``stage = "..."`` at the top level. Each stage
-may carry a ``sweep`` table of lists that expands into variants (the cartesian product).
-
-Precedence, lowest first: dataclass defaults < the file's top-level tables < the stage's own
-tables < a ``--preset`` file's tables < its ``[kind.<train|pretrain|finetune>]`` tables (for
-stages of that kind only) < ``--set key=value`` overrides from the command line < ``--set
-kind.<train|pretrain|finetune>.key=value`` overrides (for stages of that kind only). A key that
-is overridden on the command line is removed from every sweep (the override fixes it).
+"""A stage's configuration: plain dataclasses, built from a merged TOML table and validated
+with errors that name the key and the file (``stage_from_dict``), and written back as TOML
+(``to_toml``). Reading experiment files, presets, overrides and sweeps: ``ser_cl.experiment``.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
-import itertools
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, get_type_hints
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from typing import Any, Dict, List, Optional, get_type_hints
 
 STAGE_KINDS = ("train", "pretrain", "finetune")
 
@@ -122,6 +105,9 @@ class OptimConfig:
 class AugmentConfig:
     enabled: bool = False  # SpecAugment on the training batches
     multiview: bool = False  # 2 augmented views per utterance (thesis 4.4.2.4)
+    # beyond the thesis: with multiview, each view cut to at most this many frames at its own
+    # random offset in the batch's crop (0 = both views are the same crop, masked twice: thesis)
+    view_frames: int = 0
     time_mask_frac: float = 0.05
     freq_mask_width: int = 10
     mixup_alpha: float = 0.0  # mixup of training batches, lambda ~ Beta(a, a) (0 = off; CE only)
@@ -244,81 +230,6 @@ def as_table(cfg: "StageConfig") -> Dict[str, Any]:
     return table
 
 
-def _deep_merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("sweep", "thesis"):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _set_dotted(table: Dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = table
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override '{dotted}': '{part}' is not a table")
-    node[parts[-1]] = value
-
-
-def parse_override(text: str) -> Tuple[str, Any]:
-    """``"optim.lr=1e-4"`` -> ``("optim.lr", 0.0001)``; values are TOML, else plain strings."""
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key=value, e.g. optim.epochs=5")
-    key, raw = text.split("=", 1)
-    key, raw = key.strip(), raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key, value
-
-
-def check_override(text: str, key: str, value: Any) -> None:
-    """Raise a ConfigError that blames ``--set TEXT`` when its key is unknown or its value mistyped.
-
-    Done before the override is merged, so that such a mistake is never reported against the
-    experiment file (whose own keys are checked, and blamed on it, by ``stage_from_dict``).
-    """
-    where = f"--set {text}"
-    parts = key.split(".")
-    if parts[0] == "kind":  # kind.<stage kind>.<key>: the key, for stages of that kind only
-        if len(parts) < 3 or parts[1] not in STAGE_KINDS:
-            raise ConfigError(f"{where}: a per-kind override looks like kind.<{'|'.join(STAGE_KINDS)}>.<key>=..., "
-                              "e.g. --set kind.finetune.optim.lr=1e-3")
-        key, parts = ".".join(parts[2:]), parts[2:]
-        if key == "stage":
-            raise ConfigError(f"{where}: a stage's kind cannot be overridden per kind")
-    dotted = [f"{name}.{k}" for name, cls in SECTIONS.items() for k in _toml_keys(cls)]
-    known = sorted(set(dotted) | set(STAGE_SCALARS) | {"stage"})
-
-    def unknown() -> ConfigError:
-        hint = difflib.get_close_matches(key, known, n=1)
-        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return ConfigError(f"{where}: unknown key '{key}'{extra}")
-
-    head = parts[0]
-    if head in ("thesis", "sweep"):  # free-form tables
-        return
-    if head in SECTIONS:
-        if len(parts) == 1:
-            example = next(iter(_toml_keys(SECTIONS[head])))
-            raise ConfigError(f"{where}: '{head}' is a table; set one of its keys, e.g. --set {head}.{example}=...")
-        keys = _toml_keys(SECTIONS[head])
-        if len(parts) != 2 or parts[1] not in keys:
-            raise unknown()
-        _coerce(value, get_type_hints(SECTIONS[head])[keys[parts[1]]], key, where)
-    elif len(parts) == 1 and head == "stage":
-        _coerce(value, str, key, where)
-    elif len(parts) == 1 and head in STAGE_SCALARS:
-        _coerce(value, get_type_hints(StageConfig)[head], key, where)
-    else:
-        raise unknown()
-
-
 def stage_from_dict(table: Dict[str, Any], where: str) -> StageConfig:
     """Build and validate one StageConfig from a merged plain dict."""
     known = set(SECTIONS) | set(STAGE_SCALARS) | {"thesis", "sweep", "stage", "stages"}
@@ -359,6 +270,7 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.optim.max_steps >= 0, "optim.max_steps must be >= 0 (0: no step budget)")
     check(cfg.optim.batch_size >= 2, "optim.batch_size must be >= 2")
     check(cfg.optim.lr > 0, "optim.lr must be > 0")
+    check(cfg.augment.view_frames >= 0, "augment.view_frames must be >= 0 (0: off)")
     check(0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1) (0: off; e.g. 0.95)")
     check(cfg.data.prefetch >= 1, "data.prefetch must be >= 1")
     check(cfg.model.freq_kernels in ("fixed", "scaled"), "model.freq_kernels must be fixed or scaled")
@@ -404,119 +316,6 @@ def validate(cfg: StageConfig, where: str) -> None:
     for key, values in cfg.sweep.items():
         check(isinstance(values, list) and len(values) > 0, f"sweep.'{key}' must be a non-empty list")
         check("." in key and key.split(".")[0] in SECTIONS, f"sweep key '{key}' must be section.field, e.g. loss.tau")
-
-
-def _read_toml(path: Path, what: str) -> Dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: {what} not found (see experiments/ for examples)")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
-
-
-def resolve_preset(name: str) -> Path:
-    """A preset is a TOML file of overrides: a path, or a name in experiments/presets/."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for base in (Path.cwd() / "experiments" / "presets", Path(__file__).resolve().parents[1] / "experiments" / "presets"):
-        if (base / f"{name}.toml").is_file():
-            return base / f"{name}.toml"
-    raise ConfigError(f"preset '{name}' not found: give a TOML file or a name from experiments/presets/")
-
-
-def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
-                    preset: Optional[str] = None) -> List[StageConfig]:
-    """Read an experiment TOML into its stages (before sweep expansion).
-
-    ``preset`` (a TOML file of tables) is merged over every stage, then ``overrides``.
-    """
-    path = Path(path)
-    raw = _read_toml(path, "experiment file")
-    preset_table = _read_toml(resolve_preset(preset), "preset") if preset else {}
-    # [kind.train] / [kind.pretrain] / [kind.finetune]: a preset's tables for stages of one kind
-    by_kind = preset_table.pop("kind", {}) if isinstance(preset_table.get("kind", {}), dict) else None
-    if by_kind is None or not set(by_kind) <= set(STAGE_KINDS):
-        raise ConfigError(f"preset '{preset}': [kind.X] tables must be named after stage kinds {STAGE_KINDS}")
-    parsed = [parse_override(o) for o in (overrides or [])]
-    for text, (key, value) in zip(overrides or [], parsed):
-        check_override(text, key, value)
-    raw.setdefault("experiment", path.stem)
-    stage_tables = raw.pop("stages", None)
-    if stage_tables is None:
-        stage_tables = [{}]
-        raw.setdefault("name", raw.get("stage", "train"))
-    elif not isinstance(stage_tables, list) or not all(isinstance(s, dict) for s in stage_tables):
-        raise ConfigError(f"{path}: 'stages' must be an array of tables ([[stages]])")
-    base_sweep = raw.pop("sweep", {})
-    stages = []
-    for i, table in enumerate(stage_tables):
-        merged = _deep_merge(raw, table)
-        if "sweep" not in table and len(stage_tables) == 1:
-            merged["sweep"] = base_sweep
-        merged.setdefault("name", merged.get("stage", f"stage{i + 1}"))
-        merged = _deep_merge(merged, preset_table)
-        merged = _deep_merge(merged, by_kind.get(merged.get("stage", "train"), {}))
-        kind = merged.get("stage", "train")
-        # plain overrides first, then the kind.<kind>.* ones, so those win for their stages
-        for key, value in sorted(parsed, key=lambda kv: kv[0].startswith("kind.")):
-            if key.startswith("kind."):
-                _, key_kind, key = key.split(".", 2)
-                if key_kind != kind:
-                    continue
-            _set_dotted(merged, key, value)
-            merged.get("sweep", {}).pop(key, None)
-        where = f"{path} (stage '{merged['name']}')" if len(stage_tables) > 1 else str(path)
-        stages.append(stage_from_dict(merged, where))
-    names = [s.name for s in stages]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{path}: stage names must be unique, got {names}")
-    for s in stages:
-        src = s.finetune.source
-        if src in names and names.index(src) >= names.index(s.name):
-            raise ConfigError(f"{path}: stage '{s.name}' fine-tunes '{src}', which must come before it")
-    return stages
-
-
-def _short(key: str) -> str:
-    return key.split(".")[-1]
-
-
-def _fmt(value: Any) -> str:
-    return repr(value) if isinstance(value, float) and value != int(value) else str(value)
-
-
-@dataclass
-class Variant:
-    """One expanded sweep point of one stage."""
-
-    config: StageConfig
-    name: str  # directory name under runs/<experiment>/
-    sweep: Dict[str, Any]  # key -> value of this variant (including inherited from its source)
-    source: Optional[str] = None  # variant name of the stage it fine-tunes (same experiment)
-
-
-def expand(stage: StageConfig, source_variants: Optional[List[Variant]] = None) -> List[Variant]:
-    """Expand the sweep of ``stage``; a finetune of an earlier stage fans out over its variants."""
-    keys = list(stage.sweep)
-    points = list(itertools.product(*[stage.sweep[k] for k in keys])) or [()]
-    parents: List[Optional[Variant]] = list(source_variants) if source_variants else [None]
-    out = []
-    for parent in parents:
-        for point in points:
-            table = as_table(stage)
-            sweep = dict(parent.sweep) if parent else {}
-            for key, value in zip(keys, point):
-                _set_dotted(table, key, value)
-                sweep[key] = value
-            table["sweep"] = {}
-            cfg = stage_from_dict(table, f"stage '{stage.name}'")
-            suffix = "".join(f"_{_short(k)}={_fmt(v)}" for k, v in sweep.items())
-            per_variant = cfg.thesis.pop("variants", {})
-            cfg.thesis.update(per_variant.get(suffix.lstrip("_"), {}))
-            out.append(Variant(cfg, stage.name + suffix, sweep, parent.name if parent else None))
-    return out
 
 
 def to_toml(cfg: StageConfig) -> str:

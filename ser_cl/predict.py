@@ -16,7 +16,7 @@ from ser_cl.data.audio import AudioError, load_audio
 from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
 from ser_cl.data.normalize import band_stats
 from ser_cl.train.checkpoint import load_model
-from ser_cl.train.loop import resolve_device
+from ser_cl.train.build import resolve_device
 from ser_cl.train.run import fold_is_complete
 
 

@@ -157,3 +157,52 @@ def test_time_stretch_never_blends_a_short_row_with_its_padding():
             kept = y[row, : new_lengths[row]]
             torch.testing.assert_close(kept, torch.full_like(kept, value), msg=f"rate {rate}, row {row}")
             assert torch.all(y[row, new_lengths[row]:] == 0)
+
+
+def test_view_crops_are_segments_of_the_row_at_independent_offsets():
+    from ser_cl.data.augment import view_crops
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([40, 31, 12, 0])
+    x = torch.randn(4, 40, 3)
+    x[torch.arange(40)[None, :] >= lengths[:, None]] = 7.0  # padding that must never be cut into a view
+    gen = torch.Generator().manual_seed(3)
+    views, new_lengths = view_crops(x, lengths, view_frames=15, generator=gen)
+    assert views.shape == (8, 15, 3)
+    assert new_lengths.tolist() == [15, 15, 15, 15, 12, 12, 0, 0]  # min(L, V), rows 2k, 2k+1 from x[k]
+    offsets = {}
+    for row in range(8):
+        k, m = row // 2, int(new_lengths[row])
+        found = [s for s in range(int(lengths[k]) - m + 1) if torch.equal(views[row, :m], x[k, s:s + m])]
+        assert found, f"view {row} is no segment of row {k}"
+        offsets[row] = found[0]
+        assert torch.all(views[row, m:] == 0)
+    assert offsets[4] == offsets[5] == 0  # a row shorter than V is taken whole by both views
+    # the offsets are independent draws: over many batches every start of row 0 turns up,
+    # for both views, with the two views of one row apart in most batches
+    starts, apart = set(), 0
+    for _ in range(400):
+        v, _ = view_crops(x[:1], lengths[:1], view_frames=15, generator=gen)
+        s = [next(o for o in range(26) if torch.equal(v[i, :15], x[0, o:o + 15])) for i in (0, 1)]
+        starts.update(s)
+        apart += s[0] != s[1]
+    assert starts == set(range(26)) and apart > 300
+    # a crop longer than the batch is the batch
+    whole, whole_lengths = view_crops(x, lengths, view_frames=100, generator=gen)
+    assert torch.equal(whole[::2], torch.where(torch.arange(40)[None, :, None] < lengths[:, None, None], x, 0.0))
+    assert whole_lengths.tolist() == [40, 40, 31, 31, 12, 12, 0, 0]
+
+
+def test_the_loop_knows_the_view_lengths_on_the_host():
+    from conftest import tiny_stage
+    from ser_cl.data.loader import Batch
+    from ser_cl.train.loop import _augment
+
+    cfg = tiny_stage(stage="pretrain", loss={"name": "selfsup_ntxent"},
+                     augment={"enabled": True, "multiview": True, "view_frames": 20})
+    lengths = np.array([50, 30, 10])
+    x = torch.randn(3, 50, 8)
+    batch = Batch(x=x, lengths=lengths, lengths_dev=torch.as_tensor(lengths), labels=torch.tensor([0, 1, 2]))
+    views, host, dev, labels = _augment(batch, cfg, torch.Generator().manual_seed(0))
+    assert views.shape == (6, 20, 8) and host.tolist() == dev.tolist() == [20, 20, 20, 20, 10, 10]
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ser_cl.config import ConfigError, expand, load_experiment, parse_override, stage_from_dict, to_toml, tomllib
+from ser_cl.config import ConfigError, stage_from_dict, to_toml
+from ser_cl.experiment import expand, load_experiment, parse_override, tomllib
 from ser_cl.train.run import plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def test_config_toml_round_trips(path):
 
 
 def test_a_preset_can_set_tables_per_stage_kind(tmp_path):
-    from ser_cl.config import load_experiment
+    from ser_cl.experiment import load_experiment
 
     preset = tmp_path / "p.toml"
     preset.write_text('[optim]\nepochs = 7\n\n[kind.finetune.optim]\nepochs = 3\n\n'
@@ -134,7 +135,7 @@ def test_a_preset_can_set_tables_per_stage_kind(tmp_path):
 
 
 def test_set_can_target_one_stage_kind(tmp_path):
-    from ser_cl.config import load_experiment
+    from ser_cl.experiment import load_experiment
 
     preset = tmp_path / "p.toml"
     preset.write_text("[kind.finetune.optim]\nlr = 5e-4\nepochs = 20\n")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from ser_cl.eval.metrics import (
+from ser_cl.metrics import (
     classification_report,
     confusion_matrix,
     per_class_recall,

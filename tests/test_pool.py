@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from conftest import TINY, tiny_stage
 from ser_cl.cli import app
-from ser_cl.config import ConfigError, Variant
+from ser_cl.config import ConfigError
+from ser_cl.experiment import Variant
 from ser_cl.data.folds import Fold, epoch_train_indices, make_folds
 from ser_cl.data.pool import KEYS_FILE, SEEN_FILE, check_not_seen, pool_units, utterance_keys
 from ser_cl.data.prepare import prepare

@@ -18,7 +18,8 @@ from ser_cl.losses import SupConLoss, TripletLoss, build_loss
 from ser_cl.models import SERModel
 from ser_cl.train import loop
 from ser_cl.train.checkpoint import load_checkpoint
-from ser_cl.train.loop import evaluate, model_config_for, train_fold
+from ser_cl.train.build import model_config_for
+from ser_cl.train.loop import evaluate, train_fold
 from ser_cl.train.objective import Objective, validation_objective
 from ser_cl.train.run import check_fold_config, config_fingerprint
 

@@ -17,7 +17,8 @@ from ser_cl.data.folds import make_folds
 from ser_cl.data.loader import BatchLoader, plan_epoch
 from ser_cl.data.store import FeatureStore
 from ser_cl.models import SERModel
-from ser_cl.train.loop import TrainStep, make_optimizer, model_config_for, phases_of, set_trainable, train_step
+from ser_cl.train.build import model_config_for
+from ser_cl.train.loop import TrainStep, make_optimizer, phases_of, set_trainable, train_step
 from ser_cl.train.objective import Objective
 
 TINY = {"preset": "small", "conv_channels": 4, "gru_hidden": 16, "n_heads": 2, "d_ff": 32, "freq_kernels": "scaled"}

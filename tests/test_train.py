@@ -116,6 +116,20 @@ def test_pretraining_with_each_contrastive_loss(store, tmp_path, loss):
     assert ckpt["has_head"] is False and ckpt["model_config"]["normalize"] is True
 
 
+def test_pretraining_on_views_cut_at_their_own_offsets(store, tmp_path):
+    """augment.view_frames: the views' lengths reach the packed BiGRU on the host, and the run
+    differs from the thesis' shared crop (whose random numbers it would otherwise repeat)."""
+    fold = make_folds(store, "session10")[0]
+    results = {}
+    for view_frames in (0, 12):
+        cfg = stage(stage="pretrain", loss={"name": "selfsup_ntxent"}, optim={"epochs": 1},
+                    augment={"enabled": True, "multiview": True, "view_frames": view_frames})
+        metrics = train_fold(cfg, store, fold, tmp_path / str(view_frames), torch.device("cpu"), progress=False)
+        assert np.isfinite(metrics["best_value"])
+        results[view_frames] = metrics["best_value"]
+    assert results[0] != results[12]
+
+
 def test_combined_ce_supcon_selfsup(store, tmp_path):
     fold = make_folds(store, "session10")[0]
     cfg = stage(loss={"supcon_weight": 1.0, "selfsup_weight": 0.5}, optim={"epochs": 1},

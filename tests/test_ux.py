@@ -296,7 +296,7 @@ def test_progress_bars_are_off_when_stderr_is_not_a_terminal(capsys, monkeypatch
 def test_run_variant_prints_no_carriage_returns_and_records_protocol_and_corpus(synth_data_dir, tmp_path,
                                                                                   capsys, monkeypatch):
     import ser_cl.train.run as run_mod
-    from ser_cl.config import expand, load_experiment
+    from ser_cl.experiment import expand, load_experiment
 
     monkeypatch.delenv("SER_CL_PROGRESS", raising=False)
     trained = []

@@ -10,7 +10,10 @@ unnormalised log-spectrograms, so 0 is not their mean (Park et al. mask normalis
 where 0 is the mean); we keep zero to reproduce the thesis. A model that standardises its input
 with fixed per-bin statistics (``input_norm = "global"``) passes ``fill`` = those means instead.
 
-Beyond the thesis, for small corpora: ``time_stretch`` (speed perturbation of a whole batch on
+Beyond the thesis, for small corpora: ``view_crops`` (the two views of a multi-view batch cut
+from the utterance at independent offsets, so that a positive pair is two segments of one
+recording, as in COLA (Saeed et al. 2021) and BYOL-A (Niizumi et al. 2021), not one segment
+masked twice), ``time_stretch`` (speed perturbation of a whole batch on
 the features: linear interpolation along time, each row stretched within its own frames) and
 ``mixup`` (mixed inputs, soft targets).
 
@@ -27,7 +30,7 @@ import torch
 
 from ser_cl.data.transfer import host_to_device
 
-__all__ = ["spec_augment", "two_views", "time_stretch", "mixup"]
+__all__ = ["spec_augment", "two_views", "view_crops", "time_stretch", "mixup"]
 
 
 def _uniform_int(u: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -85,13 +88,45 @@ def spec_augment(
     return x.masked_fill(mask, 0.0)
 
 
-def two_views(x: torch.Tensor, lengths: torch.Tensor, **aug: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+def view_crops(x: torch.Tensor, lengths: torch.Tensor, view_frames: int,
+               generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Two crops of every row of ``x`` [B, T, F]: rows 2k and 2k+1 of the result hold
+    x[k, s : s + m] with m = min(L_k, V), V = min(view_frames, T), each with its own offset s
+    uniform in {0, ..., L_k - m} (L_k = the row's valid length). Returns ([2B, V, F], the
+    lengths m on the device); frames beyond m are zero. The lengths keep the order of ``lengths``
+    (the host can compute them: ``min(L, V)``), so a batch sorted longest first stays sorted.
+    """
+    if view_frames < 1:
+        raise ValueError(f"view_frames must be >= 1, got {view_frames}")
+    batch, max_len, n_freq = x.shape
+    device = x.device
+    crop = min(int(view_frames), max_len)
+    draw_device = generator.device if generator is not None else device
+    u = torch.rand(2 * batch, generator=generator, device=draw_device, dtype=torch.float64)
+    if u.device != device:
+        u = u.to(device)
+    lengths2 = torch.as_tensor(lengths).to(device=device, dtype=torch.int64).clamp(0, max_len).repeat_interleave(2)
+    new_lengths = lengths2.clamp(max=crop)
+    start = _uniform_int(u, lengths2 - new_lengths)
+    t = torch.arange(crop, device=device)[None, :]
+    frame = (start[:, None] + t).clamp(max=max_len - 1)  # [2B, V]
+    x2 = x.repeat_interleave(2, dim=0).gather(1, frame[:, :, None].expand(-1, -1, n_freq))
+    return x2.masked_fill(~(t < new_lengths[:, None])[:, :, None], 0.0), new_lengths
+
+
+def two_views(x: torch.Tensor, lengths: torch.Tensor, view_frames: int = 0,
+              **aug: Any) -> Tuple[torch.Tensor, torch.Tensor]:
     """The thesis' multi-view batch: rows 2k and 2k+1 are two independent augmentations of x[k].
 
-    ``aug`` goes to :func:`spec_augment`. Repeat the labels with ``labels.repeat_interleave(2)``.
+    ``view_frames`` > 0 (beyond the thesis): each view is first cut from x[k] at its own offset
+    (:func:`view_crops`). ``aug`` goes to :func:`spec_augment`. Repeat the labels with
+    ``labels.repeat_interleave(2)``.
     """
-    x2 = x.repeat_interleave(2, dim=0)
-    lengths2 = lengths.repeat_interleave(2, dim=0)
+    if view_frames:
+        x2, lengths2 = view_crops(x, lengths, view_frames, aug.get("generator"))
+    else:
+        x2 = x.repeat_interleave(2, dim=0)
+        lengths2 = lengths.repeat_interleave(2, dim=0)
     return spec_augment(x2, lengths2, **aug), lengths2
 
 

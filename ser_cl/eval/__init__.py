@@ -6,7 +6,7 @@ when plots are written.
 
 from __future__ import annotations
 
-from ser_cl.eval.metrics import (
+from ser_cl.metrics import (
     classification_report,
     confusion_matrix,
     unweighted_accuracy,

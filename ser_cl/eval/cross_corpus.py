@@ -12,7 +12,7 @@ training store's class order. Then:
   a shared class (ties: the lowest training class index), mapped to its shared name -- two
   training classes merged into one shared name both stand for it;
 * UA (mean recall over the shared classes present in the test store), WA and the confusion
-  matrix (rows true, columns predicted, in ``classes`` order) come from ``ser_cl.eval.metrics``.
+  matrix (rows true, columns predicted, in ``classes`` order) come from ``ser_cl.metrics``.
 
 Both stores must have the same front-end (prepare.json ``features``, the frames' width): a model
 cannot read features it was not trained on. Every test utterance is used (the test store's
@@ -36,7 +36,7 @@ import torch
 from ser_cl.data.features import front_end_differences
 from ser_cl.data.normalize import model_inputs
 from ser_cl.data.store import FeatureStore
-from ser_cl.eval.metrics import classification_report
+from ser_cl.metrics import classification_report
 from ser_cl.eval.run_results import store_label
 
 StoreLike = Union[FeatureStore, str, Path]
@@ -166,7 +166,7 @@ def _train_data_dir(ckpt_path: Path) -> Optional[str]:
 def _cross_test_model(model: Any, ckpt: Mapping[str, Any], where: Any, store: FeatureStore,
                       class_map: Optional[Mapping[str, str]], device: torch.device, batch_size: int,
                       amp: bool = True) -> Dict[str, Any]:
-    from ser_cl.eval.embed import embed_utterances
+    from ser_cl.models.embed import embed_utterances
 
     _check_labeled(store)
     check_front_end(ckpt.get("features"), ckpt.get("n_freq"), where, store)
@@ -217,7 +217,7 @@ def cross_test(checkpoint_or_fold_dir: Union[str, Path], test_store: StoreLike,
     model without a classifier head, another front-end, or no shared class.
     """
     from ser_cl.train.checkpoint import load_model
-    from ser_cl.train.loop import resolve_device
+    from ser_cl.train.build import resolve_device
 
     device = resolve_device(device) if isinstance(device, str) else device
     path = _checkpoint_path(checkpoint_or_fold_dir)
@@ -255,7 +255,7 @@ def cross_test_run(variant_dir: Union[str, Path], test_dirs: Sequence[Union[str,
     from ser_cl.eval.run_probe import complete_fold_dirs
     from ser_cl.io import write_json
     from ser_cl.train.checkpoint import load_model
-    from ser_cl.train.loop import resolve_device
+    from ser_cl.train.build import resolve_device
 
     vdir = Path(variant_dir)
     info = _read_json(vdir / "run.json")

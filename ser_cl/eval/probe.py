@@ -37,7 +37,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ser_cl.eval.metrics import classification_report, unweighted_accuracy
+from ser_cl.metrics import classification_report, unweighted_accuracy
 
 DEFAULT_C_GRID: Tuple[float, ...] = (0.01, 0.1, 1, 10)
 SPLITS: Tuple[str, str] = ("val", "test")

@@ -17,12 +17,12 @@ from tqdm.auto import tqdm
 from ser_cl.data.pool import serves_every_fold
 from ser_cl.data.normalize import model_inputs
 from ser_cl.data.store import FeatureStore
-from ser_cl.eval.embed import embed_utterances
+from ser_cl.models.embed import embed_utterances
 from ser_cl.eval.probe import probe_embeddings
 from ser_cl.io import save_npy, write_json, write_text
 from ser_cl.progress import progress_bar
 from ser_cl.train.checkpoint import load_model
-from ser_cl.train.loop import resolve_device
+from ser_cl.train.build import resolve_device
 from ser_cl.train.run import fold_is_complete
 
 PARTS = ("train", "val", "test")

@@ -15,14 +15,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, Variant, as_table, expand, load_experiment
+from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, as_table
+from ser_cl.experiment import Variant, expand, load_experiment
 from ser_cl.data.folds import Fold, auto_protocol, make_folds
 from ser_cl.data.pool import KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, pool_units, serves_every_fold
 from ser_cl.data.store import FeatureStore
 from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
-from ser_cl.train.loop import resolve_device, train_fold, write_split
+from ser_cl.train.build import resolve_device
+from ser_cl.train.loop import train_fold, write_split
 
 
 @dataclass
@@ -47,7 +49,7 @@ FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device"
 # Keys added after runs existed, left out while at their default (the value those runs trained
 # with), so that a pretrained fold's fingerprint.json, and the hash of it that its fine-tuning
 # folds keep (source.config), stay what they were.
-OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0}
+OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0}
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:

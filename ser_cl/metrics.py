@@ -7,7 +7,8 @@
   no recall (0/0), and counting it as 0 or 1 would move UA by 1/n_classes for a reason that
   has nothing to do with the model. This is scikit-learn's ``balanced_accuracy_score``.
 
-Labels are integer class indices in ``[0, n_classes)``. Everything returned by
+Shared by the training loop (validation) and ``ser_cl.eval`` (probes, reports), so it lives
+below both. Labels are integer class indices in ``[0, n_classes)``. Everything returned by
 :func:`classification_report` is a plain Python type so it can go straight into JSON.
 """
 

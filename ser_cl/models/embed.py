@@ -1,6 +1,7 @@
 """Whole-utterance inference: embeddings and classifier predictions, batched by length.
 
-Used by validation during training and by ``ser-cl probe``.
+Used by validation during training and by ``ser-cl probe``, so it lives with the models, below
+both ``ser_cl.train`` and ``ser_cl.eval``.
 """
 
 from __future__ import annotations

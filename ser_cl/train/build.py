@@ -1,0 +1,93 @@
+"""Building a fold's model: the device, the ModelConfig a stage asks for, and a fresh model or
+one whose encoder (and architecture) come from a pretrained fold's checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from ser_cl.config import StageConfig
+from ser_cl.data.folds import Fold
+from ser_cl.data.store import FeatureStore
+from ser_cl.models import PRESETS, ModelConfig, SERModel
+from ser_cl.train.checkpoint import load_checkpoint, model_config_from_dict
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{spec}' requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
+    """The ModelConfig of a fresh model: preset, then the fields set in [model]."""
+    if cfg.model.preset not in PRESETS:
+        raise ValueError(f"model.preset must be one of {', '.join(PRESETS)}, got '{cfg.model.preset}'")
+    fields = dict(PRESETS[cfg.model.preset])
+    for key, value in vars(cfg.model).items():
+        if key in fields and value is not None:
+            fields[key] = value
+    if cfg.model.normalize is None:  # thesis: L2-normalised outputs when training contrastively
+        # (Barlow Twins / VICReg standardise or regularise the raw projection themselves)
+        fields["normalize"] = cfg.kind == "pretrain" and cfg.loss.name not in ("barlow_twins", "vicreg")
+    if cfg.model.freq_kernels == "scaled":  # the thesis' kernels span the same share of the bins
+        for key in ("conv1_kernel", "conv2_kernel"):
+            k_f, k_t = fields[key]
+            fields[key] = (max(1, round(k_f * n_freq / 257)), k_t)
+    fields["n_freq"] = n_freq
+    return model_config_from_dict(fields)
+
+
+# [model] keys that a fine-tuning stage may set differently from its pretrained encoder
+_NOT_ARCHITECTURE = ("preset", "normalize", "gru_impl", "freq_kernels")
+
+
+def _check_architecture_matches(cfg: StageConfig, n_freq: int, source_fields: Dict[str, Any], source: Path) -> None:
+    """The architecture comes from the checkpoint: a [model] key that this stage sets to another
+    value would be silently ignored, so it is refused with the key, both values and the fix."""
+    wanted = vars(model_config_for(cfg, n_freq))
+    for key, value in vars(cfg.model).items():
+        if value is None or key in _NOT_ARCHITECTURE or key not in source_fields:
+            continue
+        have, want = source_fields[key], wanted[key]
+        if isinstance(have, (list, tuple)):
+            have, want = list(have), list(want)
+        if have != want:
+            raise ValueError(f"model.{key} = {want!r}, but the pretrained encoder in {source} has {have!r}: "
+                             f"the architecture comes from the checkpoint; drop model.{key} from this stage "
+                             "or set it in the pretraining stage too")
+
+
+def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkpoint: Optional[Path]):
+    """A fresh model, or one whose encoder (and architecture) come from a pretrained fold."""
+    if source_checkpoint is None:
+        model_cfg = model_config_for(cfg, store.n_freq)
+        model = SERModel(model_cfg, len(store.classes))
+        if model_cfg.input_norm == "global":  # the training speakers' statistics, nobody else's
+            from ser_cl.data.normalize import band_stats
+
+            model.set_input_stats(*band_stats(store, fold.train))
+        return model, model_cfg
+    source = load_checkpoint(source_checkpoint)
+    # the classes matter only to a checkpoint with a trained head (a pretrained encoder has none)
+    if source.get("has_head", True) and list(source["classes"]) != list(store.classes):
+        raise ValueError(f"{source_checkpoint}: classes {source['classes']} differ from {store.classes}")
+    fields = dict(source["model_config"])
+    _check_architecture_matches(cfg, store.n_freq, fields, source_checkpoint)
+    if cfg.model.gru_impl is not None:  # exact either way: the speed choice belongs to this machine
+        fields["gru_impl"] = cfg.model.gru_impl
+    # the thesis' CE head sees the raw embedding: L2 normalisation belongs to the contrastive loss
+    fields["normalize"] = cfg.model.normalize if cfg.model.normalize is not None else cfg.kind == "pretrain"
+    model_cfg = model_config_from_dict(fields)
+    model = SERModel(model_cfg, len(store.classes))
+    encoder_state = {k: v for k, v in source["model"].items() if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(encoder_state, strict=False)
+    if unexpected or any(not k.startswith("classifier.") for k in missing):
+        raise ValueError(f"{source_checkpoint}: encoder weights do not match the model ({missing}, {unexpected})")
+    return model, model_cfg
