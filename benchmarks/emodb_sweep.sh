@@ -27,6 +27,7 @@ V1="--preset cpu-v1"  # rounds 1-3: changes to the first CPU preset
 SPK="--set model.input_norm=speaker"
 WIDE="--set model.conv_channels=32 --set model.gru_hidden=64"
 NOREG="--set augment.mixup_alpha=0 --set augment.time_stretch=0 --set loss.label_smoothing=0"
+ONECROP="--set kind.pretrain.augment.view_frames=0 --set kind.pretrain.data.max_frames=150"
 # name | experiment and stages | preset and change
 CONFIGS=(
   "c0|$CE|$V1"
@@ -60,6 +61,14 @@ CONFIGS=(
   "n1|$SSL|--preset cpu"
   "n2|$CE|--preset cpu --set optim.seed=1"
   "n3|$SSL|--preset cpu --set optim.seed=1"
+  # round 5, on 2 CPU cores one configuration at a time (DEVICES cpu,cpu, AT_ONCE 1): SSL -> CE
+  # of the preset as it stood after round 4 (both views one crop: ONECROP) with one change each,
+  # and CE with the moving average of the weights. r3's views are today's --preset cpu.
+  "r0|$SSL|--preset cpu $ONECROP --set model.proj_dim=128"
+  "r1|$SSL|--preset cpu $ONECROP --set kind.finetune.optim.lr=1e-3 --set kind.finetune.optim.epochs=30 --set kind.finetune.optim.max_steps=450"
+  "r2|$SSL|--preset cpu $ONECROP --set kind.finetune.optim.ema_decay=0.98"
+  "r3|$SSL|--preset cpu"
+  "r4|$CE|--preset cpu --set optim.ema_decay=0.98"
 )
 
 run_config() {  # run_config "name|experiment|change"
