@@ -9,6 +9,7 @@
 #           of one thread each (--devices cpu,cpu)                         -> runs/emodb-cpu
 #   cpu-v1: the same two runs with the first CPU preset (--preset cpu-v1, one process)
 #                                                                          -> runs/emodb-cpu-v1
+# SEED=N (cpu and cpu-v1): --set optim.seed=N, into runs/emodb-cpu-seedN (runs/emodb-cpu-v1-seedN).
 # Resumable: finished folds are skipped; delete the runs folder to start afresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +61,9 @@ for PRESET in cpu cpu-v1; do
     [ -f data/emodb-mel64/prepare.json ] || timed prepare "$CLI" prepare "$SRC" --out data/emodb-mel64 \
         --features mel --n-mels 64
     if [ "$PRESET" = cpu ]; then RUNS=runs/emodb-cpu; workers=(--devices cpu,cpu); else RUNS=runs/emodb-cpu-v1; workers=(); fi
-    common=(--preset "$PRESET" --set data.dir=data/emodb-mel64 --set runs_dir="$RUNS" "${workers[@]}" --no-report)
+    seed=()
+    if [ -n "${SEED:-}" ]; then RUNS="$RUNS-seed$SEED"; seed=(--set optim.seed="$SEED"); fi
+    common=(--preset "$PRESET" --set data.dir=data/emodb-mel64 --set runs_dir="$RUNS" "${workers[@]}" "${seed[@]}" --no-report)
     timed ce "$CLI" run experiments/ce_baseline.toml "${common[@]}"
     timed selfsup_ntxent "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug "${common[@]}"
     "$CLI" report "$RUNS" --no-plots
