@@ -64,19 +64,22 @@ def parse_override(text: str) -> Tuple[str, Any]:
     return key, value
 
 
-def check_override(text: str, key: str, value: Any) -> None:
-    """Raise a ConfigError that blames ``--set TEXT`` when its key is unknown or its value mistyped.
+def check_override(text: str, key: str, value: Any) -> Tuple[Optional[str], str]:
+    """Raise a ConfigError that blames ``--set TEXT`` when its key is unknown or its value mistyped;
+    return ``(kind, key)``: the stage kind a ``kind.<kind>.<key>`` override is for (None: every
+    stage) and the key it sets.
 
     Done before the override is merged, so that such a mistake is never reported against the
     experiment file (whose own keys are checked, and blamed on it, by ``stage_from_dict``).
     """
     where = f"--set {text}"
     parts = key.split(".")
+    kind = None
     if parts[0] == "kind":  # kind.<stage kind>.<key>: the key, for stages of that kind only
         if len(parts) < 3 or parts[1] not in STAGE_KINDS:
             raise ConfigError(f"{where}: a per-kind override looks like kind.<{'|'.join(STAGE_KINDS)}>.<key>=..., "
                               "e.g. --set kind.finetune.optim.lr=1e-3")
-        key, parts = ".".join(parts[2:]), parts[2:]
+        kind, key, parts = parts[1], ".".join(parts[2:]), parts[2:]
         if key == "stage":
             raise ConfigError(f"{where}: a stage's kind cannot be overridden per kind")
     dotted = [f"{name}.{k}" for name, cls in SECTIONS.items() for k in _toml_keys(cls)]
@@ -89,7 +92,7 @@ def check_override(text: str, key: str, value: Any) -> None:
 
     head = parts[0]
     if head in ("thesis", "sweep"):  # free-form tables
-        return
+        return kind, key
     if head in SECTIONS:
         if len(parts) == 1:
             example = next(iter(_toml_keys(SECTIONS[head])))
@@ -104,6 +107,7 @@ def check_override(text: str, key: str, value: Any) -> None:
         _coerce(value, get_type_hints(StageConfig)[head], key, where)
     else:
         raise unknown()
+    return kind, key
 
 
 def _read_toml(path: Path, what: str) -> Dict[str, Any]:
@@ -139,9 +143,11 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
     by_kind = preset_table.pop("kind", {}) if isinstance(preset_table.get("kind", {}), dict) else None
     if by_kind is None or not set(by_kind) <= set(STAGE_KINDS):
         raise ConfigError(f"preset '{preset}': [kind.X] tables must be named after stage kinds {STAGE_KINDS}")
-    parsed = [parse_override(o) for o in (overrides or [])]
-    for text, (key, value) in zip(overrides or [], parsed):
-        check_override(text, key, value)
+    parsed = []  # (kind or None, key, value); plain overrides first, so kind.<kind>.* ones win
+    for text in overrides or []:
+        key, value = parse_override(text)
+        parsed.append((*check_override(text, key, value), value))
+    parsed.sort(key=lambda entry: entry[0] is not None)
     raw.setdefault("experiment", path.stem)
     stage_tables = raw.pop("stages", None)
     if stage_tables is None:
@@ -158,13 +164,9 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
         merged.setdefault("name", merged.get("stage", f"stage{i + 1}"))
         merged = _deep_merge(merged, preset_table)
         merged = _deep_merge(merged, by_kind.get(merged.get("stage", "train"), {}))
-        kind = merged.get("stage", "train")
-        # plain overrides first, then the kind.<kind>.* ones, so those win for their stages
-        for key, value in sorted(parsed, key=lambda kv: kv[0].startswith("kind.")):
-            if key.startswith("kind."):
-                _, key_kind, key = key.split(".", 2)
-                if key_kind != kind:
-                    continue
+        for kind, key, value in parsed:
+            if kind is not None and kind != merged.get("stage", "train"):
+                continue
             _set_dotted(merged, key, value)
             merged.get("sweep", {}).pop(key, None)
         where = f"{path} (stage '{merged['name']}')" if len(stage_tables) > 1 else str(path)
