@@ -50,7 +50,7 @@ def prepare(
     out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write the feature store into."),
     corpus: Optional[str] = typer.Option(
         None, "--corpus",
-        help="iemocap, emodb, ravdess, cremad, tess, csv, or unlabeled (any .wav tree, no labels: "
+        help="iemocap, emodb, ravdess, cremad, tess, csv, or unlabeled (any tree of WAV/FLAC/OGG/AIFF files, no labels: "
              "for self-supervised pretraining pools) (default: detected from the layout).",
     ),
     classes: Optional[str] = typer.Option(
@@ -230,14 +230,16 @@ def _print_plan(planned) -> None:
             typer.echo(f"{p.stage.kind:9s} {variant_dir(v.config, v.name)}{src}")
 
 
-def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_overrides=(), restart=False) -> None:
+def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_overrides=(), restart=False,
+           force=False) -> None:
     from ser_cl.train.run import run_variant, select_stages
 
     try:
         planned = select_stages(experiment, kinds, list(set_) + list(extra_overrides), [stage] if stage else None,
                                 preset)
+        _check_front_end(planned, preset, force)
         if dry_run:
-            _check_data(planned)
+            _check_data(planned, fold)
             _print_plan(planned)
             return
         for p in planned:
@@ -249,12 +251,32 @@ def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_
         _fail(err)
 
 
-def _check_data(planned) -> None:
-    """A dry run fails where training would: every stage's data.dir must be a prepared store."""
-    from ser_cl.data.store import FeatureStore
+def _stores(planned) -> List[str]:
+    return list(dict.fromkeys(d for p in planned for v in p.variants for d in [v.config.data.dir, *v.config.data.pool]))
 
-    for data_dir in dict.fromkeys(d for p in planned for v in p.variants for d in [v.config.data.dir, *v.config.data.pool]):
-        FeatureStore(data_dir)  # raises the one-line "prepare.json is missing ...; run `ser-cl prepare ...`"
+
+def _check_data(planned, folds=None) -> None:
+    """A dry run fails where training would: every stage's data.dir must be a prepared store, and
+    each --fold one of its protocol's folds (the same check and message as training's)."""
+    from ser_cl.data.folds import make_folds
+    from ser_cl.data.store import FeatureStore
+    from ser_cl.train.run import _select_folds
+
+    stores = {d: FeatureStore(d) for d in _stores(planned)}  # raises the one-line "prepare.json is missing ..."
+    if folds:
+        for cfg in (v.config for p in planned for v in p.variants):
+            store = stores[cfg.data.dir]
+            all_folds = (make_folds(store, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
+                         if store.labeled else [])
+            _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
+
+
+def _check_front_end(planned, preset, force) -> None:
+    """The stores must hold the front-end the preset was chosen for (--force: warn and go on)."""
+    from ser_cl.pipeline import check_front_end
+
+    for line in check_front_end(preset, _stores(planned), force):
+        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
 
 
 def _print_summary(variant_dir: Path) -> None:
@@ -275,12 +297,14 @@ _PRESET = typer.Option(None, "--preset", help=PRESET_HELP)
 _DRY = typer.Option(False, "--dry-run", help="Print the variants and run directories, train nothing.")
 _RESTART = typer.Option(False, "--restart", help="Clear the selected folds and train them afresh (e.g. after "
                         "changing the config: a fold trained under another config is otherwise refused).")
+_FORCE = typer.Option(False, "--force", help="Train even on a data store whose front-end is not the one the "
+                      "--preset was chosen for (a warning instead of the error).")
 
 
 @app.command()
 def train(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
           device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
-          dry_run: bool = _DRY, restart: bool = _RESTART) -> None:
+          dry_run: bool = _DRY, restart: bool = _RESTART, force: bool = _FORCE) -> None:
     """Train the encoder + linear head with cross-entropy (optionally + lambda*SupCon + beta*NT-Xent).
 
     Writes runs/<experiment>/<variant>/fold-NN/ (config.toml, best.pt, last.pt, metrics.jsonl,
@@ -288,18 +312,20 @@ def train(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Opti
 
     Example: ser-cl train experiments/ce_baseline.toml --set data.dir=data/iemocap --fold 1
     """
-    _train(("train",), experiment, fold, set_ or [], device, stage, preset, dry_run, restart=restart)
+    _train(("train",), experiment, fold, set_ or [], device, stage, preset, dry_run, restart=restart,
+           force=force)
 
 
 @app.command()
 def pretrain(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
              device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
-             dry_run: bool = _DRY, restart: bool = _RESTART) -> None:
+             dry_run: bool = _DRY, restart: bool = _RESTART, force: bool = _FORCE) -> None:
     """Train the encoder alone with a contrastive loss (triplet, smooth triplet, NT-Xent, SupCon, self-supervised NT-Xent).
 
     Example: ser-cl pretrain experiments/selfsup_ntxent.toml --set data.dir=data/iemocap
     """
-    _train(("pretrain",), experiment, fold, set_ or [], device, stage, preset, dry_run, restart=restart)
+    _train(("pretrain",), experiment, fold, set_ or [], device, stage, preset, dry_run, restart=restart,
+           force=force)
 
 
 @app.command()
@@ -307,19 +333,20 @@ def finetune(experiment: Path = _EXP,
              from_: Optional[Path] = typer.Option(None, "--from", help="Pretrained run dir runs/<experiment>/<variant>."),
              fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
              device: Optional[str] = _DEVICE, stage: Optional[str] = _STAGE, preset: Optional[str] = _PRESET,
-             dry_run: bool = _DRY, restart: bool = _RESTART) -> None:
+             dry_run: bool = _DRY, restart: bool = _RESTART, force: bool = _FORCE) -> None:
     """Fine-tune a pretrained encoder with a linear head and cross-entropy (frozen encoder first, then all).
 
     Example: ser-cl finetune experiments/selfsup_ntxent.toml --stage ft_ce_aug --from runs/selfsup_ntxent/pretrain
     """
     extra = [f"finetune.from={json.dumps(str(from_))}"] if from_ is not None else []
-    _train(("finetune",), experiment, fold, set_ or [], device, stage, preset, dry_run, extra, restart=restart)
+    _train(("finetune",), experiment, fold, set_ or [], device, stage, preset, dry_run, extra, restart=restart,
+           force=force)
 
 
 @app.command()
 def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Optional[List[str]] = _SET,
         device: Optional[str] = _DEVICE, preset: Optional[str] = _PRESET, dry_run: bool = _DRY,
-        restart: bool = _RESTART,
+        restart: bool = _RESTART, force: bool = _FORCE,
         stage: Optional[List[str]] = typer.Option(None, "--stage", help="Run only these stages (repeatable); "
                                                   "the stages they fine-tune must have run before."),
         report_format: str = typer.Option("md", "--format", help="Report format: md, csv or json."),
@@ -336,15 +363,17 @@ def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Option
 
     try:
         planned = plan_experiment(experiment, set_ or [], preset, stage)
+        _check_front_end(planned, preset, force)
         if dry_run:
-            _check_data(planned)
+            _check_data(planned, fold)
             _print_plan(planned)
             return
         if devices:
             argv = [str(experiment)] + [a for s in (set_ or []) for a in ("--set", s)]
             argv += (["--preset", preset] if preset else []) + [a for s in (stage or []) for a in ("--stage", s)]
             argv += ["--restart"] if restart else []
-            run_on_devices(argv, devices.split(","), fold_count(planned), fold)
+            argv += ["--force"] if force else []
+            run_on_devices(argv, devices.split(","), fold_count(planned), fold, planned=planned, restart=restart)
             exp_dir = Path(planned[0].stage.runs_dir) / planned[0].stage.experiment
         else:
             exp_dir = run_experiment(planned, fold, device, restart=restart)
@@ -368,13 +397,15 @@ def quickstart(out: Path = typer.Option(Path("data/quickstart"), "--out", help="
 
     Example: ser-cl quickstart --out data/quickstart
     """
+    from ser_cl.pipeline import QUICKSTART_STEPS
     from ser_cl.pipeline import quickstart as run_quickstart
 
     try:
-        exp_dir = run_quickstart(out, runs_dir, per_speaker, device)
+        exp_dir = run_quickstart(out, runs_dir, per_speaker, device, say=lambda line: typer.echo(line, err=True))
     except TRAIN_ERRORS as err:
         _fail(err)
-    _print_report(exp_dir, "md", None, plots_hint=False)  # the demo does not nag about matplotlib
+    typer.echo(f"step {QUICKSTART_STEPS}/{QUICKSTART_STEPS}: report of {exp_dir}", err=True)
+    _print_report(exp_dir, "md", None)
 
 
 @app.command()
@@ -443,8 +474,8 @@ def report(runs_dir: Path = typer.Argument(Path("runs"), help="The runs dir, or 
 
 
 def _print_report(runs_dir: Path, fmt: str, out: Optional[Path], plots_dir: Optional[Path] = None,
-                  plots: bool = True, plots_hint: bool = True) -> None:
-    from ser_cl.eval.report import PLOTS_HINT, write_report
+                  plots: bool = True) -> None:
+    from ser_cl.eval.report import write_report
 
     try:
         res = write_report(runs_dir, fmt, out, plots=plots, plots_dir=plots_dir)
@@ -455,39 +486,48 @@ def _print_report(runs_dir: Path, fmt: str, out: Optional[Path], plots_dir: Opti
     else:
         typer.echo(f"wrote {out}")
     for line in res.messages:
-        if plots_hint or line != PLOTS_HINT:
-            typer.echo(line, err=True)
+        typer.echo(line, err=True)
 
 
 @app.command()
 def predict(model: Path = typer.Argument(..., help="A checkpoint (.pt), a fold dir, or a run dir (ensemble of its folds)."),
-            audio: List[Path] = typer.Argument(..., help="WAV files (any sample rate, mono or stereo)."),
+            audio: List[Path] = typer.Argument(..., help="Audio files: WAV, FLAC, OGG, AIFF (any sample rate, mono or stereo)."),
+            enrol: Optional[List[Path]] = typer.Option(
+                None, "--enrol",
+                help="A speaker-normalised model: other recordings of the speaker (files or folders, repeatable), "
+                     "used only for the speaker's statistics."),
+            same_speaker: bool = typer.Option(
+                False, "--same-speaker", help="A speaker-normalised model: the AUDIO files are one speaker's; "
+                                              "take the statistics over them together."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
             device: Optional[str] = _DEVICE) -> None:
-    """The emotion and class probabilities of each WAV file.
+    """The emotion and class probabilities of each audio file.
 
-    A model trained with model.input_norm = "speaker" standardises the files of one call
-    together, as one speaker's: give it several recordings of one speaker at a time.
+    A model trained with model.input_norm = "speaker" (--preset cpu) standardises each recording
+    with its speaker's statistics: from --enrol, from the files themselves with --same-speaker,
+    else from a typical training speaker (with a warning). Each result names the one it got.
+    A file that cannot be read is reported on stderr, the others are still predicted, and the
+    exit code is 2, as for any bad input.
 
-    Example: ser-cl predict runs/ce_baseline/train recording.wav other.wav --json
+    Example: ser-cl predict runs/ce_baseline/train recording.wav --enrol other_takes/ --json
     """
     from ser_cl.predict import predict_files
 
     try:
-        results = predict_files(model, audio, device or "auto")
+        results = predict_files(model, audio, device or "auto", enrol=enrol or None, same_speaker=same_speaker,
+                                warn=lambda line: typer.echo(line, err=True))
     except (FileNotFoundError, ValueError) as err:
         _fail(err)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
-    else:
-        for r in results:
-            if "error" in r:
-                typer.echo(f"{r['path']}\terror: {r['error']}")
-            else:
-                probs = " ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
-                typer.echo(f"{r['path']}\t{r['emotion']}\t{probs}")
+    for r in results:
+        if "error" in r:
+            typer.secho(f"error: {r['path']}: {r['error']}", fg=typer.colors.RED, err=True)
+        elif not as_json:
+            probs = " ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
+            typer.echo(f"{r['path']}\t{r['emotion']}\t{probs}")
     if any("error" in r for r in results):
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=2)
 
 
 if __name__ == "__main__":  # pragma: no cover

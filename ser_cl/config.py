@@ -10,6 +10,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, get_type_hints
 
+import tomli_w
+
 STAGE_KINDS = ("train", "pretrain", "finetune")
 
 
@@ -319,31 +321,20 @@ def validate(cfg: StageConfig, where: str) -> None:
 
 
 def to_toml(cfg: StageConfig) -> str:
-    """Serialise a StageConfig as TOML (the resolved ``config.toml`` of a fold)."""
-    table = as_table(cfg)
-    lines: List[str] = []
-    for key, value in table.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {_toml_value(value)}")
-    for key, value in table.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{key}]")
-            for k, v in value.items():
-                if v is not None:
-                    k = k if k.replace("_", "").isalnum() else f'"{k}"'
-                    lines.append(f"{k} = {_toml_value(v)}")
-    return "\n".join(lines) + "\n"
+    """Serialise a StageConfig as TOML (the resolved ``config.toml`` of a fold), by ``tomli_w``:
+    any string (newlines, quotes, backslashes, control characters, non-ASCII) and any key of the
+    free-form tables is escaped, so ``stage_from_dict(tomllib.loads(to_toml(cfg)))`` gives ``cfg``
+    back. Unset (None) fields are left out: reading the file back sets them to None again.
+
+    Nothing reads this text to decide anything: the resume and fine-tuning checks compare
+    ``fingerprint.json`` (``ser_cl.train.run.config_fingerprint``, from the config's data).
+    """
+    return tomli_w.dumps(_without_none(as_table(cfg)))
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):  # an inline table, e.g. data.class_map
-        return "{" + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
+        return [_without_none(v) for v in value]
+    return value

@@ -10,6 +10,10 @@ tables < a ``--preset`` file's tables < its ``[kind.<train|pretrain|finetune>]``
 stages of that kind only) < ``--set key=value`` overrides from the command line < ``--set
 kind.<train|pretrain|finetune>.key=value`` overrides (for stages of that kind only). A key that
 is overridden on the command line is removed from every sweep (the override fixes it).
+
+A preset may name the front-end its values were chosen for (``[front_end]``: ``features``,
+``n_mels``; ``check_front_end`` refuses a data store with another one), and each stage it
+changes says so at the end of its description (``; preset NAME: augmentation on, key=value, ...``).
 """
 
 from __future__ import annotations
@@ -119,15 +123,56 @@ def _read_toml(path: Path, what: str) -> Dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
 
 
+def _preset_dirs() -> List[Path]:
+    return [Path.cwd() / "experiments" / "presets", Path(__file__).resolve().parents[1] / "experiments" / "presets"]
+
+
+def preset_names() -> List[str]:
+    """The names ``--preset`` knows (the files of experiments/presets/), sorted."""
+    return sorted({p.stem for base in _preset_dirs() if base.is_dir() for p in base.glob("*.toml")})
+
+
 def resolve_preset(name: str) -> Path:
     """A preset is a TOML file of overrides: a path, or a name in experiments/presets/."""
     path = Path(name)
     if path.is_file():
         return path
-    for base in (Path.cwd() / "experiments" / "presets", Path(__file__).resolve().parents[1] / "experiments" / "presets"):
+    for base in _preset_dirs():
         if (base / f"{name}.toml").is_file():
             return base / f"{name}.toml"
-    raise ConfigError(f"preset '{name}' not found: give a TOML file or a name from experiments/presets/")
+    names = preset_names()
+    hint = difflib.get_close_matches(name, names, n=1)
+    extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+    raise ConfigError(f"preset '{name}' not found{extra}; presets: {', '.join(names) or 'none'}, "
+                      "or give a TOML file")
+
+
+# -- the front-end a preset was chosen for ---------------------------------------------------------
+# A preset's [front_end] table names the feature store its values were chosen on, with the flags
+# of `ser-cl prepare` (``ser_cl.pipeline.check_front_end`` compares it with each store).
+FRONT_END_KEYS = ("features", "n_mels", "f_min", "f_max")
+FRONT_END_KINDS = ("spectrogram", "mel")  # what `ser-cl prepare --features` makes
+
+
+def front_end_table(table: Any, preset: str) -> Optional[Dict[str, Any]]:
+    """A preset's [front_end] table with its keys checked (None: none declared); ConfigError names
+    the preset. Its values are checked against `ser-cl prepare`'s by ``ser_cl.pipeline``."""
+    if table is None:
+        return None
+    where = f"preset '{preset}'"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [front_end] must be a table, e.g. [front_end] features = \"mel\", n_mels = 64")
+    for key in table:
+        if key not in FRONT_END_KEYS:
+            hint = difflib.get_close_matches(key, FRONT_END_KEYS, n=1)
+            extra = f" (did you mean 'front_end.{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"{where}: unknown key 'front_end.{key}'{extra}; keys: {', '.join(FRONT_END_KEYS)}")
+    if "features" not in table:
+        raise ConfigError(f"{where}: [front_end] needs front_end.features = \"mel\" or \"spectrogram\"")
+    if table["features"] not in FRONT_END_KINDS:
+        raise ConfigError(f"{where}: [front_end]: unknown feature kind {table['features']!r}; "
+                          f"expected one of {', '.join(FRONT_END_KINDS)}")
+    return dict(table)
 
 
 def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
@@ -139,6 +184,7 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
     path = Path(path)
     raw = _read_toml(path, "experiment file")
     preset_table = _read_toml(resolve_preset(preset), "preset") if preset else {}
+    front_end_table(preset_table.pop("front_end", None), str(preset))  # compared with data.dir by the pipeline
     # [kind.train] / [kind.pretrain] / [kind.finetune]: a preset's tables for stages of one kind
     by_kind = preset_table.pop("kind", {}) if isinstance(preset_table.get("kind", {}), dict) else None
     if by_kind is None or not set(by_kind) <= set(STAGE_KINDS):
@@ -162,15 +208,23 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
         if "sweep" not in table and len(stage_tables) == 1:
             merged["sweep"] = base_sweep
         merged.setdefault("name", merged.get("stage", f"stage{i + 1}"))
+        own = merged  # the stage without the preset
+        applied = _deep_merge(preset_table, by_kind.get(merged.get("stage", "train"), {}))
         merged = _deep_merge(merged, preset_table)
         merged = _deep_merge(merged, by_kind.get(merged.get("stage", "train"), {}))
+        fixed = set()  # keys the command line sets: the preset does not decide them
         for kind, key, value in parsed:
             if kind is not None and kind != merged.get("stage", "train"):
                 continue
             _set_dotted(merged, key, value)
             merged.get("sweep", {}).pop(key, None)
+            fixed.add(key)
         where = f"{path} (stage '{merged['name']}')" if len(stage_tables) > 1 else str(path)
-        stages.append(stage_from_dict(merged, where))
+        cfg = stage_from_dict(merged, where)
+        if preset:
+            fixed |= set(cfg.sweep)  # swept values win over the preset's
+            cfg.description = _described_with_preset(cfg, preset, _preset_changes(cfg, own, applied, fixed))
+        stages.append(cfg)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: stage names must be unique, got {names}")
@@ -179,6 +233,52 @@ def load_experiment(path: str | Path, overrides: Optional[List[str]] = None,
         if src in names and names.index(src) >= names.index(s.name):
             raise ConfigError(f"{path}: stage '{s.name}' fine-tunes '{src}', which must come before it")
     return stages
+
+
+def _flat_items(table: Dict[str, Any]):
+    """``section.key -> value`` of a stage table (in its order); other values are leaves."""
+    for key, value in table.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for k, v in value.items():
+                yield f"{key}.{k}", v
+        else:
+            yield key, value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _preset_changes(cfg: StageConfig, own: Dict[str, Any], applied: Dict[str, Any], fixed: set) -> List[str]:
+    """What a preset changed in one stage, as ``key=value`` (augment.enabled: "augmentation on" /
+    "off", first): the keys its tables (``applied``) set to another value than the stage's own
+    (``own``, or the default), less those the command line or the stage's sweep sets (``fixed``)."""
+    defaults = dict(_flat_items(as_table(StageConfig())))
+    before = dict(_flat_items(own))
+    touched = {key for key, _ in _flat_items(applied)} - fixed - {"description"}
+    changes = []
+    for key, value in _flat_items(as_table(cfg)):
+        if key in touched and before.get(key, defaults.get(key)) != value:
+            if key == "augment.enabled":
+                changes.insert(0, "augmentation on" if value else "augmentation off")
+            else:
+                changes.append(f"{key}={_show(value)}")
+    return changes
+
+
+def _described_with_preset(cfg: StageConfig, preset: str, changes: List[str]) -> str:
+    """The stage's description followed by what the preset changed in it: the file's words may
+    say otherwise (e.g. "no augmentation" when the preset turns augmentation on)."""
+    said = f"preset {preset}: {', '.join(changes) if changes else 'no change to this stage'}"
+    return f"{cfg.description}; {said}" if cfg.description else said
 
 
 def _short(key: str) -> str:

@@ -6,12 +6,16 @@ complete, so re-running the same command resumes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ser_cl.config import ConfigError
 from ser_cl.eval.run_probe import probe_run
+from ser_cl.experiment import FRONT_END_KEYS, _read_toml, front_end_table, resolve_preset
 from ser_cl.train import distributed
-from ser_cl.train.run import PlannedStage, run_variant, select_stages
+from ser_cl.train.run import (ALL_RUNS, SHARED_POOLS_ENV, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED, PlannedStage,
+                              run_variant, select_stages)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,14 +27,20 @@ def plan_experiment(experiment: str | Path, overrides: Sequence[str] = (), prese
 
 
 def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None,
-                   device: Optional[str] = None, progress: bool = True, restart: bool = False) -> Optional[Path]:
+                   device: Optional[str] = None, progress: bool = True, restart: bool = False,
+                   pools: Optional[str] = None) -> Optional[Path]:
     """Train every variant of every stage in order, probing those with ``probe = true`` and
     testing those with a classifier head on ``data.test_on`` (cross-corpus, ``cross.json``).
 
-    ``restart`` clears the selected folds of every stage before training them. Returns the
-    experiment's run directory (``runs/<experiment>``).
+    ``restart`` clears the selected folds of every stage before training them. ``pools``: how a
+    pool pretraining that serves every fold is run (``ser_cl.train.run.ALL_RUNS`` etc.; None:
+    SHARED_POOLS_TRAINED in a ``--devices`` worker, whose parent trained it, else ALL_RUNS).
+    Returns the experiment's run directory (``runs/<experiment>``).
     """
     from ser_cl.eval.cross_corpus import check_cross_config, cross_test_run
+
+    if pools is None:
+        pools = SHARED_POOLS_TRAINED if os.environ.get(SHARED_POOLS_ENV) == "1" else ALL_RUNS
 
     for p in planned:  # a test store that cannot be used fails now, not after hours of training
         for v in p.variants:
@@ -39,8 +49,12 @@ def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] =
     exp_dir = None
     for p in planned:
         for v in p.variants:
-            out = run_variant(v, folds, device, progress=progress, restart=restart)
+            out = run_variant(v, folds, device, progress=progress, restart=restart, pools=pools)
+            if out is None:  # SHARED_POOLS_ONLY: not a pool for every fold; the workers run it
+                continue
             exp_dir = out.parent
+            if pools == SHARED_POOLS_ONLY:  # probes and tests: in the workers, after their folds
+                continue
             if v.config.probe and distributed.is_main():
                 probe_run(out, folds, device or v.config.device, progress=progress, skip_done=True)
             if v.config.data.test_on and v.config.has_head and distributed.is_main():
@@ -57,18 +71,33 @@ def find_quickstart() -> Path:
     raise FileNotFoundError("experiments/quickstart.toml not found: run from the ser-cl repository root")
 
 
+QUICKSTART_STEPS = 4  # synthesize, prepare, train (+ probe), report (the CLI prints the report)
+
+
 def quickstart(data_root: Path, runs_dir: Path, per_speaker: int = 6, device: Optional[str] = None,
-               progress: bool = True) -> Path:
-    """Synthetic corpus -> prepare -> self-supervised NT-Xent -> CE fine-tuning -> probe."""
+               progress: bool = True, say: Callable[[str], None] = lambda line: None) -> Path:
+    """Synthetic corpus -> prepare -> self-supervised NT-Xent -> CE fine-tuning -> probe.
+
+    ``say`` gets one "step k/4: ..." line as each step starts (a step already done says so).
+    """
     from ser_cl.data.prepare import prepare
     from ser_cl.data.synth import synthesize_corpus
 
     raw, data_dir = data_root / "raw", data_root / "data"
+    n = QUICKSTART_STEPS
     if not (raw / "Session5").is_dir():
+        say(f"step 1/{n}: synthesizing a 10-speaker corpus in {raw}")
         synthesize_corpus(raw, per_speaker=per_speaker, seed=0)
+    else:
+        say(f"step 1/{n}: synthetic corpus already in {raw}")
     if not (data_dir / "prepare.json").is_file():
+        say(f"step 2/{n}: preparing features into {data_dir}")
         prepare(raw, data_dir, progress=progress)
+    else:
+        say(f"step 2/{n}: features already prepared in {data_dir}")
     overrides = [f'data.dir="{data_dir.resolve()}"', f'runs_dir="{runs_dir}"']
+    say(f"step 3/{n}: training {find_quickstart()} (NT-Xent pretraining -> CE fine-tuning -> probe; "
+        "finished folds are skipped)")
     exp_dir = run_experiment(plan_experiment(find_quickstart(), overrides), device=device, progress=progress)
     assert exp_dir is not None
     return exp_dir
@@ -84,17 +113,21 @@ def fold_count(planned: List[PlannedStage]) -> int:
 
 
 def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
-                   folds: Optional[Sequence[int]] = None) -> None:
+                   folds: Optional[Sequence[int]] = None, *, planned: List[PlannedStage], restart: bool = False,
+                   progress: bool = True) -> None:
     """Scale-out on one machine: one worker process per device, folds dealt out round-robin.
 
-    Each worker is ``ser-cl run <argv> --device D --fold ...`` and runs every stage for its
-    folds in order (a fine-tuning stage only needs the same fold's pretraining), so workers
-    never wait on each other. Files are written atomically, so the shared run.json is safe.
+    A pool pretraining that serves every fold (run folder ``pool``) is one run, not one per
+    fold: this process trains it first, alone, on the first device (``restart``: clearing it
+    once). Then each worker is ``ser-cl run <argv> --device D --fold ...`` and runs every stage
+    for its folds in order (a fine-tuning stage only needs the same fold's pretraining, or that
+    pool), so workers never wait on each other; they take the pool as trained (SHARED_POOLS_ENV)
+    and never train or clear it. Files are written atomically, so the shared run.json is safe.
     """
-    import os
     import subprocess
     import sys
 
+    run_experiment(planned, folds, devices[0], progress=progress, restart=restart, pools=SHARED_POOLS_ONLY)
     todo = list(folds) if folds else list(range(1, n_folds + 1))
     # CPU workers share the cores: each gets its share of threads. Two processes that each spin
     # up a thread per core on the same cores slow each other down ~10x (measured on 2 cores).
@@ -108,7 +141,7 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
         cmd = [sys.executable, "-m", "ser_cl.cli", "run", *argv, "--device", device, "--no-report"]
         for k in mine:
             cmd += ["--fold", str(k)]
-        env = dict(os.environ)
+        env = dict(os.environ, **{SHARED_POOLS_ENV: "1"})
         if device.startswith("cpu") and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = cpu_threads
         procs.append((device, mine, subprocess.Popen(cmd, env=env)))
@@ -116,3 +149,98 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
     if failed:
         raise RuntimeError("worker(s) failed: " + "; ".join(f"{d} (folds {m})" for d, m in failed)
                            + "; re-run the same command to resume")
+
+
+# -- the front-end a preset was chosen for ---------------------------------------------------------
+# A preset's [front_end] table names the feature store its values were chosen on, with the flags
+# of `ser-cl prepare`: features = "mel" | "spectrogram", and for "mel" n_mels (f_min, f_max: only
+# when they were chosen too). Training on a store with another front-end stops (``check_front_end``).
+def _front_end(table: Any, preset: str) -> Optional[Dict[str, Any]]:
+    """A preset's [front_end] table, its keys checked (``front_end_table``) and its values checked
+    as `ser-cl prepare` would; None if none is declared. ConfigError names the preset."""
+    from ser_cl.data.features import feature_params
+
+    table = front_end_table(table, preset)
+    if table is None:
+        return None
+    try:
+        feature_params(table["features"], **{k: table.get(k) for k in FRONT_END_KEYS[1:]})
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"preset '{preset}': [front_end]: {err}") from None
+    return table
+
+
+def preset_front_end(preset: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The front-end a preset declares it was chosen for (its [front_end] table), or None."""
+    if not preset:
+        return None
+    return _front_end(_read_toml(resolve_preset(preset), "preset").get("front_end"), preset)
+
+
+def _describe_front_end(kind: str, n_freq: int, f_range: Optional[Tuple[Any, Any]] = None) -> str:
+    if kind == "spectrogram":
+        return f"{n_freq}-bin spectrograms"
+    span = f" ({f_range[0]:g}-{f_range[1]:g} Hz)" if f_range else ""
+    return f"{n_freq}-band log-mel features{span}"
+
+
+def front_end_mismatch(preset: str, declared: Dict[str, Any], data_dir: str | Path) -> Optional[str]:
+    """Why the store at ``data_dir`` does not hold the front-end ``declared`` (a preset's
+    [front_end]), with the `ser-cl prepare` command that makes one that does; None if it does, or
+    if the store cannot be read (the data check, or training, says why)."""
+    import re
+    import shlex
+
+    from ser_cl.data.features import DEFAULT_N_MELS, N_FREQ, canonical_params, feature_kind
+    from ser_cl.data.store import FeatureStore
+
+    try:
+        store = FeatureStore(data_dir)
+        have = canonical_params(store.feature_params) if store.feature_params else {"name": "spectrogram"}
+        have_kind = feature_kind(have)
+    except (OSError, ValueError):
+        return None
+    kind = declared["features"]
+    n_freq = N_FREQ if kind == "spectrogram" else int(declared.get("n_mels") or DEFAULT_N_MELS)
+    keys = [k for k in ("f_min", "f_max") if declared.get(k) is not None]
+    same = (have_kind == kind and store.n_freq == n_freq
+            and all(float(have.get(k, -1)) == float(declared[k]) for k in keys))
+    if same:
+        return None
+    want_range = (declared.get("f_min", 0), declared.get("f_max", 8000)) if keys else None
+    have_range = (have.get("f_min"), have.get("f_max")) if keys and have_kind == "mel" else None
+    want = _describe_front_end(kind, n_freq, want_range)
+    held = _describe_front_end(have_kind, store.n_freq, have_range)
+    flags = ["--features", kind]
+    if kind == "mel":
+        flags += ["--n-mels", str(n_freq)] + [a for k in keys for a in (f"--{k.replace('_', '-')}", f"{declared[k]:g}")]
+    if store.info.get("corpus") == "unlabeled":
+        flags += ["--corpus", "unlabeled"]
+    stem = re.sub(r"-(mel\d*|spec(trogram)?)$", "", str(data_dir).rstrip("/\\"))
+    out = f"{stem}-{'mel' + str(n_freq) if kind == 'mel' else 'spec'}"
+    corpus = store.info.get("source") or "CORPUS"
+    command = " ".join(shlex.quote(str(a)) for a in ["ser-cl", "prepare", corpus, "--out", out, *flags])
+    return (f"preset '{preset}' was chosen for {want}, but {data_dir} holds {held}: its values are not tuned "
+            f"for them; prepare the corpus for it with `{command}` and --set data.dir={shlex.quote(out)}, "
+            f"or pass --force to train on {data_dir} anyway")
+
+
+def check_front_end(preset: Optional[str], data_dirs: Sequence[str | Path], force: bool = False) -> List[str]:
+    """Check that each store in ``data_dirs`` holds the front-end the preset was chosen for.
+
+    A mismatch raises a one-line ConfigError with the `ser-cl prepare` command to run; with
+    ``force``, it is returned as a warning line instead (one per store). A preset without a
+    [front_end] table (or no preset) checks nothing.
+    """
+    declared = preset_front_end(preset)
+    if declared is None:
+        return []
+    warnings = []
+    for data_dir in dict.fromkeys(str(d) for d in data_dirs):
+        problem = front_end_mismatch(str(preset), declared, data_dir)
+        if problem is None:
+            continue
+        if not force:
+            raise ConfigError(problem)
+        warnings.append(problem.split("; prepare the corpus", 1)[0] + "; going on (--force)")
+    return warnings

@@ -2,17 +2,29 @@
 
 With a run directory, the class probabilities are averaged over the best checkpoints of its
 complete folds (an ensemble of the cross-validation models).
+
+A speaker-normalised model (``model.input_norm = "speaker"``, ``--preset cpu``) expects each
+recording standardised with its own speaker's per-band statistics. Where they come from is the
+caller's choice, and each result says which it got (``"normalisation"``):
+
+- ``enrol``: statistics over the speaker's other recordings (``--enrol FILE|DIR ...``), used
+  for nothing else;
+- ``same-speaker``: the call's own files pooled, declared as one speaker's (``--same-speaker``);
+- ``training-speakers``: neither given: the statistics of a typical training speaker, which the
+  checkpoint carries (``speaker_fallback``), so a file's prediction never depends on the other
+  files of the call. A checkpoint from before that falls back on the file's own statistics
+  (``own-file``). One warning line says what the model expects.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ser_cl.data.audio import AudioError, load_audio
+from ser_cl.data.audio import AUDIO_SUFFIXES, AudioError, load_audio
 from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
 from ser_cl.data.normalize import band_stats
 from ser_cl.train.checkpoint import load_model
@@ -21,6 +33,11 @@ from ser_cl.train.run import fold_is_complete
 
 
 MIN_SAMPLES = WIN_LENGTH  # one 25 ms analysis frame at 16 kHz
+NORM_MODEL = "model"  # the model normalises by itself (input_norm none | utterance | global)
+NORM_ENROL, NORM_SAME, NORM_FALLBACK, NORM_OWN = "enrol", "same-speaker", "training-speakers", "own-file"
+FALLBACK_WARNING = ("warning: this model standardises each recording with its speaker's statistics; none were "
+                    "given, so a typical training speaker's are used: pass --enrol with other recordings of the "
+                    "speaker, or --same-speaker when the files are one speaker's")
 
 
 def model_input(wave_16k: np.ndarray, ckpt: Dict[str, Any]) -> np.ndarray:
@@ -50,12 +67,69 @@ def find_checkpoints(model_path: str | Path) -> List[Path]:
     return found
 
 
+def enrolment_files(paths: Sequence[str | Path]) -> List[Path]:
+    """The audio files named by ``--enrol``: files as given, folders searched recursively for
+    audio (``AUDIO_SUFFIXES``). Raises ``FileNotFoundError`` naming a path that is neither."""
+    files: List[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"--enrol {p}: no audio file in this folder ({', '.join(AUDIO_SUFFIXES)})")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"--enrol {p}: no such file or folder")
+    return files
+
+
+def _read_features(path: Path, ckpt: Dict[str, Any]) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """(features, None) or (None, the reason the file cannot be used)."""
+    try:
+        wave = load_audio(path, SAMPLE_RATE)
+    except (AudioError, OSError) as err:
+        return None, f"cannot read {path}: {err}"
+    feats = model_input(wave, ckpt)
+    if feats.shape[0] == 0:  # shorter than one analysis frame: nothing for the model to see
+        return None, (f"too short: {wave.size / SAMPLE_RATE:.3f} s, needs at least "
+                      f"{MIN_SAMPLES / SAMPLE_RATE:g} s (one {WIN_LENGTH}-sample frame)")
+    return feats, None
+
+
+Normaliser = Callable[[np.ndarray], np.ndarray]
+
+
+def _speaker_normaliser(inputs: Dict[int, np.ndarray], ckpt: Dict[str, Any], enrol: Optional[List[np.ndarray]],
+                        same_speaker: bool) -> Tuple[str, Normaliser]:
+    """How one speaker-normalised model standardises the call's files: (label, function)."""
+    if enrol is not None:
+        mean, std = band_stats(enrol, range(len(enrol)))
+        return f"{NORM_ENROL} ({len(enrol)} files)", lambda f: (f - mean) / std
+    if same_speaker:
+        keys = list(inputs)
+        mean, std = band_stats([inputs[k] for k in keys], range(len(keys)))
+        return f"{NORM_SAME} ({len(keys)} files)", lambda f: (f - mean) / std
+    fallback = ckpt.get("speaker_fallback")
+    if fallback is not None:
+        mean, std = np.asarray(fallback["mean"], np.float32), np.asarray(fallback["std"], np.float32)
+        return NORM_FALLBACK, lambda f: (f - mean) / std
+    return NORM_OWN, lambda f: (f - f.mean(axis=0)) / np.maximum(f.std(axis=0), 1e-5)
+
+
 @torch.no_grad()
-def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], device_spec: str = "auto"
-                  ) -> List[Dict[str, Any]]:
-    """One result per audio file: {"path", "emotion", "probabilities"} or {"path", "error"}."""
+def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], device_spec: str = "auto",
+                  enrol: Optional[Sequence[str | Path]] = None, same_speaker: bool = False,
+                  warn: Callable[[str], None] = lambda line: None) -> List[Dict[str, Any]]:
+    """One result per audio file: {"path", "emotion", "probabilities", "normalisation"} or
+    {"path", "error"}. ``enrol`` / ``same_speaker``: where a speaker-normalised model's
+    statistics come from (module doc); ``warn`` receives the one warning line, if any."""
+    if enrol is not None and same_speaker:
+        raise ValueError("give --enrol (the speaker's other recordings) or --same-speaker (the files are one "
+                         "speaker's), not both")
     device = resolve_device(device_spec)
-    models, classes = [], None
+    models = []
+    classes = None
     for ckpt_path in find_checkpoints(model_path):
         model, ckpt = load_model(ckpt_path, device)
         if not ckpt.get("has_head", True):
@@ -64,36 +138,43 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
         if classes is not None and list(ckpt["classes"]) != classes:
             raise ValueError(f"{ckpt_path}: its classes differ from the other folds'")
         classes = list(ckpt["classes"])
-        models.append(model)
+        models.append((model, ckpt))
     results: List[Dict[str, Any]] = []
     inputs: Dict[int, np.ndarray] = {}  # result index -> features
     for audio in audio_paths:
-        try:
-            wave = load_audio(audio, SAMPLE_RATE)
-        except (AudioError, OSError) as err:
-            results.append({"path": str(audio), "error": f"cannot read {audio}: {err}"})
-            continue
-        feats = model_input(wave, ckpt)
-        if feats.shape[0] == 0:  # shorter than one analysis frame: nothing for the model to see
-            results.append({"path": str(audio), "error": f"too short: {wave.size / SAMPLE_RATE:.3f} s, "
-                            f"needs at least {MIN_SAMPLES / SAMPLE_RATE:g} s (one {WIN_LENGTH}-sample frame)"})
+        feats, error = _read_features(Path(audio), models[0][1])
+        if error is not None:
+            results.append({"path": str(audio), "error": error})
             continue
         inputs[len(results)] = feats
         results.append({"path": str(audio)})
-    if inputs and models[0].cfg.input_norm == "speaker":
-        inputs = speaker_normalised_inputs(inputs)
+    enrol_files = enrolment_files(enrol) if enrol is not None else None
+    if not inputs:
+        return results
+    per_model: List[Tuple[torch.nn.Module, str, Normaliser]] = []
+    for model, ckpt in models:
+        if model.cfg.input_norm != "speaker":
+            per_model.append((model, NORM_MODEL, lambda f: f))
+            continue
+        enrol_feats = None
+        if enrol_files is not None:
+            enrol_feats = []
+            for path in enrol_files:
+                feats, error = _read_features(path, ckpt)
+                if error is not None:
+                    raise ValueError(f"--enrol: {error}")
+                enrol_feats.append(feats)
+        per_model.append((model, *_speaker_normaliser(inputs, ckpt, enrol_feats, same_speaker)))
+    labels = sorted({label for _, label, _ in per_model})
+    if NORM_FALLBACK in labels or NORM_OWN in labels:
+        warn(FALLBACK_WARNING)
     for k, feats in inputs.items():
-        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(device)
-        lengths = torch.tensor([x.shape[1]])
-        probs = torch.stack([torch.softmax(m(x, lengths).float(), dim=1)[0] for m in models]).mean(0).cpu()
-        results[k].update({"emotion": classes[int(probs.argmax())],
-                           "probabilities": {c: round(float(p), 4) for c, p in zip(classes, probs)}})
+        probs = []
+        for model, _, normalise in per_model:
+            x = torch.from_numpy(np.ascontiguousarray(normalise(feats), dtype=np.float32))[None].to(device)
+            probs.append(torch.softmax(model(x, torch.tensor([x.shape[1]])).float(), dim=1)[0])
+        mean_probs = torch.stack(probs).mean(0).cpu()
+        results[k].update({"emotion": classes[int(mean_probs.argmax())],
+                           "probabilities": {c: round(float(p), 4) for c, p in zip(classes, mean_probs)},
+                           "normalisation": labels[0] if len(labels) == 1 else labels})
     return results
-
-
-def speaker_normalised_inputs(inputs: Dict[int, np.ndarray]) -> Dict[int, np.ndarray]:
-    """The recordings of one predict call standardised together, as one speaker's (a model
-    trained with ``model.input_norm = "speaker"`` expects each speaker's own statistics)."""
-    keys = list(inputs)
-    mean, std = band_stats([inputs[k] for k in keys], range(len(keys)))
-    return {k: (inputs[k] - mean) / std for k in keys}

@@ -129,3 +129,23 @@ def test_bad_files_raise_audio_error_with_reason(tmp_path):
         load_audio(tmp_path / "short.wav", min_duration=0.25)
     with pytest.raises(AudioError, match="cannot read"):
         read_wav(tmp_path / "missing.wav")
+
+
+def test_streaming_wav_with_unpatched_sizes_reads_to_the_end(tmp_path):
+    """A WAV written by a stream that never patched its header (RIFF and data sizes 0xFFFFFFFF)."""
+    ints = np.arange(-500, 500)[:, None] * 30
+    _write_stdlib(tmp_path / "s.wav", ints, 2, 16000)
+    data = bytearray((tmp_path / "s.wav").read_bytes())
+    assert data[36:40] == b"data"
+    data[4:8] = data[40:44] = struct.pack("<I", 0xFFFFFFFF)
+    (tmp_path / "s.wav").write_bytes(bytes(data))
+    samples, rate = read_wav(tmp_path / "s.wav")
+    assert rate == 16000
+    np.testing.assert_array_equal(samples[:, 0], ints[:, 0] / 32768)
+
+
+def test_nan_float_wav_is_refused(tmp_path):
+    x = np.array([0.1, np.nan, 0.2], dtype=np.float32)
+    _write_float_wav(tmp_path / "nan.wav", x, 16000)
+    with pytest.raises(AudioError, match="NaN"):
+        read_wav(tmp_path / "nan.wav")

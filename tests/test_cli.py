@@ -107,7 +107,9 @@ def test_probe_report_predict(trained, synth_mel_dir, synth_corpus_dir, tmp_path
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF")
     res = invoke("predict", runs / "ce_baseline/train/fold-01/best.pt", wavs[0], bad, ok=False)
-    assert res.exit_code == 1 and "bad.wav" in res.output and len(res.output.strip().splitlines()) == 2
+    # an unreadable file is bad input: its line on stderr, exit 2, the other file still predicted
+    assert res.exit_code == 2 and "bad.wav" in res.stderr and "bad.wav" not in res.stdout
+    assert len(res.stdout.strip().splitlines()) == 1 and len(res.stderr.strip().splitlines()) == 1
     res = invoke("predict", runs / "selfsup_ntxent/pretrain", wavs[0], ok=False)
     assert res.exit_code == 2 and "without a classifier head" in res.output
 

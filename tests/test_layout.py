@@ -5,7 +5,11 @@ the experiment-file reader (experiment, which builds configs) one step above it.
 from __future__ import annotations
 
 import ast
+import re
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ser_cl"
 FLOOR = ("io", "progress", "metrics", "config")
@@ -19,12 +23,44 @@ def _room(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def _module_name(path: Path) -> tuple[str, str]:
+    """(dotted module name, its package) of a file under PACKAGE: ``data/audio.py`` ->
+    (``ser_cl.data.audio``, ``ser_cl.data``); ``data/__init__.py`` -> (``ser_cl.data``, ``ser_cl.data``)."""
+    parts = [PACKAGE.name, *path.relative_to(PACKAGE).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+        return ".".join(parts), ".".join(parts)
+    return ".".join(parts), ".".join(parts[:-1])
+
+
+def _resolve(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from`` import reads: ``from ..train import x`` in ``ser_cl.data``
+    -> ``ser_cl.train``, as ``importlib.util.resolve_name`` does it."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    if node.level - 1 >= len(base):
+        return f"<beyond the top-level package: {'.' * node.level}{node.module or ''}>"
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(path: Path):
+    """(absolute module, line) for every import of the package in ``path``, relative ones resolved
+    against the file's package; ``from ser_cl import train`` (or ``from .. import train``) counts as
+    importing ``ser_cl.train``."""
+    _, package = _module_name(path)
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ser_cl":
-            yield node.module, node.lineno
+        if isinstance(node, ast.ImportFrom):
+            module = _resolve(node, package)
+            if module.startswith("<"):
+                yield module, node.lineno
+            elif module == PACKAGE.name:  # names imported from the package root may be its rooms
+                yield from ((f"{module}.{alias.name}", node.lineno) for alias in node.names)
+            elif module.split(".")[0] == PACKAGE.name:
+                yield module, node.lineno
         elif isinstance(node, ast.Import):
-            yield from ((alias.name, node.lineno) for alias in node.names if alias.name.split(".")[0] == "ser_cl")
+            yield from ((alias.name, node.lineno) for alias in node.names if alias.name.split(".")[0] == PACKAGE.name)
 
 
 def test_every_room_is_ranked():
@@ -40,9 +76,48 @@ def test_imports_never_go_up_or_sideways():
         if room == "__init__":
             continue
         for module, line in _imports(path):
-            target = _room(module)
-            if target == room or target == "":  # within the room; the package's own __init__
+            if module.startswith("<"):
+                wrong.append(f"ser_cl/{rel}:{line} ({room}) imports {module}")
                 continue
+            target = _room(module)
+            if target == room or target == "" or target not in RANK:  # within the room; the package's
+                continue  # own __init__; a name from it (``from ser_cl import __version__``)
             if RANK[target] >= RANK[room]:
                 wrong.append(f"ser_cl/{rel}:{line} ({room}) imports {module} ({target})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_relative_imports_are_resolved_and_checked(tmp_path, monkeypatch):
+    """A synthetic package: relative imports that go up or sideways are caught like absolute ones;
+    relative imports within a room, and down to the floor, pass."""
+    files = {
+        "__init__.py": "",
+        "cli.py": "from .train import loop\n",  # down: fine
+        "predict.py": "from .cli import app\n",  # predict (5) -> cli (6): up
+        "io.py": "",
+        "data/__init__.py": "",
+        "data/audio.py": "",
+        "data/ok.py": "from . import audio\nfrom .audio import load\nfrom .. import io\nfrom ..io import save\n",
+        "data/fake.py": "import os\n\nfrom ..train import loop\n",  # data (1) -> train (3): up
+        "models/__init__.py": "from .encoder import Encoder\nfrom ..losses import supcon\n",  # models -> losses: sideways
+        "models/encoder.py": "from .. import eval as ev, io\n",  # models -> eval: up (a room imported by name)
+        "train/__init__.py": "",
+        "train/loop.py": "from ..models.encoder import Encoder\nfrom .step import x\n",  # fine
+    }
+    for name, text in files.items():
+        path = tmp_path / "ser_cl" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "ser_cl")
+    with pytest.raises(AssertionError) as info:
+        test_imports_never_go_up_or_sideways()
+    message = str(info.value).split("\nassert ")[0]  # the checker's lines, not pytest's repr of the list
+    wrong = re.findall(r"ser_cl/\S+:\d+ \(\w+\) imports \S+ \(\w+\)", message)
+    assert [line.split(" imports ")[0] for line in wrong] == [
+        "ser_cl/data/fake.py:3 (data)",
+        "ser_cl/models/__init__.py:2 (models)",
+        "ser_cl/models/encoder.py:1 (models)",
+        "ser_cl/predict.py:1 (predict)",
+    ], wrong
+    assert "imports ser_cl.train (train)" in wrong[0] and "imports ser_cl.losses (losses)" in wrong[1]
+    assert "imports ser_cl.eval (eval)" in wrong[2] and "imports ser_cl.cli (cli)" in wrong[3]

@@ -43,7 +43,7 @@ def test_counter_counts_item_and_restores():
         (lambda t, m: 1 if t.sum() > 0 else 0, "Tensor.__bool__"),
         (lambda t, m: int(m.sum()), "Tensor.__int__"),
         (lambda t, m: float(t.sum()), "Tensor.__float__"),
-        (lambda t, m: list(range(5))[m.sum()], "Tensor.__index__"),
+        (lambda t, m: list(range(6))[m.sum()], "Tensor.__index__"),  # m.sum() is 0..5
         (lambda t, m: t.cpu(), "Tensor.cpu"),
         (lambda t, m: t.detach().numpy(), "Tensor.numpy"),
         (lambda t, m: t.to("cpu"), "Tensor.to[cpu]"),

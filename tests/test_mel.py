@@ -191,4 +191,7 @@ def test_prepare_mel_end_to_end(synth_corpus_dir, synth_data_dir, tmp_path):
     assert spec.utt_ids == mel.utt_ids and (spec.lengths == mel.lengths).all() and (spec.labels == mel.labels).all()
     # same files, same paths and mtimes, but the feature parameters are part of every cache key
     mel_keys, spec_keys = set(os.listdir(out / "cache")), set(os.listdir(synth_data_dir / "cache"))
-    assert len(mel_keys) == len(spec_keys) == 160 and not mel_keys & spec_keys
+    # every readable utterance is cached, the classes the store drops too (they feed the speaker statistics)
+    n_read = int(np.load(out / "speaker_stats.npz")["utterances"].sum())
+    assert n_read == 170 and len(mel) == 160
+    assert len(mel_keys) == len(spec_keys) == n_read and not mel_keys & spec_keys

@@ -31,8 +31,12 @@ def _numpy_speaker_normalised(store) -> np.ndarray:
     return out
 
 
-def test_each_speaker_is_standardised_with_their_own_frames(synth_mel_dir):
-    store = FeatureStore(synth_mel_dir)
+def test_each_speaker_is_standardised_with_their_own_frames(synth_mel_dir, tmp_path):
+    # a store without speaker_stats.npz (prepared before prepare wrote it): the statistics are
+    # taken over the speaker's utterances in the store (tests/test_speaker_stats.py: with it)
+    shutil.copytree(synth_mel_dir, tmp_path / "old", ignore=shutil.ignore_patterns("cache", "speaker_stats.npz"))
+    store = FeatureStore(tmp_path / "old")
+    assert store.speaker_band_stats is None
     normed = speaker_normalised(store)
     expected = _numpy_speaker_normalised(store)
     assert normed.features.dtype == np.float16 and normed.features.shape == store.features.shape
@@ -108,7 +112,7 @@ def test_training_probing_and_cross_testing_read_the_speaker_normalised_frames(s
     assert raw_history != [h[0] for h in runs["speaker"][1]]
 
 
-def test_predict_standardises_the_files_of_one_call_together(synth_corpus_dir, synth_mel_dir, tmp_path):
+def test_predict_same_speaker_standardises_the_files_of_one_call_together(synth_corpus_dir, synth_mel_dir, tmp_path):
     from ser_cl.data.audio import load_audio
     from ser_cl.data.features import SAMPLE_RATE, compute_features
     from ser_cl.predict import predict_files
@@ -119,7 +123,8 @@ def test_predict_standardises_the_files_of_one_call_together(synth_corpus_dir, s
     train_fold(tiny_stage(model={"input_norm": "speaker"}, optim={"epochs": 1}), store, make_folds(store)[0],
                tmp_path / "fold", torch.device("cpu"), progress=False)
     wavs = sorted(synth_corpus_dir.glob("Session1/sentences/wav/*/*.wav"))[:3]
-    results = predict_files(tmp_path / "fold" / "best.pt", wavs, "cpu")
+    results = predict_files(tmp_path / "fold" / "best.pt", wavs, "cpu", same_speaker=True)
+    assert all(r["normalisation"] == "same-speaker (3 files)" for r in results)
 
     model, ckpt = load_model(tmp_path / "fold" / "best.pt", torch.device("cpu"))
     feats = [compute_features(load_audio(w, SAMPLE_RATE), ckpt["features"]).astype(np.float64) for w in wavs]

@@ -54,11 +54,12 @@ def test_predict_gives_a_too_short_clip_its_reason_and_predicts_the_others(tmp_p
     write_wav(short, sine(0.01))  # 160 samples: less than one 400-sample frame
     write_wav(good, sine(0.5))
     res = invoke("predict", ckpt, short, good, "--device", "cpu", ok=False)
-    assert res.exit_code == 1 and not isinstance(res.exception, Exception), res.output + repr(res.exception)
-    lines = res.output.strip().splitlines()
-    assert len(lines) == 2
-    assert lines[0] == f"{short}\terror: too short: 0.010 s, needs at least 0.025 s (one 400-sample frame)"
-    path, emotion, probs = lines[1].split("\t")
+    # bad input exits 2 (as everywhere in the CLI); the reason goes to stderr, the others are predicted
+    assert res.exit_code == 2 and not isinstance(res.exception, Exception), res.output + repr(res.exception)
+    assert res.stderr.strip() == f"error: {short}: too short: 0.010 s, needs at least 0.025 s (one 400-sample frame)"
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1
+    path, emotion, probs = lines[0].split("\t")
     assert path == str(good) and emotion in CLASSES
     assert sum(float(item.split("=")[1]) for item in probs.split()) == pytest.approx(1.0, abs=2e-3)
 
@@ -312,23 +313,32 @@ def test_run_variant_prints_no_carriage_returns_and_records_protocol_and_corpus(
     assert info["protocol"] == "session10" and info["corpus"] == "iemocap"
 
 
-# --------------------------------------------------------------------------- 9e. quickstart without matplotlib
+# --------------------------------------------------------------------------- 9e. quickstart: its steps, and plots
 
 
-def test_quickstart_does_not_print_the_matplotlib_hint_but_report_does(tmp_path, monkeypatch):
+def test_quickstart_says_each_step_and_that_plots_were_skipped_without_matplotlib(tmp_path, monkeypatch):
     import sys
 
+    import ser_cl.data.prepare as prepare_mod
+    import ser_cl.data.synth as synth_mod
     import ser_cl.pipeline as pipeline
     from ser_cl.eval.report import PLOTS_HINT
 
     exp_dir = fake_variant(tmp_path / "runs", "quickstart", "ft_ce_aug", head=True, scores=[(0.5, 0.5)]).parent
-    monkeypatch.setattr(pipeline, "quickstart", lambda *a, **k: exp_dir)
+    done = []
+    monkeypatch.setattr(synth_mod, "synthesize_corpus", lambda raw, **k: done.append("synth"))
+    monkeypatch.setattr(prepare_mod, "prepare", lambda raw, data, **k: done.append("prepare"))
+    monkeypatch.setattr(pipeline, "run_experiment", lambda *a, **k: exp_dir)
+    monkeypatch.setattr(pipeline, "plan_experiment", lambda *a, **k: [])
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    out = invoke("quickstart").output
-    assert "## quickstart" in out and PLOTS_HINT not in out
-    assert PLOTS_HINT in invoke("report", exp_dir).output
+    res = invoke("quickstart", "--out", tmp_path / "qs", "--runs-dir", tmp_path / "runs")
+    assert done == ["synth", "prepare"]
+    steps = [line for line in res.stderr.splitlines() if line.startswith("step ")]
+    assert [s.split(":")[0] for s in steps] == ["step 1/4", "step 2/4", "step 3/4", "step 4/4"], res.stderr
+    assert "## quickstart" in res.stdout
+    assert PLOTS_HINT in res.stderr and PLOTS_HINT.startswith("plots skipped")
 
 
 def test_predict_recomputes_the_front_end_the_model_was_trained_on(synth_corpus_dir, tmp_path):
@@ -350,4 +360,4 @@ def test_predict_recomputes_the_front_end_the_model_was_trained_on(synth_corpus_
     train_fold(cfg, store, make_folds(store, "session10")[0], tmp_path / "fold", torch.device("cpu"), progress=False)
     wavs = sorted(synth_corpus_dir.glob("Session1/sentences/wav/*/*.wav"))[:2]
     results = predict_files(tmp_path / "fold" / "best.pt", wavs, "cpu")
-    assert [set(r) for r in results] == [{"path", "emotion", "probabilities"}] * 2, results
+    assert [set(r) for r in results] == [{"path", "emotion", "probabilities", "normalisation"}] * 2, results

@@ -13,7 +13,8 @@ Supported layouts (``CORPORA``; ``detect_corpus`` picks one from the folder):
 - cremad   ``1001_DFA_ANG_XX.wav`` (+ optional ``VideoDemographics.csv`` for gender)
 - tess     ``OAF_angry/OAF_back_angry.wav`` (speakers OAF, YAF)
 - csv      a manifest ``path,label,speaker[,session,gender,utt_id]`` with a header row
-- unlabeled  any folder tree of ``.wav`` files, no labels (never detected: ``--corpus unlabeled``);
+- unlabeled  any folder tree of audio files (.wav, .flac, .ogg, .aiff ...), no labels
+           (never detected: ``--corpus unlabeled``);
            the speaker from a folder level or a ``path,speaker`` CSV, else unknown
 """
 
@@ -26,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
+
+from ser_cl.data.audio import AUDIO_SUFFIXES
 
 
 class CorpusError(ValueError):
@@ -59,11 +62,12 @@ class CorpusListing:
 
 
 def _wav_files(root: Path) -> Iterator[Path]:
-    """Every ``*.wav`` under ``root`` (case-insensitive), skipping hidden and AppleDouble ``._`` files."""
+    """Every audio file (``AUDIO_SUFFIXES``: .wav, .flac, .ogg, .aiff ..., case-insensitive) under ``root``,
+    skipping hidden and AppleDouble ``._`` files."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.lower().endswith(".wav") and not name.startswith("."):
+            if name.lower().endswith(AUDIO_SUFFIXES) and not name.startswith("."):
                 yield Path(dirpath) / name
 
 
@@ -182,7 +186,9 @@ def read_iemocap(root: str | os.PathLike) -> CorpusListing:
 # --------------------------------------------------------------------------------------------
 # EmoDB
 
-_EMODB_NAME = re.compile(r"^(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])\.wav$")
+# the audio file name suffixes the name patterns accept (those in AUDIO_SUFFIXES)
+_AUDIO_EXT = r"\.(?:" + "|".join(re.escape(s[1:]) for s in AUDIO_SUFFIXES) + ")"
+_EMODB_NAME = re.compile(r"^(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])" + _AUDIO_EXT + "$")
 EMODB_EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
 EMODB_GENDERS = {"03": "M", "08": "F", "09": "F", "10": "M", "11": "M", "12": "M", "13": "F", "14": "F", "15": "M", "16": "F"}
 
@@ -207,7 +213,7 @@ def read_emodb(root: str | os.PathLike) -> CorpusListing:
 # RAVDESS
 
 _RAVDESS_ACTOR = re.compile(r"Actor_(\d+)")
-_RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.wav$")
+_RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)" + _AUDIO_EXT + "$")
 RAVDESS_EMOTIONS = {
     "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
     "05": "angry", "06": "fearful", "07": "disgust", "08": "surprised",
@@ -242,7 +248,7 @@ def read_ravdess(root: str | os.PathLike) -> CorpusListing:
 # --------------------------------------------------------------------------------------------
 # CREMA-D
 
-_CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})\.wav$")
+_CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})" + _AUDIO_EXT + "$")
 CREMAD_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 
 
@@ -278,7 +284,7 @@ def read_cremad(root: str | os.PathLike) -> CorpusListing:
 # --------------------------------------------------------------------------------------------
 # TESS
 
-_TESS_NAME = re.compile(r"^(OAF|YAF)_(.+)_([A-Za-z]+)\.wav$", re.IGNORECASE)
+_TESS_NAME = re.compile(r"^(OAF|YAF)_(.+)_([A-Za-z]+)" + _AUDIO_EXT + "$", re.IGNORECASE)
 _TESS_FOLDER = re.compile(r"^(OAF|YAF)_", re.IGNORECASE)
 TESS_GENDERS = {"OAF": "F", "YAF": "F"}
 
@@ -367,12 +373,13 @@ def read_csv_manifest(csv_path: str | os.PathLike) -> CorpusListing:
 
 def read_unlabeled(root: str | os.PathLike, speaker_level: Optional[int] = None,
                    speakers_csv: Optional[str | os.PathLike] = None) -> CorpusListing:
-    """Every ``.wav`` under ``root``, without labels (label ""), for self-supervised pretraining.
+    """Every audio file (.wav, .flac, .ogg, .aiff ...) under ``root``, without labels (label ""), for
+    self-supervised pretraining.
 
     The speaker is optional: ``speaker_level`` = N takes the N-th folder below ``root`` (0 = the
     first), or ``speakers_csv`` (header ``path,speaker``; paths relative to ``root`` or absolute)
     names it per file; otherwise it is "" (unknown). Known speakers let a pool hold out whole
-    speakers for validation. The utterance id is the path below ``root`` without ``.wav``.
+    speakers for validation. The utterance id is the path below ``root`` without its suffix.
     """
     root = Path(root)
     if speaker_level is not None and speakers_csv is not None:
@@ -402,7 +409,7 @@ def read_unlabeled(root: str | os.PathLike, speaker_level: Optional[int] = None,
             speaker = by_path.get(_abs(wav), "")
         utterances.append(Utterance(rel.with_suffix("").as_posix(), _abs(wav), "", speaker, "", ""))
     if not utterances:
-        raise CorpusError(f"unlabeled: no usable .wav file under {root}")
+        raise CorpusError(f"unlabeled: no usable audio file ({', '.join(AUDIO_SUFFIXES)}) under {root}")
     return _finish("unlabeled", root, utterances, skipped)
 
 
@@ -445,7 +452,8 @@ CORPORA: dict[str, CorpusInfo] = {
     ),
     "unlabeled": CorpusInfo(
         "unlabeled", read_unlabeled, "",
-        "any folder tree of .wav files, no labels (only with --corpus unlabeled; for self-supervised pretraining)",
+        "any folder tree of audio files (.wav, .flac, .ogg, .aiff), no labels (only with --corpus unlabeled; "
+        "for self-supervised pretraining)",
     ),
 }
 # corpora whose speaker ids name people only inside one prepared store (no shared identity)
@@ -491,7 +499,7 @@ def detect_corpus(path: str | os.PathLike) -> str:
         name, count = votes.most_common(1)[0]
         if count * 2 >= n_wavs:
             return name
-    found = f"{n_wavs} .wav file(s) matching none of them" if n_wavs else "no .wav files"
+    found = f"{n_wavs} audio file(s) matching none of them" if n_wavs else "no audio files"
     raise CorpusError(f"cannot tell the corpus layout of {path} ({found}); expected one of: {_expected_layouts()}; or pass --corpus")
 
 

@@ -9,7 +9,8 @@ Then the frames are *gathered*, one of two ways:
 * host (the default on the CPU, and for stores too large for the GPU): a background thread
   gathers each batch from the memory-mapped store with one ``np.take`` into a pinned float16
   buffer, ``prefetch`` batches ahead of the step; the main thread only issues asynchronous
-  copies (``non_blocking=True`` from pinned memory does not wait for the GPU);
+  copies (``non_blocking=True`` from pinned memory does not wait for the GPU); the thread stops
+  within a moment whenever the step leaves the epoch early (an error, ``break``, ``close()``);
 * device (``data.store_on_device``): the whole float16 store lives on the GPU once, and each
   batch is one ``index_select`` there; only three small index vectors cross the bus.
 
@@ -20,6 +21,7 @@ waiting for data (the benchmark reports it as a fraction of the step time).
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +35,17 @@ from .store import FeatureStore
 from .transfer import host_to_device
 
 __all__ = ["Batch", "BatchPlan", "BatchLoader", "plan_epoch"]
+
+POLL_SECONDS = 0.05  # how often a waiting put() of the worker looks at the stop event
+JOIN_SECONDS = 10.0  # the clean-up's longest wait for the worker (it finishes the batch it gathers)
+
+
+def _drain(q: "queue.Queue") -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
 
 
 @dataclass
@@ -144,32 +157,38 @@ class BatchLoader:
                      lengths_t.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True))
 
     def _host_batches(self, plans: Sequence[BatchPlan]) -> Iterator[Batch]:
+        """The host path's generator. The consumer may leave it at any point (a step that raises,
+        ``break``, ``close()``, garbage collection): its clean-up stops the worker, empties the
+        queue so that a ``put`` it waits in returns, and joins it; every ``put`` of the worker
+        polls the stop event, so it never waits on a queue that nobody reads any more."""
         q: "queue.Queue" = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
         done = object()
 
+        def put(item) -> bool:  # False: the consumer has gone
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=POLL_SECONDS)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def work() -> None:
             try:
                 for plan in plans:
-                    item = (plan.shard_sizes, self._gather_host(plan))
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if stop.is_set() or not put((plan.shard_sizes, self._gather_host(plan))):
                         return
-                q.put(done)
+                put(done)
             except BaseException as err:  # surfaces in the main thread
-                q.put(err)
+                put(err)
 
         thread = threading.Thread(target=work, name="ser-cl-batches", daemon=True)
         thread.start()
         try:
             while True:
                 t0 = time.perf_counter()
-                item = q.get()
+                item = self._get(q, thread)
                 self.wait_seconds += time.perf_counter() - t0
                 if item is done:
                     return
@@ -180,7 +199,20 @@ class BatchLoader:
                 yield batch
         finally:
             stop.set()
-            thread.join()
+            _drain(q)  # frees the batches gathered ahead (pinned memory); a waiting put() sees the stop
+            if not sys.is_finalizing():  # a daemon thread cannot finish while the interpreter exits
+                thread.join(JOIN_SECONDS)  # at most the batch it is gathering; daemon if slower
+            _drain(q)  # what it put meanwhile: no batch outlives the generator
+
+    @staticmethod
+    def _get(q: "queue.Queue", thread: threading.Thread):
+        """The next item; an error, not a wait forever, if the worker died without a word."""
+        while True:
+            try:
+                return q.get(timeout=POLL_SECONDS * 10)
+            except queue.Empty:
+                if not thread.is_alive() and q.empty():
+                    raise RuntimeError("the batch worker thread stopped without a batch or an error")
 
     # -- device path -------------------------------------------------------------------------
     def _device_batch(self, plan: BatchPlan) -> Batch:

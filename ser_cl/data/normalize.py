@@ -13,7 +13,8 @@ exact arithmetic and does not suffer the cancellation of sum(x^2) / n - mean^2.
 
 ``speaker_normalised(store)`` is the other option (``model.input_norm = "speaker"``): every
 utterance is standardised with its own speaker's per-band statistics, taken over all of that
-speaker's recordings in the store (never their labels). The emotion then shows as a departure
+speaker's readable recordings, whatever their label (``prepare`` stores them before class
+selection; never the labels). The emotion then shows as a departure
 from the speaker's own voice. For a test speaker this reads the speaker's unlabeled recordings,
 as a system that enrols a speaker before judging them would; see the README ("Speaker
 normalisation").
@@ -77,12 +78,34 @@ def _speaker_keys(store) -> list:
 
 
 def speaker_stats(store) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """Per-band (mean, std) of every speaker of ``store`` (``_speaker_keys``) over all frames of
-    their utterances."""
+    """Per-band (mean, std) of every speaker of ``store`` (``_speaker_keys``).
+
+    Where the store carries statistics that ``prepare`` took over all of a speaker's readable
+    audio, before class selection (``store.speaker_band_stats``), those are used, so the labels
+    never choose which of a speaker's recordings shape them; otherwise (a store prepared before
+    that, an utterance without a speaker) they are taken over the speaker's utterances in the
+    store."""
+    stored = getattr(store, "speaker_band_stats", None) or {}
     groups: Dict[str, list] = {}
     for i, key in enumerate(_speaker_keys(store)):
         groups.setdefault(key, []).append(i)
-    return {key: band_stats(store, rows) for key, rows in groups.items()}
+    return {key: stored[key] if key in stored else band_stats(store, rows) for key, rows in groups.items()}
+
+
+def typical_speaker_stats(store, rows: Iterable[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """The statistics of a typical speaker among the speakers of utterances ``rows`` (a fold's
+    training rows): the mean of their per-band means and the root mean of their per-band
+    variances (``speaker_stats``), each speaker weighted alike. A speaker-normalised model's
+    checkpoint carries them, for ``predict`` to fall back on for a recording whose speaker it
+    has no other recordings of."""
+    keys = _speaker_keys(store)
+    wanted = sorted({keys[i] for i in np.asarray(list(rows)).reshape(-1).tolist()})
+    if not wanted:
+        raise ValueError("typical_speaker_stats needs at least one utterance")
+    stats = speaker_stats(store)
+    means = np.stack([stats[k][0] for k in wanted]).astype(np.float64)
+    variances = np.square(np.stack([stats[k][1] for k in wanted]).astype(np.float64))
+    return means.mean(axis=0).astype(np.float32), np.sqrt(variances.mean(axis=0)).astype(np.float32)
 
 
 def speaker_normalised(store):

@@ -40,7 +40,7 @@ from .corpora import GENERIC_CORPORA
 from .folds import Fold
 from .store import FeatureStore
 
-__all__ = ["PooledStore", "PoolUnit", "utterance_keys", "pool_units", "check_not_seen", "SEEN_FILE", "KEYS_FILE"]
+__all__ = ["PooledStore", "PoolUnit", "utterance_keys", "pool_units", "check_not_seen", "check_source_fold", "SEEN_FILE", "KEYS_FILE"]
 
 SEEN_FILE = "seen.json"
 KEYS_FILE = "trained_keys.npy"
@@ -88,6 +88,9 @@ class PooledStore:
                 self.utt_ids.append(f"{name}:{store.utt_ids[i]}")
                 self.speakers.append(f"{name}:{store.speakers[i]}" if store.speakers[i] else "")
                 k += 1
+        # each part's stored speaker statistics (over all of a speaker's audio), under the pool's names
+        self.speaker_band_stats = {f"{name}:{speaker}": stats for (store, _), name in zip(parts, names)
+                                   for speaker, stats in (getattr(store, "speaker_band_stats", None) or {}).items()}
         self.labels = np.full(len(lengths), -1, dtype=np.int64)
         self.classes = list(classes)
         self.labeled = False
@@ -290,3 +293,42 @@ def check_not_seen(pretrained_dir: Path, target: FeatureStore, fold: Fold) -> No
                 raise ValueError(f"{pretrained_dir}: its pretraining trained on {corpus} speaker(s) "
                                  f"{', '.join(sorted(both))}, held out by {fold.name}; pretrain the pool with "
                                  f"data.dir = {target.data_dir} so that they are left out")
+
+
+def check_source_fold(source_fold_dir: Path, source_data_dir: Optional[str], target: FeatureStore, fold: Fold) -> None:
+    """Refuse to fine-tune ``fold`` from a per-fold pretraining whose fold trained on any of
+    ``fold``'s validation or test speakers or utterances, or validated on its test speakers.
+
+    Fold names alone do not say this: two protocols can both number fold-01..10 on one corpus
+    with other speakers in each. The source's ``split.json`` names its utterances; their
+    speakers are read from the source's store (``source_data_dir``, run.json's ``data_dir``), or
+    from the target's where the source store is gone. Stores of different corpora are not
+    compared (their utterance ids and speakers are not the same people).
+    """
+    split_path = Path(source_fold_dir) / "split.json"
+    if not split_path.is_file():
+        raise ValueError(f"{split_path}: missing; it names what the pretraining trained on, so fine-tuning "
+                         f"cannot check {fold.name}'s speakers against it: pretrain {Path(source_fold_dir).parent} again")
+    split = json.loads(split_path.read_text(encoding="utf-8"))
+    source = target
+    if source_data_dir and Path(source_data_dir).resolve() != Path(target.data_dir).resolve():
+        try:
+            source = FeatureStore(source_data_dir)
+        except (OSError, ValueError):
+            source = target  # gone: its utterance ids are matched in the target's store instead
+        if source is not target and (source.info.get("corpus") != target.info.get("corpus")
+                                     or target.info.get("corpus") in GENERIC_CORPORA):
+            return
+    speaker_of = dict(zip(source.utt_ids, source.speakers))
+    target_ids = {target.utt_ids[i] for i in np.concatenate([fold.val, fold.test])}
+
+    def speakers(part: str) -> set:
+        return {speaker_of[u] for u in split.get(part, []) if u in speaker_of}
+
+    held = set(fold.val_speakers) | set(fold.test_speakers)
+    leaked = (speakers("train") & held) | (speakers("val") & set(fold.test_speakers))
+    leaked |= {speaker_of.get(u, u) for u in set(split.get("train", [])) & target_ids}
+    if leaked:
+        raise ValueError(f"{source_fold_dir}: the pretrained {split.get('fold', '?')} trained or validated on "
+                         f"speaker(s) {', '.join(sorted(leaked))}, held out by {fold.name} here (the two stages' "
+                         f"protocols differ?); pretrain with this stage's data.protocol")

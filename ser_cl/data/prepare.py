@@ -5,7 +5,7 @@ features of every kept utterance in parallel (``--jobs`` processes) with the cho
 (``features.feature_params``: the thesis' log-spectrogram by default, or log-mel), then
 assemble the store. Robustness rules:
 
-- A bad audio file (empty, truncated, not WAV, shorter than ``min_duration``) is skipped and
+- A bad audio file (empty, truncated, not audio, shorter than ``min_duration``) is skipped and
   listed with its reason in prepare.json; the run goes on.
 - Per-utterance features are cached in ``DATA_DIR/cache/`` under a key made of the absolute
   path, size and mtime of the file and the feature parameters (so two front-ends never share
@@ -35,7 +35,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ser_cl import __version__
-from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_wav
+from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_audio
 from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, read_corpus
 from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, canonical_params, compute_features, feature_params, frame_count
 from ser_cl.io import atomic_path, save_npy, write_json, write_text
@@ -43,6 +43,7 @@ from ser_cl.io import atomic_path, save_npy, write_json, write_text
 MANIFEST_COLUMNS = ("utt_id", "path", "speaker", "session", "gender", "label", "n_frames", "duration_s", "corpus_label")
 DEFAULT_MIN_DURATION = 0.25
 CACHE_DIR = "cache"
+SPEAKER_STATS_FILE = "speaker_stats.npz"
 
 
 @dataclass
@@ -97,6 +98,19 @@ def _compute_entry(task: tuple[int, str, str, dict]) -> tuple[int, Optional[int]
     return index, int(wave.size), None
 
 
+#: Reasons only the WAV-only reader (before FLAC, OGG, AIFF, mu-law ... support) gave: a cached
+#: one is stale (the file may read now), so the file is read again.
+_STALE_REASONS = ("not a WAV file (no RIFF/WAVE header)", "unsupported WAV variant ", "unsupported WAV encoding")
+
+
+def _stale_reason(path: Path) -> bool:
+    try:
+        reason = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return reason.startswith(_STALE_REASONS) and not reason.endswith("(libsndfile cannot decode it either)")
+
+
 def _scan_cache(cache_dir: Path) -> dict[str, tuple[str, str]]:
     """key -> ("ok", n_samples) or ("err", reason-file) for every finished cache entry."""
     found: dict[str, tuple[str, str]] = {}
@@ -107,7 +121,7 @@ def _scan_cache(cache_dir: Path) -> dict[str, tuple[str, str]]:
             key, _, n = name[:-4].rpartition("_")
             if n.isdigit():
                 found[key] = ("ok", n)
-        elif name.endswith(".err"):
+        elif name.endswith(".err") and not _stale_reason(cache_dir / name):
             found.setdefault(name[:-4], ("err", name))
     return found
 
@@ -123,10 +137,11 @@ def _mp_context():
 def _preload_resampler(sample_path: str) -> None:
     """Import scipy.signal once in the parent (before forking) when the corpus needs resampling.
 
-    Importing it takes ~1 s; done here, forked workers share it instead of each paying for it.
+    Importing it takes ~1 s; done here, forked workers share it instead of each paying for it
+    (as they share ``soundfile``, imported here when the sample is not a WAV).
     """
     try:
-        _, rate = read_wav(sample_path)
+        _, rate = read_audio(sample_path)
     except AudioError:
         return
     if rate != SAMPLE_RATE:
@@ -156,6 +171,41 @@ def _run_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: boo
                 results.append(result)
                 bar.update(1)
     return results
+
+
+class _CachedFeatures:
+    """Cache files read as a store's utterances (``band_stats`` reads ``store[i]``)."""
+
+    def __init__(self, files: Sequence[str]):
+        self.files = list(files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.load(self.files[i])
+
+
+def write_speaker_stats(path: Path, readable: Sequence[tuple[str, str]]) -> dict:
+    """Each speaker's per-band mean and std over all frames of every readable utterance of
+    theirs (cache files), whatever its label: ``speaker_stats.npz`` with ``speakers`` [S],
+    ``mean`` and ``std`` [S, F] float32 and ``utterances`` [S]. Utterances without a speaker are
+    left out (speaker normalisation gives each of them its own statistics). Returns the
+    prepare.json entry."""
+    from ser_cl.data.normalize import band_stats
+
+    by_speaker: dict[str, list[str]] = {}
+    for speaker, cache_file in readable:
+        if speaker:
+            by_speaker.setdefault(speaker, []).append(cache_file)
+    speakers = sorted(by_speaker)
+    stats = [band_stats(_CachedFeatures(by_speaker[s]), range(len(by_speaker[s]))) for s in speakers]
+    n_freq = stats[0][0].shape[0] if stats else 0
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, speakers=np.array(speakers, dtype=str),
+                     mean=np.array([m for m, _ in stats], dtype=np.float32).reshape(len(speakers), n_freq),
+                     std=np.array([d for _, d in stats], dtype=np.float32).reshape(len(speakers), n_freq),
+                     utterances=np.array([len(by_speaker[s]) for s in speakers], dtype=np.int64))
+    return {"file": path.name, "speakers": len(speakers),
+            "utterances": sum(len(v) for v in by_speaker.values())}
 
 
 def _manifest_text(rows: Sequence[dict]) -> str:
@@ -210,10 +260,12 @@ def prepare(
 
     kept: list[tuple[Utterance, str]] = []
     dropped = Counter()
+    dropped_utts: list[Utterance] = []  # not in the store, but part of their speakers' statistics
     for utt in listing.utterances:
         name = class_map.class_of(utt.label) if class_map is not None else ""
         if name is None:
             dropped[utt.label] += 1
+            dropped_utts.append(utt)
         else:
             kept.append((utt, name))
     found_labels = sorted(set(u.label for u in listing.utterances))
@@ -233,11 +285,13 @@ def prepare(
     cached = _scan_cache(cache_dir)
 
     skipped = list(listing.skipped)
-    entries: list[Optional[tuple[str, int]]] = [None] * len(kept)  # (cache file, n_samples)
+    # every utterance's features are computed: the kept ones' [0, len(kept)), then the dropped ones'
+    every = [utt for utt, _ in kept] + dropped_utts
+    entries: list[Optional[tuple[str, int]]] = [None] * len(every)  # (cache file, n_samples)
     reasons: dict[int, str] = {}
     tasks = []
     n_cached = 0
-    for i, (utt, _) in enumerate(kept):
+    for i, utt in enumerate(every):
         try:
             key = _cache_key(utt.path, os.stat(utt.path), params_key)
         except OSError as err:
@@ -308,6 +362,8 @@ def prepare(
         del store
     save_npy(out_dir / "offsets.npy", offsets)
     write_text(out_dir / "manifest.csv", _manifest_text(rows))
+    readable = [(utt.speaker, entries[i][0]) for i, utt in enumerate(every) if entries[i] is not None]
+    stats_info = write_speaker_stats(out_dir / SPEAKER_STATS_FILE, readable)
 
     counts_per_speaker = Counter(r["speaker"] for r in rows)
     if labeled:
@@ -337,6 +393,7 @@ def prepare(
         "counts_per_class": {c: counts_per_class.get(c, 0) for c in class_names},
         "counts_per_speaker": dict(sorted(counts_per_speaker.items())),
         "dropped_labels": dict(sorted(dropped.items())),
+        "speaker_stats": stats_info,
         "skipped": skipped,
         "folds": folds_info,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -10,10 +10,25 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ser_cl.data.audio import AUDIO_SUFFIXES
+
 _HINT = "run `ser-cl prepare CORPUS_DIR --out {d}`"
+
+
+def _holds_audio(folder: Path, depth: int = 2) -> bool:
+    """Whether audio files lie in ``folder`` or up to ``depth`` folders below it (a raw corpus)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    if any(e.is_file() and e.name.lower().endswith(AUDIO_SUFFIXES) for e in entries):
+        return True
+    return depth > 0 and any(_holds_audio(Path(e.path), depth - 1) for e in entries
+                             if e.is_dir() and e.name != "cache" and not e.name.startswith("."))
 
 
 class FeatureStore:
@@ -25,7 +40,8 @@ class FeatureStore:
     ``utt_ids``, ``lengths`` (int64 frames), ``n_freq`` (values per frame: 257 for the
     spectrogram, n_mels for log-mel), ``feature_params`` (prepare.json's "features": pass it to
     ``features.compute_features`` to recompute the same front-end), ``offsets``, ``features``
-    (memmap). ``store[i]`` -> float16 [T_i, n_freq] view.
+    (memmap), ``speaker_band_stats`` (per-speaker band statistics over all of each speaker's
+    audio). ``store[i]`` -> float16 [T_i, n_freq] view.
     """
 
     def __init__(self, data_dir: str | os.PathLike):
@@ -35,6 +51,10 @@ class FeatureStore:
         if not d.is_dir():
             raise FileNotFoundError(f"no data directory {d}; {hint}")
         marker = d / "prepare.json"
+        if not marker.is_file() and _holds_audio(d):
+            store = Path("data") / (d.name or "corpus")
+            raise FileNotFoundError(f"{d} holds audio files: it is a corpus, not a prepared data directory; run "
+                                    f"`ser-cl prepare {d} --out {store}` and train with --set data.dir={store}")
         if not marker.is_file():
             if (d / "manifest.csv").exists() or (d / "features.npy").exists():
                 raise FileNotFoundError(f"{marker} is missing: {d} is an incomplete (interrupted) prepare; {hint}")
@@ -84,6 +104,20 @@ class FeatureStore:
         self.speakers: list[str] = [r["speaker"] for r in self.rows]
         self.sessions: list[str] = [r.get("session", "") or "" for r in self.rows]
         self.genders: list[str] = [r.get("gender", "") or "" for r in self.rows]
+
+    @property
+    def speaker_band_stats(self) -> Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]]:
+        """speaker -> (mean [F], std [F]) over all of that speaker's readable audio, dropped
+        classes included (``speaker_stats.npz``, written by prepare); None for a store
+        prepared before prepare wrote it."""
+        if not hasattr(self, "_speaker_band_stats"):
+            path = self.data_dir / "speaker_stats.npz"
+            stats = None
+            if path.is_file():
+                with np.load(path) as z:
+                    stats = {str(s): (z["mean"][k], z["std"][k]) for k, s in enumerate(z["speakers"])}
+            self._speaker_band_stats = stats
+        return self._speaker_band_stats
 
     def __len__(self) -> int:
         return len(self.rows)

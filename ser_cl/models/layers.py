@@ -10,7 +10,7 @@ on the host, so a training step makes no host-device synchronisation.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
@@ -156,6 +156,53 @@ class ConvBlock(nn.Module):
 
 
 # -- the BiGRU over a padded batch ---------------------------------------------------------------
+#: Whether ``torch._VF.gru`` (the private op under ``nn.GRU``, which "padded" calls once per layer
+#: and direction) exists and matches ``nn.GRU``: None until the first "padded" run probes it.
+_PRIVATE_GRU_OK: Optional[bool] = None
+
+
+def _private_gru(inp: torch.Tensor, h0: torch.Tensor, weights: list, train: bool) -> torch.Tensor:
+    """One layer, one direction, batch-first, with biases, no dropout: the output [B, T, H].
+    ``train`` as ``nn.GRU`` passes it (cuDNN keeps what its backward needs only in training)."""
+    return torch._VF.gru(inp, h0, weights, True, 1, 0.0, train, False, True)[0]
+
+
+def _probe_private_gru() -> bool:
+    """A tiny call of the private op against ``nn.GRU`` with the same weights (CPU, float32).
+
+    False when the op is missing, rejects the call (a changed signature: TypeError,
+    RuntimeError ...) or returns something else. The probe's ``nn.GRU`` is initialised inside
+    ``fork_rng`` (CPU only: nothing here touches a device's generator), so training draws the
+    same random numbers with or without the probe.
+    """
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            ref = nn.GRU(3, 2, num_layers=1, batch_first=True)
+            x = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0))
+            h0 = torch.zeros(1, 2, 2)
+            expected = ref(x, h0)[0]
+            weights = [ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0, ref.bias_hh_l0]
+            got = _private_gru(x, h0, weights, False)
+            return (isinstance(got, torch.Tensor) and got.shape == expected.shape
+                    and bool(torch.allclose(got, expected, atol=1e-6, rtol=1e-5)))
+    except Exception:  # noqa: BLE001 -- any failure of a private op means: do not use it
+        return False
+
+
+def private_gru_ok() -> bool:
+    """Probe ``torch._VF.gru`` once per process (at first use); warn once when it is unusable."""
+    global _PRIVATE_GRU_OK
+    if _PRIVATE_GRU_OK is None:
+        _PRIVATE_GRU_OK = _probe_private_gru()
+        if not _PRIVATE_GRU_OK:
+            warnings.warn(
+                f"torch._VF.gru is missing or no longer matches nn.GRU in PyTorch {torch.__version__}: "
+                "gru_impl 'padded' runs as 'packed' (the public nn.GRU; same results, slower on CUDA)",
+                RuntimeWarning, stacklevel=3,
+            )
+    return _PRIVATE_GRU_OK
+
+
 def run_bigru(gru: nn.GRU, y: torch.Tensor, lengths_host: np.ndarray, lengths_dev: torch.Tensor,
               impl: str = "packed") -> torch.Tensor:
     """Run a bidirectional, batch-first ``gru`` over y [B, T, D]; outputs beyond a length are arbitrary.
@@ -168,10 +215,14 @@ def run_bigru(gru: nn.GRU, y: torch.Tensor, lengths_host: np.ndarray, lengths_de
     * "padded": per layer, the forward direction runs on the padded batch (padding comes after
       the valid frames, so it cannot reach them) and the backward direction on each utterance
       reversed within its own length (so its padding also comes last), with the GRU's own
-      weights: exact, no packing, 2 x layers cuDNN calls.
+      weights: exact, no packing, 2 x layers cuDNN calls. It calls the private
+      ``torch._VF.gru``, so only after a one-time probe (``private_gru_ok``) has shown that
+      the op exists and matches ``nn.GRU``; otherwise it runs "packed" (with a warning).
     """
     if impl == "auto":
         impl = "padded" if y.device.type == "cuda" else "packed"
+    if impl == "padded" and not private_gru_ok():
+        impl = "packed"
     if impl == "packed":
         is_sorted = bool(np.all(lengths_host[:-1] >= lengths_host[1:]))
         packed = pack_padded_sequence(y, torch.from_numpy(lengths_host), batch_first=True, enforce_sorted=is_sorted)
@@ -195,7 +246,7 @@ def run_bigru(gru: nn.GRU, y: torch.Tensor, lengths_host: np.ndarray, lengths_de
             inp = reverse(y) if rev else y
             with warnings.catch_warnings():  # cuDNN copies the 4 weights per call: cheap at this size
                 warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-                out = torch._VF.gru(inp, h0, weights, True, 1, 0.0, gru.training, False, True)[0]
+                out = _private_gru(inp, h0, weights, gru.training)
             outs.append(reverse(out) if rev else out)
         y = torch.cat(outs, dim=2)
         if layer < gru.num_layers - 1 and gru.dropout > 0:

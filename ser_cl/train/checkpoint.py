@@ -4,7 +4,9 @@ Both are dicts written atomically with ``torch.save``:
 
 - ``model``: the state dict; ``model_config``: ModelConfig fields; ``classes``: label names;
   ``n_freq``; ``has_head``; ``features`` (the store's front-end parameters, so ``predict``
-  recomputes the same input); ``epoch`` (0-based, the last finished epoch); ``value`` (the
+  recomputes the same input); with ``model.input_norm = "speaker"`` and a head,
+  ``speaker_fallback`` (``mean``, ``std``, ``speakers``: a typical training speaker's band
+  statistics, for ``predict`` without enrolment); ``epoch`` (0-based, the last finished epoch); ``value`` (the
   monitored metric).
 - ``last.pt`` adds ``optimizer``, ``scheduler`` (of the current ``phase``), ``phase``,
   ``history`` (the metrics.jsonl lines), ``best_value``, ``best_epoch``, ``bad_epochs`` and the

@@ -38,7 +38,7 @@ from ser_cl.config import StageConfig, to_toml
 from ser_cl.data.augment import mixup, spec_augment, time_stretch, two_views
 from ser_cl.data.folds import Fold, epoch_train_indices
 from ser_cl.data.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
-from ser_cl.data.normalize import model_inputs
+from ser_cl.data.normalize import model_inputs, typical_speaker_stats
 from ser_cl.data.store import FeatureStore
 from ser_cl.data.transfer import host_to_device
 from ser_cl.models.embed import embed_utterances
@@ -293,6 +293,11 @@ def train_fold(
     np_rng = np.random.default_rng(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed)
     model, model_cfg = build_model(cfg, store, fold, source_checkpoint)
+    extra = {"n_freq": store.n_freq, "has_head": cfg.has_head, "features": store.info.get("features")}
+    if model_cfg.input_norm == "speaker" and cfg.has_head:  # predict's fallback for a speaker it has no recordings of
+        mean, std = typical_speaker_stats(store, fold.train)
+        extra["speaker_fallback"] = {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
+                                     "speakers": len({store.speakers[i] for i in fold.train})}
     store = model_inputs(store, model_cfg.input_norm)  # input_norm "speaker": each speaker's own statistics
     model.to(device)
     model.set_sync_batchnorm(world > 1 and cfg.optim.sync_batchnorm)
@@ -307,7 +312,6 @@ def train_fold(
     n_epochs = epochs_of(cfg, steps_per_epoch)
     phases = phases_of(cfg, steps_per_epoch)
     mode = "max" if cfg.monitor == "val_ua" else "min"
-    extra = {"n_freq": store.n_freq, "has_head": cfg.has_head, "features": store.info.get("features")}
     history: List[Dict[str, Any]] = []
     best_value, best_epoch, bad_epochs, start_epoch = None, -1, 0, 0
     resume_state: Optional[Dict[str, Any]] = None
@@ -402,7 +406,8 @@ def train_fold(
                                 **({"ema": averaged.state_dict()} if averaged is not None else {}), **extra)
                 write_text(fold_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
             if progress:
-                shown = " ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "seconds")
+                shown = " ".join(f"{k}={v:.1e}" if k in ("lr", "head_lr") else f"{k}={v:.4f}"  # lr: 1.0e-05, not 0.0000
+                                 for k, v in record.items() if isinstance(v, float) and k != "seconds")
                 tqdm.write(f"{fold.name} epoch {epoch + 1}/{n_epochs} {shown}{' *' if improved else ''}")
             if on_epoch_end is not None:
                 on_epoch_end(epoch)

@@ -18,13 +18,23 @@ import numpy as np
 from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, as_table
 from ser_cl.experiment import Variant, expand, load_experiment
 from ser_cl.data.folds import Fold, auto_protocol, make_folds
-from ser_cl.data.pool import KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, pool_units, serves_every_fold
+from ser_cl.data.pool import (KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, check_source_fold, pool_units,
+                              serves_every_fold)
 from ser_cl.data.store import FeatureStore
 from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.build import resolve_device
 from ser_cl.train.loop import train_fold, write_split
+
+
+# What ``run_variant`` does with a pool pretraining that serves every fold (run folder ``pool``)
+# under ``--devices`` (``ser_cl.pipeline.run_on_devices``): the parent trains it once, alone,
+# before it deals the folds out (SHARED_POOLS_ONLY: nothing else), and the workers take it as
+# trained (SHARED_POOLS_TRAINED: neither trained again nor cleared by --restart), so that they do
+# not all write its checkpoints at once, nor delete the directory that another trains in.
+ALL_RUNS, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED = "all", "shared-pools-only", "shared-pools-trained"
+SHARED_POOLS_ENV = "SER_CL_SHARED_POOLS_TRAINED"  # "1" in the environment of --devices workers
 
 
 @dataclass
@@ -138,12 +148,16 @@ def _select_folds(all_folds: List[Fold], folds: Optional[Sequence[int]], cfg: St
 
 
 def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_spec: Optional[str] = None,
-                progress: bool = True, restart: bool = False) -> Path:
+                progress: bool = True, restart: bool = False, pools: str = ALL_RUNS) -> Optional[Path]:
     """Train the selected folds (1-based numbers; all when None) of one variant.
 
     A fold already trained (or half-trained) under a different config stops the run with the
-    keys that differ; ``restart`` clears the selected folds first instead.
+    keys that differ; ``restart`` clears the selected folds first instead. ``pools``: ALL_RUNS,
+    or (``--devices``) SHARED_POOLS_ONLY / SHARED_POOLS_TRAINED (see there); None where nothing
+    was run (SHARED_POOLS_ONLY and a variant that is not such a pool).
     """
+    if pools not in (ALL_RUNS, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED):
+        raise ValueError(f"pools must be one of {ALL_RUNS}, {SHARED_POOLS_ONLY}, {SHARED_POOLS_TRAINED}; got {pools!r}")
     cfg = variant.config
     device = distributed.setup() or resolve_device(device_spec or cfg.device)  # torchrun: this rank's GPU
     store = FeatureStore(cfg.data.dir)
@@ -153,7 +167,9 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
                           f"loss.name = {cfg.loss.name} needs labels; use it in a self-supervised pretrain "
                           f"stage ({' | '.join(SELF_SUPERVISED_LOSSES)}), e.g. in its data.pool")
     if (cfg.data.pool and cfg.kind == "pretrain") or not store.labeled:
-        return _run_pool(variant, store, folds, device, progress, restart)
+        return _run_pool(variant, store, folds, device, progress, restart, pools)
+    if pools == SHARED_POOLS_ONLY:
+        return None
     all_folds = make_folds(store, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
     out = variant_dir(cfg, variant.name)
     source = source_dir_of(variant)
@@ -180,7 +196,12 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         if src_ckpt is not None and not src_ckpt.is_file():
             raise ConfigError(f"{src_ckpt}: missing; pretrain {source} (fold {fold.name}) before fine-tuning it")
         if src_ckpt is not None:
-            check_not_seen(src_ckpt.parent, store, fold)  # a pool must not have trained on this fold's held-out
+            try:
+                check_not_seen(src_ckpt.parent, store, fold)  # a pool must not have trained on this fold's held-out
+                if not one_source:  # a per-fold source: the same fold name may hold other speakers
+                    check_source_fold(src_ckpt.parent, info.get("data_dir"), store, fold)
+            except ValueError as err:
+                raise ConfigError(str(err)) from err
         fingerprint = config_fingerprint(cfg, src_ckpt)
         if distributed.is_main():
             check_fold_config(out / fold.name, fingerprint, restart)
@@ -191,10 +212,14 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
 
 
 def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[int]], device,
-              progress: bool, restart: bool) -> Path:
+              progress: bool, restart: bool, pools: str = ALL_RUNS) -> Optional[Path]:
     """Self-supervised pretraining on ``data.pool`` (or on an unlabeled ``data.dir``): once for
     every fold (run folder ``pool``), or per fold when the pool holds the target corpus, whose
-    folds' validation and test speakers are then left out (``ser_cl.data.pool``)."""
+    folds' validation and test speakers are then left out (``ser_cl.data.pool``).
+
+    ``pools`` (``--devices``): SHARED_POOLS_ONLY runs only a pool for every fold (None for a
+    per-fold one); SHARED_POOLS_TRAINED requires a pool for every fold to be complete already
+    and leaves it alone (no training, no --restart), and trains a per-fold one as usual."""
     cfg = variant.config
     out = variant_dir(cfg, variant.name)
     labeled = target if target.labeled else None
@@ -203,6 +228,13 @@ def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[i
     selected = _select_folds(all_folds, folds, cfg)
     per_fold, units = pool_units(list(cfg.data.pool) or [cfg.data.dir], cfg.data.pool_weights, labeled, selected,
                                  cfg.data.pool_val_fraction, cfg.optim.seed, cfg.data.pool_epoch_size)
+    if pools == SHARED_POOLS_ONLY and per_fold:
+        return None  # per fold: the --devices workers train it, each for its folds
+    if pools == SHARED_POOLS_TRAINED and not per_fold:
+        if not fold_is_complete(out / POOL_FOLD):
+            raise ConfigError(f"{out / POOL_FOLD}: the pool pretraining for every fold should have been trained "
+                              "before the folds were dealt out to the --devices workers, and is not complete")
+        return out
     if distributed.is_main():
         write_json(out / "run.json", {
             "experiment": cfg.experiment, "variant": variant.name, "stage": cfg.kind, "description": cfg.description,
