@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -50,7 +50,7 @@ def prepare(
     out: Path = typer.Option(..., "--out", "-o", help="DATA_DIR to write the feature store into."),
     corpus: Optional[str] = typer.Option(
         None, "--corpus",
-        help="iemocap, emodb, ravdess, cremad, tess, csv, or unlabeled (any tree of WAV/FLAC/OGG/AIFF files, no labels: "
+        help="iemocap, emodb, ravdess, cremad, tess, emovo, csv, or unlabeled (any tree of WAV/FLAC/OGG/AIFF files, no labels: "
              "for self-supervised pretraining pools) (default: detected from the layout).",
     ),
     classes: Optional[str] = typer.Option(
@@ -461,16 +461,37 @@ def report(runs_dir: Path = typer.Argument(Path("runs"), help="The runs dir, or 
            format: str = typer.Option("md", "--format", help="md, csv or json."),
            out: Optional[Path] = typer.Option(None, "--out", help="Write the table to this file."),
            plots: Optional[Path] = typer.Option(None, "--plots", help="PNG folder (default RUNS_DIR/plots)."),
-           no_plots: bool = typer.Option(False, "--no-plots", help="Do not draw PNG plots.")) -> None:
+           no_plots: bool = typer.Option(False, "--no-plots", help="Do not draw PNG plots."),
+           compare: Optional[Tuple[str, str]] = typer.Option(
+               None, "--compare", metavar="A B",
+               help="Instead of the tables: A vs B (exp/variant, or a seed group) fold by fold, the mean "
+                    "difference, wins/losses and a Wilcoxon signed-rank p (md or json)."),
+           metric: str = typer.Option("test_ua", "--metric",
+                                      help="With --compare: test_ua, val_ua, test_wa or val_wa.")) -> None:
     """The thesis' tables: UA/WA mean +- std over folds for val and test, per experiment and variant.
 
     Also retrieval Recall@1 and k-means F1/NMI (after `ser-cl probe`), the thesis' numbers beside
     ours, the best variant of each sweep marked, incomplete runs flagged with the missing files.
-    Plots (UA vs each swept hyper-parameter, pooled confusion matrices) need matplotlib.
+    Variants that differ only by a swept optim.seed get a "Seeds" table: the mean over seeds of
+    their fold means +- the std over seeds. Plots (UA vs each swept hyper-parameter, pooled
+    confusion matrices) need matplotlib.
 
-    Example: ser-cl report runs/ --format md --out runs/report.md
+    Examples:
+
+      ser-cl report runs/ --format md --out runs/report.md
+
+      ser-cl report runs/ --compare supcon/ft_ce_tau=0.1 ce_baseline/train
     """
-    _print_report(runs_dir, format, out, plots, not no_plots)
+    if compare is None:
+        _print_report(runs_dir, format, out, plots, not no_plots)
+        return
+    from ser_cl.eval.compare import write_comparison
+
+    try:
+        text = write_comparison(runs_dir, compare[0], compare[1], metric, format, out)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    typer.echo(text if out is None else f"wrote {out}")
 
 
 def _print_report(runs_dir: Path, fmt: str, out: Optional[Path], plots_dir: Optional[Path] = None,

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, get_type_hints
 
 import tomli_w
 
-STAGE_KINDS = ("train", "pretrain", "finetune")
+STAGE_KINDS = ("train", "pretrain", "finetune", "baseline")
 
 
 class ConfigError(ValueError):
@@ -101,6 +101,11 @@ class OptimConfig:
     # beyond the thesis: validate, checkpoint and evaluate a moving average of the weights, with
     # this decay per optimiser step (0 = off: the weights themselves; ser_cl.train.averaging)
     ema_decay: float = 0.0
+    # beyond the thesis: after training, refit the classifier head on the best checkpoint's
+    # embeddings as a linear probe (logistic regression on the training speakers, C chosen on the
+    # validation speakers' UA; ser_cl.train.head_fit), so the head is never a worse linear
+    # classifier of its own embeddings than a probe; metrics.json keeps the trained head's scores
+    refit_head: bool = False
 
 
 @dataclass
@@ -128,12 +133,23 @@ class FinetuneConfig:
 
 
 @dataclass
+class BaselineConfig:
+    """A ``stage = "baseline"`` stage: openSMILE functionals + a linear SVM (no neural network)."""
+
+    feature_set: str = "ComParE_2016"  # ComParE_2016 (6,373 functionals) | eGeMAPSv02 (88)
+    # none: the raw functionals; global: standardised with the fold's training speakers' statistics;
+    # speaker: each speaker's functionals standardised with that speaker's own (as input_norm = speaker)
+    norm: str = "global"
+    c_grid: List[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0])  # C by validation UA
+
+
+@dataclass
 class StageConfig:
     """Everything one training stage needs; written back as ``config.toml`` in each fold dir."""
 
     experiment: str = "experiment"
     name: str = "train"  # stage name, the first part of the variant directory name
-    kind: str = "train"  # train | pretrain | finetune
+    kind: str = "train"  # train | pretrain | finetune | baseline
     description: str = ""
     runs_dir: str = "runs"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -143,6 +159,7 @@ class StageConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     probe: bool = True  # `ser-cl run` probes this stage's folds after training
     # reference numbers (percent) for the report: val_ua, test_ua, note; a sub-table
     # variants."<swept values>" (e.g. variants."tau=0.5") gives a variant its own numbers
@@ -153,7 +170,7 @@ class StageConfig:
     @property
     def has_head(self) -> bool:
         """Whether training fits the linear classifier head (so its UA is meaningful)."""
-        return self.kind in ("train", "finetune")
+        return self.kind in ("train", "finetune", "baseline")
 
     @property
     def monitor(self) -> str:
@@ -169,7 +186,10 @@ SECTIONS = {
     "optim": OptimConfig,
     "augment": AugmentConfig,
     "finetune": FinetuneConfig,
+    "baseline": BaselineConfig,
 }
+BASELINE_FEATURE_SETS = ("ComParE_2016", "eGeMAPSv02")  # openSMILE's names
+BASELINE_NORMS = ("none", "global", "speaker")
 SELF_SUPERVISED_LOSSES = ("selfsup_ntxent", "barlow_twins", "vicreg")  # no labels needed
 STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "device", "probe")
 LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent", "barlow_twins", "vicreg")
@@ -282,6 +302,15 @@ def validate(cfg: StageConfig, where: str) -> None:
         k = getattr(cfg.model, key)
         check(k is None or (len(k) == 2 and all(isinstance(v, int) and v >= 1 for v in k)),
               f"model.{key} must be [freq, time], two positive ints, e.g. [41, 21]")
+    if cfg.kind == "baseline":
+        check(cfg.baseline.feature_set in BASELINE_FEATURE_SETS,
+              f"baseline.feature_set must be one of {', '.join(BASELINE_FEATURE_SETS)}, got '{cfg.baseline.feature_set}'")
+        check(cfg.baseline.norm in BASELINE_NORMS,
+              f"baseline.norm must be one of {', '.join(BASELINE_NORMS)}, got '{cfg.baseline.norm}'")
+        check(bool(cfg.baseline.c_grid) and all(isinstance(c, (int, float)) and c > 0 for c in cfg.baseline.c_grid),
+              "baseline.c_grid must be a non-empty list of numbers > 0, e.g. [1e-3, 1e-2, 1e-1]")
+        check(not cfg.finetune.source and not cfg.data.pool and not cfg.data.test_on,
+              "a baseline stage reads data.dir's audio only: finetune.from, data.pool and data.test_on do not apply")
     if cfg.kind in ("train", "finetune"):
         check(cfg.loss.name == "ce", f"a {cfg.kind} stage trains the classifier: loss.name must be 'ce' "
               "(add SupCon / NT-Xent with loss.supcon_weight / loss.selfsup_weight)")

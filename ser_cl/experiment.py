@@ -299,16 +299,28 @@ class Variant:
     source: Optional[str] = None  # variant name of the stage it fine-tunes (same experiment)
 
 
+SEED_KEY = "optim.seed"
+
+
 def expand(stage: StageConfig, source_variants: Optional[List[Variant]] = None) -> List[Variant]:
-    """Expand the sweep of ``stage``; a finetune of an earlier stage fans out over its variants."""
+    """Expand the sweep of ``stage``; a finetune of an earlier stage fans out over its variants.
+
+    A key swept by both the stage and its source is paired with the source's value, not crossed
+    (crossing gave two variants of one name). A stage whose source swept ``optim.seed`` and that
+    does not sweep it itself runs with its source's seed (``ft_seed=1`` <- ``pretrain_seed=1``)."""
     keys = list(stage.sweep)
     points = list(itertools.product(*[stage.sweep[k] for k in keys])) or [()]
     parents: List[Optional[Variant]] = list(source_variants) if source_variants else [None]
     out = []
     for parent in parents:
         for point in points:
+            inherited = parent.sweep if parent else {}
+            if any(key in inherited and inherited[key] != value for key, value in zip(keys, point)):
+                continue
             table = as_table(stage)
-            sweep = dict(parent.sweep) if parent else {}
+            sweep = dict(inherited)
+            if SEED_KEY in inherited and SEED_KEY not in keys:
+                _set_dotted(table, SEED_KEY, inherited[SEED_KEY])
             for key, value in zip(keys, point):
                 _set_dotted(table, key, value)
                 sweep[key] = value

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ser_cl.config import ConfigError
+from ser_cl.config import STAGE_KINDS, ConfigError
 from ser_cl.eval.run_probe import probe_run
 from ser_cl.experiment import FRONT_END_KEYS, _read_toml, front_end_table, resolve_preset
 from ser_cl.train import distributed
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def plan_experiment(experiment: str | Path, overrides: Sequence[str] = (), preset: Optional[str] = None,
                     stages: Optional[Sequence[str]] = None) -> List[PlannedStage]:
     """All stages of the file (or only those named), their sweeps expanded."""
-    return select_stages(experiment, ("train", "pretrain", "finetune"), list(overrides), stages, preset)
+    return select_stages(experiment, STAGE_KINDS, list(overrides), stages, preset)
 
 
 def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None,
@@ -55,7 +55,7 @@ def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] =
             exp_dir = out.parent
             if pools == SHARED_POOLS_ONLY:  # probes and tests: in the workers, after their folds
                 continue
-            if v.config.probe and distributed.is_main():
+            if v.config.probe and v.config.kind != "baseline" and distributed.is_main():  # a baseline has no encoder
                 probe_run(out, folds, device or v.config.device, progress=progress, skip_done=True)
             if v.config.data.test_on and v.config.has_head and distributed.is_main():
                 cross_test_run(out, v.config.data.test_on, v.config.data.class_map, device or v.config.device,

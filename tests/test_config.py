@@ -147,7 +147,7 @@ def test_set_can_target_one_stage_kind(tmp_path):
     assert (pre.optim.lr, pre.optim.epochs) == (2e-3, 4)
     assert (ft.optim.lr, ft.optim.epochs, ft.finetune.freeze_epochs) == (1e-3, 9, 1)
     assert (supcon.optim.lr, supcon.optim.epochs) == (2e-3, 4)  # ft_supcon is a pretrain stage
-    for bad, message in (("kind.finetuning.optim.lr=1", "kind.<train|pretrain|finetune>.<key>"),
+    for bad, message in (("kind.finetuning.optim.lr=1", "kind.<train|pretrain|finetune|baseline>.<key>"),
                          ("kind.finetune=1", "per-kind override"),
                          ("kind.train.optim.lrr=1", "unknown key 'optim.lrr'"),
                          ("kind.train.optim.lr=fast", "--set kind.train.optim.lr=fast"),

@@ -51,7 +51,14 @@ def _pretrain() -> StageConfig:
 def _train() -> StageConfig:
     """A valid train stage with what a pretrain stage cannot have (mixup, store on the device)."""
     return stage_from_dict({"stage": "train", "augment": {"enabled": True, "mixup_alpha": 0.2},
-                            "data": {"store_on_device": True}, "optim": {"monitor": "val_ua"}}, "test")
+                            "data": {"store_on_device": True}, "optim": {"monitor": "val_ua", "refit_head": True}},
+                           "test")
+
+
+def _baseline() -> StageConfig:
+    """A valid baseline stage (openSMILE + SVM) with its [baseline] table changed."""
+    return stage_from_dict({"stage": "baseline", "description": NASTY,
+                            "baseline": {"feature_set": "eGeMAPSv02", "norm": "speaker", "c_grid": [0.5, 2]}}, "test")
 
 
 def _flat(table, prefix=""):
@@ -66,12 +73,13 @@ def test_the_test_configs_change_every_field():
     """So that the round trip below covers every field (a new one must be added to them)."""
     default = dict(_flat(as_table(StageConfig())))
     changed = set()
-    for cfg in (_pretrain(), _train()):
+    for cfg in (_pretrain(), _train(), _baseline()):
         changed |= {k for k, v in _flat(as_table(cfg)) if v != default[k]}
     assert set(default) - changed == set(), sorted(set(default) - changed)
 
 
-@pytest.mark.parametrize("make", [_pretrain, _train, StageConfig], ids=["pretrain", "train", "default"])
+@pytest.mark.parametrize("make", [_pretrain, _train, _baseline, StageConfig],
+                         ids=["pretrain", "train", "baseline", "default"])
 def test_config_toml_is_valid_toml_and_reads_back_into_the_same_config(make):
     cfg = make()
     text = to_toml(cfg)

@@ -242,3 +242,41 @@ def test_a_finetune_stage_cannot_silently_change_the_pretrained_architecture(sto
                      optim={"epochs": 1}), store, fold, tmp_path / "b", CPU, source_checkpoint=pretrained,
                progress=False)
     assert load_checkpoint(tmp_path / "b" / "best.pt")["model_config"]["gru_impl"] == "padded"
+
+
+def test_refit_head_replaces_the_trained_head_by_the_probe_of_its_own_embeddings(synth_mel_dir, tmp_path):
+    """optim.refit_head: best.pt's classifier becomes select_linear_head of the best encoder's
+    embeddings (itself checked against scikit-learn above); metrics.json scores that head and
+    keeps the trained head's scores; without the key nothing changes."""
+    from conftest import tiny_stage
+
+    from ser_cl.data.folds import make_folds
+    from ser_cl.data.store import FeatureStore
+    from ser_cl.models.embed import embed_utterances
+    from ser_cl.metrics import classification_report
+    from ser_cl.train.checkpoint import load_checkpoint, load_model
+    from ser_cl.train.head_fit import select_linear_head
+    from ser_cl.train.loop import train_fold
+
+    store = FeatureStore(synth_mel_dir)
+    fold = make_folds(store)[0]
+    cpu = torch.device("cpu")
+    plain = train_fold(tiny_stage(optim={"epochs": 2}), store, fold, tmp_path / "plain", cpu, progress=False)
+    refit = train_fold(tiny_stage(optim={"epochs": 2, "refit_head": True}), store, fold, tmp_path / "refit", cpu,
+                       progress=False)
+    assert "trained_head" not in plain
+    assert refit["trained_head"] == {"val": plain["val"], "test": plain["test"]}  # same training, same seed
+    model = load_model(tmp_path / "refit" / "best.pt", cpu)[0]
+    trained = load_model(tmp_path / "plain" / "best.pt", cpu)[0]
+    for part in (fold.train, fold.val):  # the encoder is the trained one; only the head changed
+        np.testing.assert_allclose(embed_utterances(model, store, part, cpu)[0],
+                                   embed_utterances(trained, store, part, cpu)[0], atol=1e-5)
+    train_x = embed_utterances(trained, store, fold.train, cpu)[0]
+    val_x = embed_utterances(trained, store, fold.val, cpu)[0]
+    W, b = select_linear_head(train_x, store.labels[fold.train], val_x, store.labels[fold.val], len(store.classes))
+    torch.testing.assert_close(model.classifier.weight, W, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model.classifier.bias, b, atol=1e-5, rtol=1e-4)
+    test_x = embed_utterances(trained, store, fold.test, cpu)[0]
+    preds = (torch.from_numpy(test_x) @ W.T + b).argmax(1).numpy()
+    assert refit["test"] == classification_report(store.labels[fold.test], preds, len(store.classes))
+    assert load_checkpoint(tmp_path / "refit" / "best.pt")["refit_head"] is True

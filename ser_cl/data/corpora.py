@@ -12,6 +12,7 @@ Supported layouts (``CORPORA``; ``detect_corpus`` picks one from the folder):
 - ravdess  ``Actor_NN/03-01-EE-II-SS-RR-AA.wav`` (audio-only speech files only)
 - cremad   ``1001_DFA_ANG_XX.wav`` (+ optional ``VideoDemographics.csv`` for gender)
 - tess     ``OAF_angry/OAF_back_angry.wav`` (speakers OAF, YAF)
+- emovo    ``f1/dis-f1-b1.wav`` (emotion dis, speaker f1, sentence b1; speakers f1-f3, m1-m3)
 - csv      a manifest ``path,label,speaker[,session,gender,utt_id]`` with a header row
 - unlabeled  any folder tree of audio files (.wav, .flac, .ogg, .aiff ...), no labels
            (never detected: ``--corpus unlabeled``);
@@ -308,6 +309,49 @@ def read_tess(root: str | os.PathLike) -> CorpusListing:
 
 
 # --------------------------------------------------------------------------------------------
+# EMOVO
+
+# dis-f1-b1.wav = emotion dis, speaker f1, sentence b1 (b1-b3, d1-d2, l1-l4, n1-n5)
+_EMOVO_NAME = re.compile(r"^([a-z]{3})-([fm]\d+)-([a-z]\d+)" + _AUDIO_EXT + "$", re.IGNORECASE)
+_EMOVO_SPEAKER = re.compile(r"^[fm]\d+$", re.IGNORECASE)
+EMOVO_EMOTIONS = {
+    "dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fear",
+    "rab": "angry", "sor": "surprise", "tri": "sad",
+}
+
+
+def _is_emovo_file(wav: Path) -> bool:
+    """Detection: an EMOVO name with one of the 7 emotion codes, in its speaker's folder."""
+    m = _EMOVO_NAME.match(wav.name)
+    return bool(m) and m.group(1).lower() in EMOVO_EMOTIONS and m.group(2).lower() == wav.parent.name.lower()
+
+
+def read_emovo(root: str | os.PathLike) -> CorpusListing:
+    """Read EMOVO: ``f1/dis-f1-b1.wav`` = emotion dis (disgust), speaker f1, sentence b1. No sessions.
+
+    Labels are the English names (gio -> happy, pau -> fear, rab -> angry, sor -> surprise,
+    tri -> sad); an unknown code is kept as the label itself, lower-cased. Gender is the
+    speaker's first letter. A file whose name names another speaker than its speaker folder
+    (``m2/dis-f1-b1.wav``) is listed as skipped.
+    """
+    root = Path(root)
+    utterances, skipped = [], []
+    for wav in _wav_files(root):
+        m = _EMOVO_NAME.match(wav.name)
+        if not m:
+            skipped.append({"path": str(wav), "reason": "file name does not follow the EMOVO pattern (e.g. dis-f1-b1.wav)"})
+            continue
+        emotion, speaker, _sentence = (g.lower() for g in m.groups())
+        folder = wav.parent.name.lower()
+        if _EMOVO_SPEAKER.match(folder) and folder != speaker:
+            skipped.append({"path": str(wav), "reason": f"speaker {speaker} in the file name but in the folder of speaker {folder}"})
+            continue
+        label = EMOVO_EMOTIONS.get(emotion, emotion)
+        utterances.append(Utterance(wav.stem, _abs(wav), label, speaker, "", speaker[0].upper()))
+    return _finish("emovo", root, utterances, skipped)
+
+
+# --------------------------------------------------------------------------------------------
 # CSV manifest
 
 CSV_REQUIRED = ("path", "label", "speaker")
@@ -446,6 +490,10 @@ CORPORA: dict[str, CorpusInfo] = {
         "tess", read_tess, "neutral,happy,sad,angry,fear,disgust,ps",
         "TESS (OAF_angry/OAF_back_angry.wav)",
     ),
+    "emovo": CorpusInfo(
+        "emovo", read_emovo, "neutral,happy,sad,angry,fear,disgust,surprise",
+        "EMOVO (f1/dis-f1-b1.wav)",
+    ),
     "csv": CorpusInfo(
         "csv", read_csv_manifest, "all",
         "a CSV manifest file (header path,label,speaker[,session,gender])",
@@ -493,6 +541,8 @@ def detect_corpus(path: str | os.PathLike) -> str:
                 votes[name] += 1
         if _TESS_NAME.match(wav.name) and _TESS_FOLDER.match(wav.parent.name):
             votes["tess"] += 1
+        if _is_emovo_file(wav):
+            votes["emovo"] += 1
         if n_wavs >= 2000:  # enough evidence; keeps detection fast on big folders
             break
     if votes:

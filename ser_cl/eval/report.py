@@ -32,6 +32,17 @@ Rules (also in the README):
 * In a sweep (two or more variants of one experiment with the same stage kind and scoring
   method) the complete variant with the highest mean validation UA is the best one (``best`` column; `` *`` after its name in Markdown).
   Ties go to the first in table order; incomplete variants are never chosen.
+* Seeds (``ser_cl.eval.seeds``). Variants that differ only by a swept ``optim.seed`` form a seed
+  group (named after them less ``_seed=N``). Their rows stay as they are; under the experiment's
+  table a "Seeds" table gives one row per group: per seed the mean over its complete folds, then
+  the mean over seeds +- the std (ddof=0) of those seed means, and the number of seeds. In a sweep
+  holding seed groups the best is chosen among the groups (by their mean over seeds of the
+  validation UA) and the variants without a seed sweep, never among single seeds; a group is a
+  candidate only when every one of its variants is complete. csv/json: the group rows follow the
+  variant rows and have ``seeds`` / ``n_seeds``; the variant rows of a group have ``seed_group``.
+  Runs without a seed sweep give the same output as before.
+* ``--compare A B``: a paired comparison of two variants (or seed groups) over their common
+  folds, with a Wilcoxon signed-rank test (``ser_cl.eval.compare``).
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ser_cl.eval.run_results import VariantResult, collect_runs, data_info, mean_std, number_or_none, store_label
+from ser_cl.eval.seeds import SEED_KEY, group_in_order, seed_base, seed_key, seed_stats
 
 FORMATS = ("md", "csv", "json")
 THESIS_CORPUS = "iemocap"
@@ -104,20 +116,81 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
         row["cross"] = result.cross_scores()
         rows.append(row)
 
+    # variants that differ only by their seed: one seed group (key only on the rows of one)
+    keys = [seed_key(row["experiment"], row["variant"], row["sweep"], row["stage"], row["method"]) for row in rows]
+    for key, row in zip(keys, rows):
+        if key is not None:
+            row["seed_group"] = seed_base(row["variant"], row["sweep"])
+            row["seed_group_best"] = False
+
     # a sweep = the variants of one experiment trained the same way and scored the same way
-    # (so a pretraining's SVM never competes with a fine-tuning's classifier head)
-    sweeps: Dict[Any, List[Dict[str, Any]]] = {}
-    for row in rows:
-        sweeps.setdefault((row["experiment"], row["stage"], row["method"]), []).append(row)
-    for group in sweeps.values():
-        if len(group) < 2:
+    # (so a pretraining's SVM never competes with a fine-tuning's classifier head); its units are
+    # the variants without a seed sweep and the seed groups (a group: the mean over its seeds)
+    sweeps: Dict[Any, Dict[Any, List[Dict[str, Any]]]] = {}
+    for index, (key, row) in enumerate(zip(keys, rows)):
+        units = sweeps.setdefault((row["experiment"], row["stage"], row["method"]), {})
+        units.setdefault(key if key is not None else index, []).append(row)
+    for units in sweeps.values():
+        if len(units) < 2:
             continue
-        candidates = [row for row in group if row["complete"] and row["val_ua_mean"] is not None]
+        candidates = []
+        for members in units.values():
+            if all(row["complete"] for row in members):
+                val, _, n = seed_stats([row["val_ua_mean"] for row in members])
+                if val is not None and n == len(members):
+                    candidates.append((val, members))
         if candidates:
-            best = max(candidates, key=lambda row: row["val_ua_mean"])  # max keeps the first of ties
-            best["best"] = True
+            _, members = max(candidates, key=lambda item: item[0])  # max keeps the first of ties
+            for row in members:
+                row["seed_group_best" if "seed_group" in row else "best"] = True
     _label_stores(rows)
     return rows
+
+
+def build_seed_table(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per seed group of ``build_table``'s rows (none without a seed sweep), in table order.
+
+    ``{split}_{ua,wa}_mean``: the mean over seeds of each seed's mean over its complete folds;
+    ``_std``: the population std (ddof=0) of those seed means; ``_seed_means``: the seed means
+    (None for a seed without a value). ``seeds``: the seed values, ``n_seeds``: how many;
+    ``n_folds``: each seed's complete folds; ``complete``: every seed's variant is complete.
+    """
+    keys = [seed_key(row["experiment"], row["variant"], row["sweep"], row["stage"], row["method"])
+            if "seed_group" in row else None for row in rows]
+    out = []
+    for indices in group_in_order(keys).values():
+        members = [rows[i] for i in indices]
+        first = members[0]
+        group: Dict[str, Any] = {
+            "experiment": first["experiment"],
+            "variant": first["seed_group"],
+            "sweep": {key: value for key, value in first["sweep"].items() if key != SEED_KEY},
+            "method": first["method"],
+            "stage": first["stage"],
+            "protocol": first["protocol"],
+            "corpus": first["corpus"],
+            "seeds": [row["sweep"][SEED_KEY] for row in members],
+            "n_seeds": len(members),
+            "variants": [row["variant"] for row in members],
+        }
+        for split in _SPLITS:
+            for key in ("ua", "wa"):
+                means = [row[f"{split}_{key}_mean"] for row in members]
+                mean, std, _ = seed_stats(means)
+                group[f"{split}_{key}_mean"], group[f"{split}_{key}_std"] = mean, std
+                group[f"{split}_{key}_seed_means"] = means
+        group["n_folds"] = [row["n_folds"] for row in members]
+        expected = {row["n_expected"] for row in members}
+        group["n_expected"] = expected.pop() if len(expected) == 1 else None
+        group["complete"] = all(row["complete"] for row in members)
+        group["best"] = any(row.get("seed_group_best") for row in members)
+        bad = [f"{SEED_KEY.split('.')[-1]}={format_value(row['sweep'][SEED_KEY])}" for row in members
+               if not row["complete"]]
+        group["status"] = "ok" if not bad else "INCOMPLETE: " + ", ".join(bad) + " (see their rows)"
+        group["cross"] = {}
+        group["data_label"] = None
+        out.append(group)
+    return out
 
 
 def _label_stores(rows: List[Dict[str, Any]]) -> None:
@@ -251,9 +324,10 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         "mean +- std over folds (population std, ddof=0). R@1 = retrieval Recall@1 (%), F1 (%) and",
         "NMI = k-means clustering, test split. method: `ce head` = the trained classifier head,",
         "`svm` = linear SVM fitted on the train embeddings; svm test UA = that SVM's UA for a",
-        "`ce head` variant (only when all its averaged folds have probe.json).",
+        "`ce head` variant (only when all its averaged folds have probe.json). `opensmile svm` =",
+        "the classical baseline (openSMILE functionals + linear SVM, `stage = \"baseline\"`).",
     ]
-    legend_best = legend_incomplete = False
+    legend_best = legend_incomplete = legend_seeds = False
     experiments: Dict[str, List[Dict[str, Any]]] = {}
     for row in rows:
         experiments.setdefault(row["experiment"], []).append(row)
@@ -319,12 +393,19 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         if other:
             out += ["", f"The thesis' numbers are IEMOCAP's and these runs are on {', '.join(other)}, "
                     "so they are not shown beside them."]
+        seed_groups = build_seed_table(group)
+        if seed_groups:
+            out += _seeds_md(seed_groups)
+            legend_seeds = True
+            legend_best |= any(row["best"] for row in seed_groups)
 
     if not rows:
         out += ["", "No runs found."]
     legend = []
     if legend_best:
         legend.append("`*` best variant of the sweep by mean validation UA (complete variants only).")
+    if legend_best and legend_seeds:
+        legend.append("In a sweep with seeds the best is a seed group (by its mean over seeds), never one seed.")
     if legend_incomplete:
         legend.append("`!` incomplete or partial variant: mean over its complete folds only; the status names "
                       "the bad files (partial: some folds were not run).")
@@ -333,6 +414,33 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
     if any(row.get("cross") for row in rows):
         out += _cross_md(rows)
     return "\n".join(out) + "\n"
+
+
+def _seeds_md(groups: List[Dict[str, Any]]) -> List[str]:
+    """The "Seeds" table under an experiment's table: one row per seed group."""
+    sweep_keys: List[str] = []
+    for group in groups:
+        sweep_keys.extend(key for key in sorted(group["sweep"]) if key not in sweep_keys)
+    header = ["seed group"] + sweep_keys + ["method", "seeds", "val UA", "test UA", "test UA per seed", "folds",
+                                            "status"]
+    right = [False] * (1 + len(sweep_keys)) + [False, False, True, True, False, True, False]
+    body = []
+    for group in groups:
+        mark = "" if group["complete"] else " !"
+        cells = [group["variant"] + (" *" if group["best"] else "")]
+        cells += [format_value(group["sweep"][key]) if key in group["sweep"] else "" for key in sweep_keys]
+        cells += [group["method"], f"{group['n_seeds']} ({', '.join(format_value(s) for s in group['seeds'])})"]
+        for split in _SPLITS:
+            text = _pm(group[f"{split}_ua_mean"], group[f"{split}_ua_std"], 2)
+            cells.append(text + (mark if text != "-" else ""))
+        cells.append(", ".join("-" if m is None else f"{m:.2f}" for m in group["test_ua_seed_means"]))
+        expected = "?" if group["n_expected"] is None else str(group["n_expected"])
+        counts = sorted(set(group["n_folds"]))
+        folds = str(counts[0]) if len(counts) == 1 else ",".join(str(n) for n in group["n_folds"])
+        cells += [f"{folds}/{expected}", group["status"]]
+        body.append(cells)
+    return ["", f"Seeds (`{SEED_KEY}`): per seed the mean over its folds; here the mean over seeds +- the std "
+            "(ddof=0) of those seed means.", ""] + _md_table(header, body, right)
 
 
 CSV_COLUMNS = (
@@ -352,9 +460,12 @@ def _render_csv(rows: List[Dict[str, Any]]) -> str:
         columns.append("data")
         columns += [f"cross_{label}_{stat}" for _, label in cross_columns
                     for stat in ("ua_mean", "ua_std", "wa_mean", "wa_std", "n_folds")]
+    groups = build_seed_table(rows)
+    if groups:  # seed-group rows after the variant rows: their numbers are over seeds
+        columns += ["seed_group", "seeds", "n_seeds"]
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in rows:
+    for row in rows + groups:
         row = dict(row, data=row.get("data_label"))
         for key, label in cross_columns:
             entry = row["cross"].get(key) or {}
@@ -365,6 +476,10 @@ def _render_csv(rows: List[Dict[str, Any]]) -> str:
             value = row.get(column)
             if column == "sweep":
                 value = format_sweep(value or {})
+            elif column == "seeds" and value is not None:
+                value = ";".join(format_value(seed) for seed in value)
+            elif column == "n_folds" and isinstance(value, list):
+                value = ";".join(str(n) for n in value)
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             elif isinstance(value, float):
@@ -381,7 +496,7 @@ def render(rows: List[Dict[str, Any]], fmt: str = "md") -> str:
     if fmt == "csv":
         return _render_csv(rows)
     if fmt == "json":
-        return json.dumps(rows, indent=2) + "\n"
+        return json.dumps(rows + build_seed_table(rows), indent=2) + "\n"
     raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

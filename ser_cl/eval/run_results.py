@@ -18,6 +18,7 @@ import numpy as np
 from ser_cl.data.pool import serves_every_fold
 
 METHOD_HEAD = "ce head"
+METHOD_BASELINE = "opensmile svm"  # a stage = "baseline" run: openSMILE functionals + linear SVM
 METHOD_SVM = "svm"
 _SPLITS = ("val", "test")
 
@@ -414,7 +415,7 @@ def _read_variant(path: Path) -> VariantResult:
         path=path,
         run=run,
         head=head,
-        method=METHOD_HEAD if head else METHOD_SVM,
+        method=(METHOD_BASELINE if run.get("stage") == "baseline" else METHOD_HEAD) if head else METHOD_SVM,
         expected_folds=expected,
         folds=folds,
         problems=problems,

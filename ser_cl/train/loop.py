@@ -422,6 +422,13 @@ def train_fold(
     else:  # no epoch gave a finite monitored value: keep the last weights, and say so
         model.load_state_dict(scored.state_dict())
         save_checkpoint(best_path, model, model_cfg, store.classes, epoch=n_epochs - 1, value=None, **extra)
+    trained_head = None
+    if cfg.optim.refit_head and cfg.has_head and fold.val.size:
+        trained_head = {part: evaluate(model, store, getattr(fold, part), cfg, device) if getattr(fold, part).size
+                        else None for part in ("val", "test")}
+        init_head(model, store, fold, cfg, device)  # the same linear probe fine-tuning starts from
+        kept = {k: v for k, v in load_checkpoint(best_path).items() if k not in ("model", "model_config", "classes")}
+        save_checkpoint(best_path, model, model_cfg, store.classes, **{**kept, "refit_head": True})
     metrics: Dict[str, Any] = {
         "status": "complete", "fold": fold.name, "epochs_run": len(history),
         "best_epoch": best_epoch + 1 if best_epoch >= 0 else None,
@@ -432,6 +439,8 @@ def train_fold(
         for part in ("val", "test"):  # an empty part (protocol holdout's test) has no scores: null
             indices = getattr(fold, part)
             metrics[part] = evaluate(model, store, indices, cfg, device) if indices.size else None
+    if trained_head is not None:  # val and test above: the refit head's; these: the trained head's
+        metrics["trained_head"] = trained_head
     write_json(metrics_path, metrics)
     distributed.barrier()
     return metrics

@@ -59,7 +59,7 @@ FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device"
 # Keys added after runs existed, left out while at their default (the value those runs trained
 # with), so that a pretrained fold's fingerprint.json, and the hash of it that its fine-tuning
 # folds keep (source.config), stay what they were.
-OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0}
+OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.refit_head": False}
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
@@ -77,7 +77,10 @@ def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = Non
             else:
                 flat[dotted] = value
 
-    walk("", as_table(cfg))
+    table = as_table(cfg)
+    if cfg.kind != "baseline":  # the [baseline] table was added after runs existed; only baselines read it
+        table.pop("baseline")
+    walk("", table)
     if source_checkpoint is not None:
         src = Path(source_checkpoint).parent / "fingerprint.json"
         text = src.read_text() if src.is_file() else ""
@@ -191,6 +194,8 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
             "classes": list(store.classes), "head": cfg.has_head,
             "source": str(source) if source is not None else None,
         })
+    if cfg.kind == "baseline":
+        return _run_baseline(cfg, store, selected, out, progress, restart)
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / (POOL_FOLD if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
@@ -208,6 +213,30 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
             write_json(out / fold.name / "fingerprint.json", fingerprint)
         distributed.barrier()
         train_fold(cfg, store, fold, out / fold.name, device, source_checkpoint=src_ckpt, progress=progress)
+    return out
+
+
+def _run_baseline(cfg: StageConfig, store: FeatureStore, selected: List[Fold], out: Path, progress: bool,
+                  restart: bool) -> Path:
+    """The openSMILE + linear SVM folds (``ser_cl.train.baseline``): functionals once, then each fold."""
+    from ser_cl.data.functionals import store_functionals
+    from ser_cl.train.baseline import baseline_inputs, fit_baseline_fold
+
+    todo = []
+    for fold in selected:
+        fingerprint = config_fingerprint(cfg)
+        check_fold_config(out / fold.name, fingerprint, restart)
+        write_json(out / fold.name / "fingerprint.json", fingerprint)
+        if not fold_is_complete(out / fold.name):
+            todo.append(fold)
+    if not todo:
+        return out
+    try:
+        inputs = baseline_inputs(cfg, store, store_functionals(store, cfg.baseline.feature_set, progress=progress))
+    except ImportError as err:  # the optional extra is not installed
+        raise ConfigError(str(err)) from None
+    for fold in progress_bar(todo, desc=f"{cfg.experiment}/{out.name}", unit="fold", disable=not progress):
+        fit_baseline_fold(cfg, store, fold, out / fold.name, inputs)
     return out
 
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Recipes beside the classical baseline on two real corpora, on the CPU: for each corpus, CE and
+# self-supervised NT-Xent -> CE fine-tuning with --preset cpu (64 log-mel bands, speaker
+# normalisation, two fold workers), and openSMILE functionals + linear SVM (eGeMAPS v02 and
+# ComParE 2016; global and speaker normalisation), leave-one-speaker-out, one report, wall times.
+# Run from the repository root (needs `pip install "ser-cl[baseline]"` for the baseline rows):
+#   bash benchmarks/corpora_cpu.sh [emovo|emodb|all] [what: all|baseline|ce|ssl]   (default: all all)
+# Corpora: EMOVO from ../shared/data/emovo (EMOVO_SRC=...), EmoDB from ../shared/data/emodb (EMODB_SRC=...).
+# SEED=N: --set optim.seed=N and runs/corpora-cpu-seedN. Resumable: finished folds are skipped.
+# EMOVO: no value of --preset cpu was chosen on it (the corpus for checking that a recipe carries over).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHICH="${1:-all}"
+WHAT="${2:-all}"
+CLI=.venv/bin/ser-cl
+source benchmarks/lib.sh  # timed
+
+RUNS=runs/corpora-cpu
+seed=()
+if [ -n "${SEED:-}" ]; then RUNS="$RUNS-seed$SEED"; seed=(--set optim.seed="$SEED"); fi
+
+for CORPUS in emovo emodb; do
+    [ "$WHICH" = "$CORPUS" ] || [ "$WHICH" = all ] || continue
+    if [ "$CORPUS" = emovo ]; then SRC="${EMOVO_SRC:-../shared/data/emovo}"; else SRC="${EMODB_SRC:-../shared/data/emodb}"; fi
+    DATA="data/$CORPUS-mel64"
+    [ -f "$DATA/prepare.json" ] || timed "$CORPUS prepare" "$CLI" prepare "$SRC" --out "$DATA" --features mel --n-mels 64 -q
+    common=(--set data.dir="$DATA" --set runs_dir="$RUNS/$CORPUS" --no-report)
+    if [ "$WHAT" = all ] || [ "$WHAT" = baseline ]; then
+        timed "$CORPUS opensmile_svm" "$CLI" run experiments/opensmile_svm.toml "${common[@]}"
+    fi
+    if [ "$WHAT" = all ] || [ "$WHAT" = ce ]; then
+        timed "$CORPUS ce" "$CLI" run experiments/ce_baseline.toml --preset cpu --devices cpu,cpu "${seed[@]}" "${common[@]}"
+    fi
+    if [ "$WHAT" = all ] || [ "$WHAT" = ssl ]; then
+        timed "$CORPUS selfsup_ntxent" "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug \
+            --preset cpu --devices cpu,cpu "${seed[@]}" "${common[@]}"
+    fi
+    "$CLI" report "$RUNS/$CORPUS" --no-plots
+done
