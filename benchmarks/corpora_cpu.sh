@@ -6,7 +6,9 @@
 # Run from the repository root (needs `pip install "ser-cl[baseline]"` for the baseline rows):
 #   bash benchmarks/corpora_cpu.sh [emovo|emodb|all] [what: all|baseline|ce|ssl]   (default: all all)
 # Corpora: EMOVO from ../shared/data/emovo (EMOVO_SRC=...), EmoDB from ../shared/data/emodb (EMODB_SRC=...).
-# SEED=N: --set optim.seed=N and runs/corpora-cpu-seedN. Resumable: finished folds are skipped.
+# SEED=N: --set optim.seed=N and runs/corpora-cpu-seedN. SETS="k=v k=v": more --set overrides for the
+# CE and SSL runs, with TAG=NAME naming their runs folder (runs/corpora-cpu-NAME). Resumable:
+# finished folds are skipped.
 # EMOVO: no value of --preset cpu was chosen on it (the corpus for checking that a recipe carries over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,8 @@ source benchmarks/lib.sh  # timed
 RUNS=runs/corpora-cpu
 seed=()
 if [ -n "${SEED:-}" ]; then RUNS="$RUNS-seed$SEED"; seed=(--set optim.seed="$SEED"); fi
+if [ -n "${TAG:-}" ]; then RUNS="$RUNS-$TAG"; fi
+for kv in ${SETS:-}; do seed+=(--set "$kv"); done
 
 for CORPUS in emovo emodb; do
     [ "$WHICH" = "$CORPUS" ] || [ "$WHICH" = all ] || continue

@@ -51,7 +51,27 @@ def prepare(
     corpus: Optional[str] = typer.Option(
         None, "--corpus",
         help="iemocap, emodb, ravdess, cremad, tess, emovo, csv, or unlabeled (any tree of WAV/FLAC/OGG/AIFF files, no labels: "
-             "for self-supervised pretraining pools) (default: detected from the layout).",
+             "for self-supervised pretraining pools), or pattern (implied by --pattern) (default: detected from the layout).",
+    ),
+    pattern: Optional[str] = typer.Option(
+        None, "--pattern",
+        help="Any folder layout: the audio files' paths below CORPUS_DIR, with {speaker} and {label} (required), "
+             "{session}, {gender}, {*} (any text, not kept); {name:N} = exactly N characters; **/ = any folders; "
+             "the same placeholder twice must match the same text; ends with the audio suffix (any case). "
+             "E.g. '{speaker}/{label}-{speaker}-{*}.wav'. Implies --corpus pattern.",
+    ),
+    label_map: Optional[str] = typer.Option(
+        None, "--label-map",
+        help="--pattern: rename {label} values, LABEL=NAME items, e.g. 'dis=disgust,gio=happy' "
+             "(unnamed labels keep their own name; naming a label no file has is an error).",
+    ),
+    include_speakers: Optional[str] = typer.Option(
+        None, "--include-speakers", help="Keep only these speakers (comma-separated, as in the manifest's speaker column)."),
+    exclude_speakers: Optional[str] = typer.Option(
+        None, "--exclude-speakers", help="Leave out these speakers (comma-separated)."),
+    subset: Optional[str] = typer.Option(
+        None, "--subset",
+        help="IEMOCAP only: 'improvised' or 'scripted' keeps only the utterances of those dialogs (impro / script in the name).",
     ),
     classes: Optional[str] = typer.Option(
         None,
@@ -66,11 +86,23 @@ def prepare(
     min_duration: float = typer.Option(0.25, "--min-duration", help="Skip utterances shorter than this (seconds)."),
     features: str = typer.Option(
         "spectrogram", "--features",
-        help="Front-end: 'spectrogram' (the thesis' 257-bin log-power spectrogram) or 'mel' (log-mel filterbank).",
+        help="Front-end: 'spectrogram' (the thesis' 257-bin log-power spectrogram), 'mel' (log-mel filterbank) "
+             "or 'ssl' (hidden states of a self-supervised model: --upstream; docs/ssl_upstreams.md).",
     ),
     n_mels: Optional[int] = typer.Option(None, "--n-mels", help="Mel bands (--features mel; default 64)."),
     f_min: Optional[float] = typer.Option(None, "--f-min", help="Lowest mel filter edge in Hz (--features mel; default 0)."),
     f_max: Optional[float] = typer.Option(None, "--f-max", help="Highest mel filter edge in Hz, <= 8000 (--features mel; default 8000)."),
+    upstream: Optional[Path] = typer.Option(
+        None, "--upstream", help="--features ssl: a local Hugging Face checkpoint directory (config.json + weights) of "
+                                 "WavLM, HuBERT, wav2vec 2.0 / XLS-R, data2vec-audio or Whisper; nothing is downloaded."),
+    layer: Optional[int] = typer.Option(
+        None, "--layer", help="--features ssl: the hidden state to store, 0 .. number of layers (default: two thirds up)."),
+    layers: Optional[str] = typer.Option(
+        None, "--layers", help="--features ssl: 'all' stores every hidden state side by side (layers x hidden size per frame)."),
+    chunk_s: Optional[float] = typer.Option(
+        None, "--chunk-s", help="--features ssl: longer files go through the model in chunks this long (default 20 s, 1 s overlap)."),
+    max_store_gb: float = typer.Option(
+        20.0, "--max-store-gb", help="--features ssl: refuse a features.npy estimated above this many GB (the cache needs as much again)."),
     speaker_level: Optional[int] = typer.Option(
         None, "--speaker-level", help="--corpus unlabeled: the speaker is the folder this deep below CORPUS_DIR (0 = first)."),
     speakers_csv: Optional[Path] = typer.Option(
@@ -102,17 +134,33 @@ def prepare(
       ser-cl prepare my_manifest.csv --out data/mine --classes all
 
       ser-cl prepare /data/podcasts -o data/pool-mel64 --corpus unlabeled --speaker-level 0 --features mel
+
+      ser-cl prepare /data/emodb -o data/emodb-wavlm --features ssl --upstream models/wavlm-base-plus --layer 8
+
+      ser-cl prepare /data/IEMOCAP -o data/iemocap-impro --subset improvised
+
+      ser-cl prepare /data/emodb -o data/emodb-9 --exclude-speakers 03
+
+      ser-cl prepare /data/emovo -o data/emovo-p --pattern '{speaker}/{label}-{speaker}-{*}.wav'
+
+      ser-cl prepare /data/emodb -o data/emodb-p --pattern '{speaker:2}{*:3}{label:1}{*}.wav' --label-map 'W=angry,F=happy'
     """
     from ser_cl.data.corpora import CorpusError
     from ser_cl.data.features import feature_params
     from ser_cl.data.prepare import prepare as run_prepare
 
     try:
-        params = feature_params(features, n_mels=n_mels, f_min=f_min, f_max=f_max)
+        if layers is not None and layers != "all":
+            raise ValueError(f"--layers {layers!r}: only 'all' (or give one --layer N)")
+        params = feature_params(features, n_mels=n_mels, f_min=f_min, f_max=f_max, upstream=upstream, layer=layer,
+                                layers=layers, chunk_s=chunk_s)
         result = run_prepare(corpus_dir, out, corpus=corpus, classes=classes, jobs=jobs,
                              min_duration=min_duration, progress=not quiet, features=params,
-                             speaker_level=speaker_level, speakers_csv=speakers_csv)
-    except (CorpusError, ValueError) as err:
+                             speaker_level=speaker_level, speakers_csv=speakers_csv,
+                             pattern=pattern, label_map=label_map, subset=subset,
+                             include_speakers=include_speakers, exclude_speakers=exclude_speakers,
+                             max_store_gb=max_store_gb, notify=lambda line: typer.echo(line, err=True))
+    except (CorpusError, ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
     info = result.info
@@ -170,8 +218,23 @@ def folds(
     data_dir: Path = typer.Argument(..., help="A prepared DATA_DIR."),
     protocol: str = typer.Option(
         "auto", "--protocol", "-p",
-        help="auto, session10 (thesis), session5 (leave-one-session-out), speaker, or holdout (one fold, 2 "
-             "validation speakers, no test set).",
+        help="auto, session10 (thesis), session5 (leave-one-session-out), speaker, holdout (one fold, 2 "
+             "validation speakers, no test set), speaker_groups (--n-folds groups of speakers) or file "
+             "(--folds-file).",
+    ),
+    folds_file: Optional[Path] = typer.Option(
+        None, "--folds-file",
+        help="Protocol file (implied): an EmoBox folder (fold_K/<name>_train_fold_K.jsonl, _test_, optional "
+             "_valid_) or a CSV of utt_id,fold,part rows.",
+    ),
+    n_folds: int = typer.Option(5, "--n-folds", help="speaker_groups: the number of speaker groups (folds)."),
+    val_speakers: int = typer.Option(
+        1, "--val-speakers",
+        help="speaker, speaker_groups, file (when it gives no validation set): validation speakers per fold."),
+    export: Optional[Path] = typer.Option(
+        None, "--export",
+        help="Also write the folds: FILE.csv (utt_id,fold,part rows) or a new folder in EmoBox's layout "
+             "(fold_K/<corpus>_{train,valid,test}_fold_K.jsonl); both read back with --folds-file.",
     ),
 ) -> None:
     """List the cross-validation folds of a prepared DATA_DIR.
@@ -182,29 +245,51 @@ def folds(
     validation (removed from train).
     speaker: each speaker is test once; the next speaker (sorted, cyclic) is
     validation.
+    speaker_groups: speakers dealt into --n-folds groups balanced by gender and
+    utterances; each group is test once (for corpora with more than ~12 speakers).
+    file: the folds of --folds-file (EmoBox's fold_K/ folders or a CSV).
     auto: session10 when every session has exactly 2 speakers, else speaker.
 
-    Example:
+    Examples:
 
       ser-cl folds data/iemocap --protocol session5
+
+      ser-cl folds data/cremad --protocol speaker_groups --n-folds 5 --export folds/cremad-5.csv
+
+      ser-cl folds data/iemocap --folds-file EmoBox/data/iemocap
     """
+    import warnings
+
+    from ser_cl.data.fold_files import write_folds
     from ser_cl.data.folds import auto_protocol, make_folds
     from ser_cl.data.store import FeatureStore
 
+    if folds_file is not None and protocol == "auto":
+        protocol = "file"
     try:
         store = FeatureStore(data_dir)
         chosen = auto_protocol(store) if protocol == "auto" else protocol
-        fold_list = make_folds(store, chosen)
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always")
+            fold_list = make_folds(store, chosen, val_speakers=val_speakers, n_folds=n_folds,
+                                   folds_file=str(folds_file or ""))
+        written = write_folds(fold_list, store.rows, export, store.info.get("corpus") or store.data_dir.name) \
+            if export is not None else None
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
-    typer.echo(f"{len(fold_list)} folds ({chosen}) over {len(store)} utterances, {len(set(store.speakers))} speakers")
+    where = f"file: {folds_file}" if chosen == "file" else chosen
+    typer.echo(f"{len(fold_list)} folds ({where}) over {len(store)} utterances, {len(set(store.speakers))} speakers")
+    for note in notes:
+        typer.echo(f"note: {note.message}", err=True)
     typer.echo(f"{'fold':<8} {'val speakers':<16} {'test speakers':<20} {'train':>6} {'val':>6} {'test':>6}")
     for f in fold_list:
         typer.echo(
             f"{f.name:<8} {','.join(f.val_speakers):<16} {','.join(f.test_speakers):<20} "
             f"{f.train.size:>6} {f.val.size:>6} {f.test.size:>6}"
         )
+    if written is not None:
+        typer.echo(f"wrote {len(fold_list)} folds to {written} (read back: --folds-file {written})")
 
 
 # -- training, evaluation and prediction ---------------------------------------------------------
@@ -258,7 +343,7 @@ def _stores(planned) -> List[str]:
 def _check_data(planned, folds=None) -> None:
     """A dry run fails where training would: every stage's data.dir must be a prepared store, and
     each --fold one of its protocol's folds (the same check and message as training's)."""
-    from ser_cl.data.folds import make_folds
+    from ser_cl.data.folds import make_folds_for
     from ser_cl.data.store import FeatureStore
     from ser_cl.train.run import _select_folds
 
@@ -266,8 +351,7 @@ def _check_data(planned, folds=None) -> None:
     if folds:
         for cfg in (v.config for p in planned for v in p.variants):
             store = stores[cfg.data.dir]
-            all_folds = (make_folds(store, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
-                         if store.labeled else [])
+            all_folds = make_folds_for(store, cfg.data) if store.labeled else []
             _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
 
 

@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     dir: str = "data/synth"  # a DATA_DIR written by `ser-cl prepare`
-    protocol: str = "auto"  # session10 | session5 | speaker | holdout | auto
+    protocol: str = "auto"  # session10 | session5 | speaker | holdout | speaker_groups | file | auto
     max_frames: int = 0  # crop training batches to at most this many frames (0 = no cap)
     eval_batch_size: int = 64
     store_on_device: Optional[bool] = None  # hold the whole store on the GPU (unset: when it fits easily)
@@ -40,6 +40,11 @@ class DataConfig:
     test_on: List[str] = field(default_factory=list)
     class_map: Dict[str, str] = field(default_factory=dict)  # class name -> shared name, e.g. hap = "happy"
     holdout_speakers: int = 2  # protocol "holdout": speakers kept out of training for validation
+    # protocols speaker, speaker_groups, and file where the file gives no validation set: the
+    # validation speakers per fold, taken from the training speakers (never the test ones)
+    val_speakers: int = 1
+    n_folds: int = 5  # protocol "speaker_groups": K groups of speakers, each the test set once
+    folds_file: str = ""  # protocol "file": an EmoBox folder (fold_K/*_train_fold_K.jsonl) or a utt_id,fold,part CSV
 
 
 @dataclass
@@ -194,7 +199,7 @@ SELF_SUPERVISED_LOSSES = ("selfsup_ntxent", "barlow_twins", "vicreg")  # no labe
 STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "device", "probe")
 LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent", "barlow_twins", "vicreg")
 MINING = ("all", "semihard", "hard", "semihard-hard")
-PROTOCOLS = ("auto", "session10", "session5", "speaker", "holdout")
+PROTOCOLS = ("auto", "session10", "session5", "speaker", "holdout", "speaker_groups", "file")
 
 
 # -- typed conversion -------------------------------------------------------------------------
@@ -287,6 +292,12 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.loss.name in LOSS_NAMES, f"loss.name must be one of {', '.join(LOSS_NAMES)}, got '{cfg.loss.name}'")
     check(cfg.loss.mining in MINING, f"loss.mining must be one of {', '.join(MINING)}, got '{cfg.loss.mining}'")
     check(cfg.data.protocol in PROTOCOLS, f"data.protocol must be one of {', '.join(PROTOCOLS)}")
+    check(cfg.data.protocol != "file" or bool(cfg.data.folds_file),
+          "data.protocol = 'file' needs data.folds_file = DIR (EmoBox fold_K/ folders) or FILE.csv")
+    check(not cfg.data.folds_file or cfg.data.protocol == "file",
+          "data.folds_file is read by data.protocol = 'file' only: set that too")
+    check(cfg.data.val_speakers >= 1, "data.val_speakers must be >= 1")
+    check(cfg.data.n_folds >= 2, "data.n_folds must be >= 2 (protocol speaker_groups)")
     check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
     check(cfg.optim.epochs >= 1, "optim.epochs must be >= 1")
     check(cfg.optim.max_steps >= 0, "optim.max_steps must be >= 0 (0: no step budget)")

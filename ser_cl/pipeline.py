@@ -105,11 +105,11 @@ def quickstart(data_root: Path, runs_dir: Path, per_speaker: int = 6, device: Op
 
 def fold_count(planned: List[PlannedStage]) -> int:
     """How many folds the experiment's protocol gives on its data."""
-    from ser_cl.data.folds import make_folds
+    from ser_cl.data.folds import make_folds_for
     from ser_cl.data.store import FeatureStore
 
     cfg = planned[0].variants[0].config
-    return len(make_folds(FeatureStore(cfg.data.dir), cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers))
+    return len(make_folds_for(FeatureStore(cfg.data.dir), cfg.data))
 
 
 def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,

@@ -25,7 +25,7 @@ def _pretrain() -> StageConfig:
         "data": {"dir": "data/d\u00e9j\u00e0 vu", "protocol": "speaker", "max_frames": 300, "eval_batch_size": 7,
                  "store_on_device": False, "prefetch": 5, "pool": ["data/a\nb", "data/\"c\""],
                  "pool_weights": [0.25, 2], "pool_epoch_size": 99, "pool_val_fraction": 0.3,
-                 "test_on": ["data/x y", "data/\u00fc"], "holdout_speakers": 3,
+                 "test_on": ["data/x y", "data/\u00fc"], "holdout_speakers": 3, "val_speakers": 2, "n_folds": 4,
                  "class_map": {"hap": "happy", "\u00e9motion \"x\"": "angry\nline", "a.b": "c=d"}},
         "model": {"preset": "small", "conv_channels": 8, "gru_hidden": 24, "gru_layers": 3, "gru_dropout": 0.25,
                   "transformer_layers": 2, "n_heads": 4, "d_ff": 64, "transformer_dropout": 0.05, "normalize": False,
@@ -51,7 +51,8 @@ def _pretrain() -> StageConfig:
 def _train() -> StageConfig:
     """A valid train stage with what a pretrain stage cannot have (mixup, store on the device)."""
     return stage_from_dict({"stage": "train", "augment": {"enabled": True, "mixup_alpha": 0.2},
-                            "data": {"store_on_device": True}, "optim": {"monitor": "val_ua", "refit_head": True}},
+                            "data": {"store_on_device": True, "protocol": "file", "folds_file": "folds/\u00e9 x.csv"},
+                            "optim": {"monitor": "val_ua", "refit_head": True}},
                            "test")
 
 

@@ -17,6 +17,8 @@ Supported layouts (``CORPORA``; ``detect_corpus`` picks one from the folder):
 - unlabeled  any folder tree of audio files (.wav, .flac, .ogg, .aiff ...), no labels
            (never detected: ``--corpus unlabeled``);
            the speaker from a folder level or a ``path,speaker`` CSV, else unknown
+- pattern  any layout described by ``--pattern "{speaker}/{label}-{speaker}-{*}.wav"``
+           (``ser_cl.data.pattern_reader``; never detected: implied by ``--pattern``)
 """
 
 from __future__ import annotations
@@ -467,6 +469,14 @@ class CorpusInfo:
     reader: Callable[[Path], CorpusListing]
     default_classes: str  # a --classes spec
     layout: str  # one-line description for help and error messages
+    options: tuple[str, ...] = ()  # reader keyword options (prepare options) only this corpus takes
+
+
+def _read_pattern(root: Path, **options) -> CorpusListing:
+    # imported here: pattern_reader builds on this module's helpers
+    from ser_cl.data.pattern_reader import read_pattern
+
+    return read_pattern(root, **options)
 
 
 CORPORA: dict[str, CorpusInfo] = {
@@ -502,10 +512,16 @@ CORPORA: dict[str, CorpusInfo] = {
         "unlabeled", read_unlabeled, "",
         "any folder tree of audio files (.wav, .flac, .ogg, .aiff), no labels (only with --corpus unlabeled; "
         "for self-supervised pretraining)",
+        options=("speaker_level", "speakers_csv"),
+    ),
+    "pattern": CorpusInfo(
+        "pattern", _read_pattern, "all",
+        "any layout described by --pattern, e.g. '{speaker}/{label}-{speaker}-{*}.wav' (only with --pattern)",
+        options=("pattern", "label_map"),
     ),
 }
 # corpora whose speaker ids name people only inside one prepared store (no shared identity)
-GENERIC_CORPORA = ("csv", "unlabeled")
+GENERIC_CORPORA = ("csv", "unlabeled", "pattern")
 CORPUS_NAMES = tuple(CORPORA)
 
 _NAME_PATTERNS = (
@@ -556,10 +572,14 @@ def detect_corpus(path: str | os.PathLike) -> str:
 def read_corpus(path: str | os.PathLike, corpus: Optional[str] = None, **options) -> CorpusListing:
     """Read the corpus at ``path`` with the named reader, or the detected one when ``corpus`` is None.
 
-    ``options`` go to the reader (``speaker_level`` / ``speakers_csv`` for ``unlabeled``)."""
+    ``options`` go to the reader (``speaker_level`` / ``speakers_csv`` for ``unlabeled``,
+    ``pattern`` / ``label_map`` for ``pattern``); a ``pattern`` implies ``corpus="pattern"``."""
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"no such file or folder: {path}")
+    options = {k: v for k, v in options.items() if v is not None}
+    if corpus is None and "pattern" in options:
+        corpus = "pattern"  # the pattern layout is never detected: --pattern names it
     if corpus is None:
         corpus = detect_corpus(path)
     corpus = corpus.lower().replace("-", "").replace("_", "")
@@ -569,9 +589,13 @@ def read_corpus(path: str | os.PathLike, corpus: Optional[str] = None, **options
         raise CorpusError(f"csv: expected a .csv manifest file, got the folder {path}")
     if corpus != "csv" and not path.is_dir():
         raise CorpusError(f"{corpus}: expected a folder, got the file {path}")
-    options = {k: v for k, v in options.items() if v is not None}
-    if options and corpus != "unlabeled":
-        raise CorpusError(f"{corpus}: {', '.join(options)} only applies to --corpus unlabeled")
+    foreign = [k for k in options if k not in CORPORA[corpus].options]
+    if foreign:
+        owner = next((c.name for c in CORPORA.values() if foreign[0] in c.options), None)
+        if owner is None:
+            raise TypeError(f"read_corpus: unknown option {foreign[0]!r}")
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise CorpusError(f"{corpus}: {flags} only applies to --corpus {owner}")
     return CORPORA[corpus].reader(path, **options)
 
 

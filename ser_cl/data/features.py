@@ -22,6 +22,11 @@ librosa ``filters.mel(htk=True, norm=None)`` and torchaudio ``melscale_fbanks(no
 mel_scale="htk")``). Every filter must contain at least one FFT bin with a positive
 weight, else the parameters are refused (too many bands for the 31.25 Hz bin spacing).
 
+``ssl``: the hidden states of a self-supervised upstream (WavLM, HuBERT, wav2vec 2.0,
+data2vec-audio, a Whisper encoder) from a local checkpoint directory, at the upstream's own
+frame rate (50 frames/s); computed in ``ser_cl.data.upstream`` (needs transformers), which
+documents it. Its frames are not the STFT frames above: use ``frames_for(params, N)``.
+
 No mean/variance normalisation is applied here (the thesis uses none); per-band statistics
 of the training speakers are in ``ser_cl.data.normalize``. The parameter dicts
 (``feature_params``) are what prepare.json's "features" records and what
@@ -35,6 +40,7 @@ filterbank is one float32 matrix product.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Optional
 
 import numpy as np
@@ -49,7 +55,7 @@ LOG_FLOOR = 1e-10
 # bump when the computation changes, so that cached features are not reused
 FEATURE_VERSION = 1
 
-FEATURE_KINDS = ("spectrogram", "mel")
+FEATURE_KINDS = ("spectrogram", "mel", "ssl")
 DEFAULT_N_MELS = 64
 DEFAULT_F_MIN = 0.0
 DEFAULT_F_MAX = SAMPLE_RATE / 2  # 8000 Hz
@@ -60,15 +66,37 @@ def feature_params(
     n_mels: Optional[int] = None,
     f_min: Optional[float] = None,
     f_max: Optional[float] = None,
+    *,
+    upstream: Optional[str] = None,
+    layer: Optional[int] = None,
+    layers=None,
+    chunk_s: Optional[float] = None,
+    overlap_s: Optional[float] = None,
 ) -> dict:
     """The parameter dict of a front-end (what prepare.json's "features" records).
 
     ``kind``: "spectrogram" (the thesis' 257-bin log-power spectrogram; takes no other
-    argument) or "mel" (log-mel filterbank; ``n_mels`` default 64, ``f_min`` default 0 Hz,
-    ``f_max`` default 8000 Hz). Raises ``ValueError`` (one line) for invalid values.
+    argument), "mel" (log-mel filterbank; ``n_mels`` default 64, ``f_min`` default 0 Hz,
+    ``f_max`` default 8000 Hz) or "ssl" (a self-supervised upstream's hidden states: the
+    checkpoint directory ``upstream``, ``layer`` or ``layers="all"``, ``chunk_s`` /
+    ``overlap_s``; see ``ser_cl.data.upstream.ssl_params``). Raises ``ValueError`` (one line)
+    for invalid values, ``FileNotFoundError`` for a missing upstream directory.
     """
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
+    ssl_given = [name for name, v in (("upstream", upstream), ("layer", layer), ("layers", layers),
+                                      ("chunk_s", chunk_s), ("overlap_s", overlap_s)) if v is not None]
+    if kind == "ssl":
+        stft_given = [name for name, v in (("n_mels", n_mels), ("f_min", f_min), ("f_max", f_max)) if v is not None]
+        if stft_given:
+            raise ValueError(f"{', '.join(stft_given)}: only for the mel front-end (kind 'mel'), not for 'ssl'")
+        if upstream is None:
+            raise ValueError("the ssl front-end needs --upstream DIR: a local Hugging Face checkpoint directory")
+        from ser_cl.data.upstream import ssl_params
+
+        return ssl_params(upstream, layer=layer, layers=layers, chunk_s=chunk_s, overlap_s=overlap_s)
+    if ssl_given:
+        raise ValueError(f"{', '.join(ssl_given)}: only for the ssl front-end (--features ssl), not for {kind!r}")
     common = {
         "sample_rate": SAMPLE_RATE,
         "n_fft": N_FFT,
@@ -114,7 +142,7 @@ def feature_params(
 
 
 def feature_kind(params: dict) -> str:
-    """"spectrogram" or "mel" for a parameter dict (dicts written before "name" existed are spectrograms)."""
+    """"spectrogram", "mel" or "ssl" for a parameter dict (dicts written before "name" existed are spectrograms)."""
     name = params.get("name")
     if name is None and params.get("type") == "log_power_spectrogram":
         return "spectrogram"
@@ -127,6 +155,8 @@ def canonical_params(params: dict) -> dict:
     """The ``feature_params`` dict equivalent to ``params`` (e.g. a prepare.json's or a
     checkpoint's, possibly written before "name" existed); ``ValueError`` if invalid."""
     validate_params(params)
+    if feature_kind(params) == "ssl":  # made from a checkpoint directory: kept as recorded
+        return json.loads(json.dumps(params))
     if feature_kind(params) == "spectrogram":
         return feature_params("spectrogram")
     return feature_params("mel", n_mels=int(params["n_mels"]), f_min=float(params["f_min"]), f_max=float(params["f_max"]))
@@ -159,6 +189,11 @@ def front_end_differences(a, n_freq_a, b, n_freq_b) -> list:
 def validate_params(params: dict) -> None:
     """Raise ``ValueError`` (one line) unless ``params`` describe a front-end this module computes."""
     kind = feature_kind(params)
+    if kind == "ssl":
+        from ser_cl.data.upstream import validate_ssl_params
+
+        validate_ssl_params(params)
+        return
     fixed = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "win_length": WIN_LENGTH, "hop_length": HOP_LENGTH}
     for key, value in fixed.items():
         if key in params and params[key] != value:
@@ -278,6 +313,15 @@ def frame_count(n_samples: int) -> int:
     return 0 if n_samples < WIN_LENGTH else 1 + (n_samples - WIN_LENGTH) // HOP_LENGTH
 
 
+def frames_for(params: Optional[dict], n_samples: int) -> int:
+    """Number of frames the front-end ``params`` gives for ``n_samples`` (None: the spectrogram)."""
+    if params and feature_kind(params) == "ssl":
+        from ser_cl.data.upstream import frame_count as upstream_frames
+
+        return upstream_frames(params["upstream"], n_samples)
+    return frame_count(n_samples)
+
+
 def _power_spectrum(wave_16k: np.ndarray, who: str) -> np.ndarray:
     """Mono 16 kHz waveform [N] -> STFT power |X_t(k)|^2, float32 [T, 257], T = frame_count(N)."""
     x = np.ascontiguousarray(wave_16k, dtype=np.float32)
@@ -319,13 +363,18 @@ def log_mel(
 
 def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None) -> np.ndarray:
     """Mono 16 kHz waveform [N] -> the front-end ``params`` describe (``feature_params``; None:
-    the thesis' spectrogram), float32 [T, params["n_freq"]], T = frame_count(N).
+    the thesis' spectrogram), float32 [T, params["n_freq"]], T = frames_for(params, N).
 
     Accepts the "features" dict of a prepare.json (also one written before "name" existed).
+    "ssl" loads the upstream once per process (``ser_cl.data.upstream.get_upstream``).
     """
     if params is None:
         return log_spectrogram(wave_16k)
     validate_params(params)
+    if feature_kind(params) == "ssl":
+        from ser_cl.data.upstream import compute_ssl
+
+        return compute_ssl(wave_16k, params)
     if feature_kind(params) == "spectrogram":
         return log_spectrogram(wave_16k)
     return log_mel(wave_16k, int(params["n_mels"]), float(params["f_min"]), float(params["f_max"]))

@@ -15,6 +15,11 @@ assemble the store. Robustness rules:
 - Every output file is written under a temporary name and renamed; an old prepare.json is
   removed first and the new one is written LAST, so a DATA_DIR is complete iff prepare.json
   exists (``FeatureStore`` refuses one without it).
+
+Selection (``select_utterances``): ``--subset improvised|scripted`` (IEMOCAP) and
+``--include-speakers`` / ``--exclude-speakers`` (any corpus) leave utterances out before
+anything is computed: they are not in the store, not in the speaker statistics, and not in
+``skipped`` (prepare.json's ``selection`` records the options and how many were left out).
 """
 
 from __future__ import annotations
@@ -25,19 +30,22 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from ser_cl import __version__
 from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_audio
-from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, read_corpus
-from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, canonical_params, compute_features, feature_params, frame_count
+from ser_cl.data.corpora import CORPORA, CorpusError, CorpusListing, Utterance, parse_classes, read_corpus
+from ser_cl.data.features import (FEATURE_PARAMS, SAMPLE_RATE, canonical_params, compute_features, feature_kind,
+                                  feature_params, frames_for)
+from ser_cl.data.pattern_reader import parse_label_map
 from ser_cl.io import atomic_path, save_npy, write_json, write_text
 
 MANIFEST_COLUMNS = ("utt_id", "path", "speaker", "session", "gender", "label", "n_frames", "duration_s", "corpus_label")
@@ -76,26 +84,39 @@ def _cache_key(path: str, stat: os.stat_result, params_key: str = _params_key(FE
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _compute_entry(task: tuple[int, str, str, dict]) -> tuple[int, Optional[int], Optional[str]]:
-    """Worker: features of one file -> cache. Returns (index, n_samples or None, error reason or None)."""
-    index, path, cache_stem, params = task
+def _read_entry(task: tuple[int, str, str, dict]) -> tuple[Optional[np.ndarray], Optional[str]]:
+    """One task's waveform, or (None, the reason it cannot be read; cached when it is the file's fault)."""
+    _, path, cache_stem, _ = task
     try:
-        wave = load_audio(path, SAMPLE_RATE)
+        return load_audio(path, SAMPLE_RATE), None
     except AudioReadError as err:  # not cached: permissions or I/O may be fixed without touching the file
-        return index, None, str(err)
+        return None, str(err)
     except AudioError as err:
         reason = str(err)
         write_text(cache_stem + ".err", reason)
-        return index, None, reason
+        return None, reason
     except Exception as err:  # noqa: BLE001 -- report, do not cache: may be transient (permissions, I/O)
-        return index, None, f"{type(err).__name__}: {err}"
-    feats = compute_features(wave, params).astype(np.float16)
+        return None, f"{type(err).__name__}: {err}"
+
+
+def _compute_entry(task: tuple[int, str, str, dict]) -> tuple[int, Optional[int], Optional[str]]:
+    """Worker: features of one file -> cache. Returns (index, n_samples or None, error reason or None)."""
+    index, _, cache_stem, params = task
+    wave, reason = _read_entry(task)
+    if wave is None:
+        return index, None, reason
+    return _cache_entry(index, cache_stem, wave.size, compute_features(wave, params))
+
+
+def _cache_entry(index: int, cache_stem: str, n_samples: int, feats: np.ndarray) -> tuple[int, Optional[int], Optional[str]]:
+    """Store one file's features (float16) in the cache; a ``_compute_entry`` result."""
+    feats = feats.astype(np.float16)
     if not np.isfinite(feats).all():  # float16 overflow is impossible for sane audio; refuse rather than store inf
         reason = "features not finite (samples far outside [-1, 1]?)"
         write_text(cache_stem + ".err", reason)
         return index, None, reason
-    save_npy(f"{cache_stem}_{wave.size}.npy", feats)
-    return index, int(wave.size), None
+    save_npy(f"{cache_stem}_{n_samples}.npy", feats)
+    return index, int(n_samples), None
 
 
 #: Reasons only the WAV-only reader (before FLAC, OGG, AIFF, mu-law ... support) gave: a cached
@@ -173,6 +194,88 @@ def _run_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: boo
     return results
 
 
+#: the ssl front-end refuses a store larger than this by default (``--max-store-gb``)
+DEFAULT_MAX_STORE_GB = 20.0
+
+
+def _audio_seconds(path: str) -> float:
+    """A file's duration from its header (no decoding); unreadable: its size as 16-bit 16 kHz mono."""
+    try:
+        import soundfile
+
+        info = soundfile.info(path)
+        return info.frames / info.samplerate
+    except Exception:  # noqa: BLE001 -- an estimate; the file's real problem is reported when it is read
+        return os.path.getsize(path) / (2 * SAMPLE_RATE) if os.path.exists(path) else 0.0
+
+
+def _check_ssl_store_size(params: dict, paths: Sequence[str], max_store_gb: float,
+                          notify: Optional[Callable[[str], None]]) -> None:
+    """Estimate features.npy for an ssl front-end (frames/s x values per frame x 2 bytes x
+    seconds), say it, and refuse it above ``max_store_gb``."""
+    up = params["upstream"]
+    seconds = sum(_audio_seconds(p) for p in paths)
+    size_gb = seconds * float(up["frame_rate"]) * int(params["n_freq"]) * 2 / 1e9
+    line = (f"ssl store: about {size_gb:.3g} GB in features.npy ({seconds / 3600:.3g} h x {up['frame_rate']:g} frames/s "
+            f"x {params['n_stored_layers']} layer(s) x {params['hidden_size']} values x 2 bytes), as much again in cache/")
+    if size_gb > max_store_gb:
+        raise ValueError(f"{line}: more than --max-store-gb {max_store_gb:g}; choose one --layer, or raise "
+                         f"--max-store-gb to {np.ceil(size_gb):g} or more")
+    if notify is not None:
+        notify(line)
+
+
+#: the ssl front-end decodes files in groups of about this much audio (memory: the waveforms and
+#: their features), then runs the upstream over each group's chunks in batches
+SSL_GROUP_SECONDS = 600.0
+SSL_GROUP_FILES = 256
+
+
+def _run_ssl_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
+    """The ssl front-end's ``_run_tasks``: one upstream model in this process (GPU when there is
+    one), files decoded in groups of similar size so that batches pad little, each file's features
+    cached like the other front-ends'. On the CPU torch uses at most ``jobs`` threads. The bar
+    shows the real-time factor (compute seconds per audio second)."""
+    import torch
+
+    from ser_cl.data.upstream import get_upstream
+    from ser_cl.progress import progress_bar
+
+    results: list[tuple[int, Optional[int], Optional[str]]] = []
+    if not tasks:
+        return results
+    upstream = get_upstream(tasks[0][3])
+    threads = torch.get_num_threads()
+    if upstream.device.type == "cpu":
+        torch.set_num_threads(max(1, min(jobs, threads)))
+    order = sorted(tasks, key=lambda t: os.path.getsize(t[1]) if os.path.exists(t[1]) else 0)
+    started, audio_s = time.perf_counter(), 0.0
+    try:
+        with progress_bar(total=len(tasks), desc="ssl features", unit="utt", disable=not progress, leave=False) as bar:
+            group: list[tuple[tuple, np.ndarray]] = []
+            group_samples = 0
+            for k, task in enumerate(order):
+                wave, reason = _read_entry(task)
+                if wave is None:
+                    results.append((task[0], None, reason))
+                    bar.update(1)
+                else:
+                    group.append((task, wave))
+                    group_samples += wave.size
+                full = group_samples >= SSL_GROUP_SECONDS * SAMPLE_RATE or len(group) >= SSL_GROUP_FILES
+                if group and (full or k == len(order) - 1):
+                    feats = upstream.extract([w for _, w in group])
+                    for (task_g, wave_g), f in zip(group, feats):
+                        results.append(_cache_entry(task_g[0], task_g[2], wave_g.size, f))
+                    audio_s += group_samples / SAMPLE_RATE
+                    bar.update(len(group))
+                    bar.set_postfix_str(f"RTF {(time.perf_counter() - started) / max(audio_s, 1e-9):.3f}")
+                    group, group_samples = [], 0
+    finally:
+        torch.set_num_threads(threads)
+    return results
+
+
 class _CachedFeatures:
     """Cache files read as a store's utterances (``band_stats`` reads ``store[i]``)."""
 
@@ -208,6 +311,62 @@ def write_speaker_stats(path: Path, readable: Sequence[tuple[str, str]]) -> dict
             "utterances": sum(len(v) for v in by_speaker.values())}
 
 
+IEMOCAP_SUBSETS = {"improvised": "impro", "scripted": "script"}
+# the dialog part of an IEMOCAP utterance id: Ses01F_impro01_F000, Ses01F_script01_1_F000
+_IEMOCAP_DIALOG_KIND = re.compile(r"^Ses\d+[A-Za-z]_(impro|script)")
+
+
+def _speaker_list(value: Union[str, Iterable[str], None]) -> Optional[list[str]]:
+    """"A,B" or ["A", "B"] -> ["A", "B"] (blanks dropped); None stays None."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [s.strip() for s in items if s.strip()]
+
+
+def select_utterances(listing: CorpusListing, subset: Optional[str] = None,
+                      include_speakers: Union[str, Iterable[str], None] = None,
+                      exclude_speakers: Union[str, Iterable[str], None] = None) -> tuple[list[Utterance], dict]:
+    """The utterances of ``listing`` that the selection options keep, and prepare.json's
+    ``selection`` entry.
+
+    ``subset``: "improvised" or "scripted", IEMOCAP only (the dialog name in the utterance id
+    says which: ``Ses01F_impro01_F000``, ``Ses01F_script01_1_F000``). ``include_speakers`` /
+    ``exclude_speakers``: "A,B" or a list; keep only / leave out these speakers (not both).
+    Raises CorpusError (one line) for a subset of another corpus, an unknown subset, a speaker
+    the corpus does not have (listing the corpus' speakers), or when nothing is left.
+    """
+    include, exclude = _speaker_list(include_speakers), _speaker_list(exclude_speakers)
+    if include is not None and exclude is not None:
+        raise CorpusError("give --include-speakers or --exclude-speakers, not both")
+    utterances = list(listing.utterances)
+    if subset is not None:
+        if subset not in IEMOCAP_SUBSETS:
+            raise CorpusError(f"--subset {subset!r}: choose {' or '.join(IEMOCAP_SUBSETS)}")
+        if listing.corpus != "iemocap":
+            raise CorpusError(f"--subset applies to IEMOCAP only (improvised or scripted dialogs); this corpus is {listing.corpus}")
+        kind = IEMOCAP_SUBSETS[subset]
+        utterances = [u for u in utterances if (m := _IEMOCAP_DIALOG_KIND.match(u.utt_id)) and m.group(1) == kind]
+    for flag, names in (("--include-speakers", include), ("--exclude-speakers", exclude)):
+        if names is None:
+            continue
+        known = sorted({u.speaker for u in listing.utterances if u.speaker})
+        unknown = [s for s in names if s not in known]
+        if not names or unknown:
+            raise CorpusError(f"{flag}: unknown speaker(s) {', '.join(unknown) or '(none given)'}; "
+                              f"this corpus' speakers: {', '.join(known) or 'none known'}")
+    if include is not None:
+        utterances = [u for u in utterances if u.speaker in set(include)]
+    if exclude is not None:
+        utterances = [u for u in utterances if u.speaker not in set(exclude)]
+    if not utterances:
+        raise CorpusError(f"no utterance of {listing.corpus} left after --subset / --include-speakers / --exclude-speakers "
+                          f"({len(listing.utterances)} before)")
+    info = {"subset": subset, "include_speakers": include, "exclude_speakers": exclude,
+            "left_out": len(listing.utterances) - len(utterances)}
+    return utterances, info
+
+
 def _manifest_text(rows: Sequence[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
@@ -227,6 +386,13 @@ def prepare(
     features: Union[str, dict, None] = None,
     speaker_level: Optional[int] = None,
     speakers_csv: Optional[str | os.PathLike] = None,
+    pattern: Optional[str] = None,
+    label_map: Optional[str] = None,
+    subset: Optional[str] = None,
+    include_speakers: Union[str, Sequence[str], None] = None,
+    exclude_speakers: Union[str, Sequence[str], None] = None,
+    max_store_gb: float = DEFAULT_MAX_STORE_GB,
+    notify: Optional[Callable[[str], None]] = None,
 ) -> PrepareResult:
     """Prepare the corpus at ``corpus_dir`` into the feature store ``out_dir``; see the module doc.
 
@@ -235,9 +401,13 @@ def prepare(
     ``features``: the front-end, a ``feature_params`` dict or a kind name ("spectrogram",
     "mel" with default settings); None: the thesis' spectrogram. ``speaker_level`` /
     ``speakers_csv``: where an unlabeled corpus' speakers come from (``read_unlabeled``); such
-    a store has an empty label column and no classes (prepare.json ``"labeled": false``). Raises ``CorpusError``
+    a store has an empty label column and no classes (prepare.json ``"labeled": false``).
+    ``pattern`` / ``label_map``: read any layout (``pattern_reader``; implies ``corpus="pattern"``).
+    ``subset``, ``include_speakers``, ``exclude_speakers``: ``select_utterances``. Raises ``CorpusError``
     (one-line message) for an unreadable corpus or a class spec that selects nothing, and
-    ``ValueError`` for invalid feature parameters.
+    ``ValueError`` for invalid feature parameters. The ssl front-end (``ser_cl.data.upstream``):
+    the store's estimated size goes to ``notify`` (a line), and a store above ``max_store_gb``
+    (decimal GB) is refused (``ValueError``) before anything is computed or removed.
     """
     from ser_cl.data.folds import auto_protocol, fold_summary, make_folds
 
@@ -251,24 +421,26 @@ def prepare(
     n_freq = int(params["n_freq"])
     params_key = _params_key(params)
     out_dir = Path(out_dir)
-    listing = read_corpus(corpus_dir, corpus, speaker_level=speaker_level, speakers_csv=speakers_csv)
+    listing = read_corpus(corpus_dir, corpus, speaker_level=speaker_level, speakers_csv=speakers_csv,
+                          pattern=pattern, label_map=label_map)
+    utterances, selection = select_utterances(listing, subset, include_speakers, exclude_speakers)
     labeled = listing.corpus != "unlabeled"
     if not labeled and classes:
         raise CorpusError("unlabeled: --classes does not apply to a corpus without labels")
     spec = classes or CORPORA[listing.corpus].default_classes
-    class_map = parse_classes(spec, available=[u.label for u in listing.utterances]) if labeled else None
+    class_map = parse_classes(spec, available=[u.label for u in utterances]) if labeled else None
 
     kept: list[tuple[Utterance, str]] = []
     dropped = Counter()
     dropped_utts: list[Utterance] = []  # not in the store, but part of their speakers' statistics
-    for utt in listing.utterances:
+    for utt in utterances:
         name = class_map.class_of(utt.label) if class_map is not None else ""
         if name is None:
             dropped[utt.label] += 1
             dropped_utts.append(utt)
         else:
             kept.append((utt, name))
-    found_labels = sorted(set(u.label for u in listing.utterances))
+    found_labels = sorted(set(u.label for u in utterances))
     for name in class_map.classes if class_map is not None else ():
         if not any(c == name for _, c in kept):
             raise CorpusError(
@@ -276,6 +448,8 @@ def prepare(
                 f"labels in this corpus: {', '.join(found_labels) or 'none'}"
             )
 
+    if feature_kind(params) == "ssl":
+        _check_ssl_store_size(params, [utt.path for utt, _ in kept], max_store_gb, notify)
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / "prepare.json"
     if marker.exists():
@@ -309,7 +483,8 @@ def prepare(
 
     jobs = max(1, int(jobs or os.cpu_count() or 1))
     stem_of = {index: stem for index, _, stem, _ in tasks}
-    for index, n_samples, reason in _run_tasks(tasks, jobs, progress):
+    run_tasks = _run_ssl_tasks if feature_kind(params) == "ssl" else _run_tasks
+    for index, n_samples, reason in run_tasks(tasks, jobs, progress):
         if reason is not None:
             reasons[index] = reason
         else:
@@ -328,7 +503,7 @@ def prepare(
                 {"path": utt.path, "reason": f"too short: {n_samples / SAMPLE_RATE:.3f} s (< {max(min_duration, 400 / SAMPLE_RATE):g} s)"}
             )
             continue
-        n_frames = frame_count(n_samples)
+        n_frames = frames_for(params, n_samples)
         rows.append(
             {
                 "utt_id": utt.utt_id, "path": utt.path, "speaker": utt.speaker, "session": utt.session,
@@ -381,6 +556,8 @@ def prepare(
         "ser_cl_version": __version__,
         "corpus": listing.corpus,
         "source": str(Path(corpus_dir).resolve()),
+        **({"pattern": pattern, "label_map": parse_label_map(label_map)} if listing.corpus == "pattern" else {}),
+        "selection": selection,
         "labeled": labeled,
         "classes": class_names,
         "class_spec": class_map.spec if class_map is not None else None,

@@ -27,6 +27,17 @@ mode) whether it is embedded alone or inside a zero-padded batch:
   at each utterance's last valid frame;
 * the Transformer gets a key padding mask, and the pooling sees the valid frames only.
 
+Preset "upstream" (``frontend = "projection"``), for the frames of a self-supervised upstream
+(``prepare --features ssl``: 768 or 1024 hidden-state values per 20 ms frame, whose order
+carries no frequency neighbourhood for a 2-D conv to exploit, and which already hold the
+context a BiGRU would add)::
+
+    x [B, T, F] -> (input_norm "global": per-value standardisation, the training speakers')
+    -> Linear(F, d_model) -> LayerNorm -> GELU -> Dropout
+    -> TransformerEncoder (transformer_layers, may be 0) -> pooling -> h
+
+No conv and no GRU (their fields are ignored); the frame lengths are unchanged.
+
 Options beyond the thesis (defaults = the thesis): ``input_norm`` ("utterance": per-utterance
 standardisation; "global": a fixed per-band mean/std, set from a fold's training speakers with
 :meth:`SERModel.set_input_stats` and saved in the checkpoint; "speaker": inputs standardised per
@@ -77,6 +88,8 @@ __all__ = [
 
 #: Choices of ``ModelConfig.input_norm``.
 INPUT_NORMS = ("none", "utterance", "global", "speaker")
+#: Choices of ``ModelConfig.frontend``: the thesis' conv + BiGRU, or a per-frame projection.
+FRONTENDS = ("conv", "projection")
 
 
 @dataclass
@@ -95,6 +108,8 @@ class ModelConfig:
     normalisation ("none", the default). ``pooling``: "mean" (thesis), "attention" or "stats"
     (mean and std, doubling the embedding). ``gru_impl``: "auto" (padded on CUDA, packed on
     the CPU), "packed" or "padded" (all exact; a speed choice, see benchmarks/gru_impl.py).
+    ``frontend``: "conv" (thesis: two 2-D convs and a BiGRU) or "projection" (a per-frame
+    Linear(n_freq, d_model) instead of both, for upstream features; module doc).
     """
 
     n_freq: int = 257
@@ -115,6 +130,7 @@ class ModelConfig:
     input_norm: str = "none"
     pooling: str = "mean"
     gru_impl: str = "auto"
+    frontend: str = "conv"
 
     def __post_init__(self) -> None:
         # TOML / JSON give lists; keep tuples so configs compare and hash consistently.
@@ -130,6 +146,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"ModelConfig.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.frontend not in FRONTENDS:
+            raise ValueError(f"ModelConfig.frontend must be one of {FRONTENDS}, got {self.frontend!r}")
         if self.gru_impl not in GRU_IMPLS:
             raise ValueError(f"ModelConfig.gru_impl must be one of {GRU_IMPLS}, got {self.gru_impl!r}")
         if self.transformer_layers < 0 or self.proj_dim < 0:
@@ -138,7 +156,7 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig: d_model = 2 * gru_hidden = {self.d_model} is not divisible by n_heads = {self.n_heads}"
             )
-        if self.conv_freq_bins[1] < 1:
+        if self.frontend == "conv" and self.conv_freq_bins[1] < 1:
             raise ValueError(
                 f"ModelConfig: n_freq = {self.n_freq} is too small for the frequency kernels "
                 f"{self.conv1_kernel[0]}, {self.conv2_kernel[0]}"
@@ -188,7 +206,7 @@ class ModelConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
-        """A named configuration from :data:`PRESETS` ("thesis", "small"), with overrides."""
+        """A named configuration from :data:`PRESETS` ("thesis", "small", "upstream"), with overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
@@ -201,6 +219,11 @@ class ModelConfig:
 PRESETS: Dict[str, Dict[str, Any]] = {
     "thesis": dataclasses.asdict(ModelConfig()),
     "small": dataclasses.asdict(ModelConfig(conv_channels=16, gru_hidden=32, n_heads=4, d_ff=128)),
+    # for upstream (ssl) features: projection to 128, one Transformer layer, attention pooling;
+    # "global" standardisation because a few hidden-state values are orders of magnitude larger
+    # than the rest and would dominate the projection (our choice; not tuned on real weights)
+    "upstream": dataclasses.asdict(ModelConfig(frontend="projection", gru_hidden=64, n_heads=4, d_ff=256,
+                                               pooling="attention", input_norm="global")),
 }
 
 
@@ -224,17 +247,23 @@ class SERModel(nn.Module):
         if cfg.input_norm == "global":  # set from the training speakers before training
             self.register_buffer("input_mean", torch.zeros(cfg.n_freq))
             self.register_buffer("input_std", torch.ones(cfg.n_freq))
-        self.conv1 = ConvBlock(1, cfg.conv_channels, cfg.conv1_kernel, cfg.conv_stride, cfg.masked_batchnorm)
-        self.conv2 = ConvBlock(cfg.conv_channels, cfg.conv_channels, cfg.conv2_kernel, cfg.conv_stride,
-                               cfg.masked_batchnorm)
-        self.gru = nn.GRU(
-            input_size=cfg.gru_input_size,
-            hidden_size=cfg.gru_hidden,
-            num_layers=cfg.gru_layers,
-            dropout=cfg.gru_dropout if cfg.gru_layers > 1 else 0.0,
-            bidirectional=True,
-            batch_first=True,
-        )
+        if cfg.frontend == "projection":
+            self.project_in: nn.Module | None = nn.Sequential(
+                nn.Linear(cfg.n_freq, d_model), nn.LayerNorm(d_model), nn.GELU(), nn.Dropout(cfg.transformer_dropout))
+            self.conv1 = self.conv2 = self.gru = None
+        else:
+            self.project_in = None
+            self.conv1 = ConvBlock(1, cfg.conv_channels, cfg.conv1_kernel, cfg.conv_stride, cfg.masked_batchnorm)
+            self.conv2 = ConvBlock(cfg.conv_channels, cfg.conv_channels, cfg.conv2_kernel, cfg.conv_stride,
+                                   cfg.masked_batchnorm)
+            self.gru = nn.GRU(
+                input_size=cfg.gru_input_size,
+                hidden_size=cfg.gru_hidden,
+                num_layers=cfg.gru_layers,
+                dropout=cfg.gru_dropout if cfg.gru_layers > 1 else 0.0,
+                bidirectional=True,
+                batch_first=True,
+            )
         if cfg.transformer_layers > 0:
             layer = nn.TransformerEncoderLayer(
                 d_model=d_model,
@@ -278,6 +307,8 @@ class SERModel(nn.Module):
     def output_lengths(self, lengths):
         """Frames per utterance entering the GRU / Transformer / pooling, for input ``lengths``
         (a tensor, or a numpy array on the host)."""
+        if self.project_in is not None:  # per-frame projection: one output frame per input frame
+            return lengths
         return self.conv2.output_length(self.conv1.output_length(lengths))
 
     def frames(self, x: torch.Tensor, lengths: torch.Tensor,
@@ -308,6 +339,8 @@ class SERModel(nn.Module):
             x = utterance_standardize(x, valid, lengths_dev)
         elif self.cfg.input_norm == "global":
             x = ((x - self.input_mean) / self.input_std).masked_fill(~valid[:, :, None], 0.0)
+        if self.project_in is not None:
+            return self._transform(self.project_in(x), lengths_dev)
         y = x.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
         y, lengths_dev = self.conv1(y, lengths_dev)
         y, lengths_dev = self.conv2(y, lengths_dev)
@@ -319,8 +352,11 @@ class SERModel(nn.Module):
         with torch.autocast(device_type=y.device.type, enabled=False):
             y = y.float() if y.dtype in (torch.float16, torch.bfloat16) else y
             y = run_bigru(self.gru, y, self.output_lengths(lengths_np), lengths_dev, self.cfg.gru_impl)
+        return self._transform(y, lengths_dev)
 
-        valid = valid_mask(lengths_dev, out_len)
+    def _transform(self, y: torch.Tensor, lengths_dev: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The Transformer (if any) over the valid frames of [B, T, d_model]; zero beyond them."""
+        valid = valid_mask(lengths_dev, y.shape[1])
         if self.transformer is not None:
             y = self.transformer(y, src_key_padding_mask=~valid)
         y = y.masked_fill(~valid[:, :, None], 0.0)
@@ -360,7 +396,7 @@ class SERModel(nn.Module):
             yield from module.parameters()
 
     def encoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the encoder f (convs, BatchNorms, GRU, Transformer): all but the heads."""
+        """Parameters of the encoder f (convs, BatchNorms, GRU or projection, Transformer): all but the heads."""
         head_ids = {id(p) for p in self.head_parameters()}
         for p in self.parameters():
             if id(p) not in head_ids:

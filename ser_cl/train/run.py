@@ -17,7 +17,7 @@ import numpy as np
 
 from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, as_table
 from ser_cl.experiment import Variant, expand, load_experiment
-from ser_cl.data.folds import Fold, auto_protocol, make_folds
+from ser_cl.data.folds import Fold, auto_protocol, make_folds_for
 from ser_cl.data.pool import (KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, check_source_fold, pool_units,
                               serves_every_fold)
 from ser_cl.data.store import FeatureStore
@@ -59,7 +59,8 @@ FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device"
 # Keys added after runs existed, left out while at their default (the value those runs trained
 # with), so that a pretrained fold's fingerprint.json, and the hash of it that its fine-tuning
 # folds keep (source.config), stay what they were.
-OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.refit_head": False}
+OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.refit_head": False,
+                      "data.val_speakers": 1, "data.n_folds": 5, "data.folds_file": ""}
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
@@ -173,7 +174,7 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         return _run_pool(variant, store, folds, device, progress, restart, pools)
     if pools == SHARED_POOLS_ONLY:
         return None
-    all_folds = make_folds(store, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
+    all_folds = make_folds_for(store, cfg.data)
     out = variant_dir(cfg, variant.name)
     source = source_dir_of(variant)
     one_source = False  # a pool pretraining that serves every fold (its run folder "pool")
@@ -252,8 +253,7 @@ def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[i
     cfg = variant.config
     out = variant_dir(cfg, variant.name)
     labeled = target if target.labeled else None
-    all_folds = (make_folds(labeled, cfg.data.protocol, holdout_speakers=cfg.data.holdout_speakers)
-                 if labeled is not None else [])
+    all_folds = make_folds_for(labeled, cfg.data) if labeled is not None else []
     selected = _select_folds(all_folds, folds, cfg)
     per_fold, units = pool_units(list(cfg.data.pool) or [cfg.data.dir], cfg.data.pool_weights, labeled, selected,
                                  cfg.data.pool_val_fraction, cfg.optim.seed, cfg.data.pool_epoch_size)
