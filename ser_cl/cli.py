@@ -1,4 +1,9 @@
-"""The ``ser-cl`` command line: thin wrappers that parse arguments and call the library."""
+"""The ``ser-cl`` command line: thin wrappers that parse arguments and call the library.
+
+Each command parses its arguments, calls the library (``ser_cl.data.*``, ``ser_cl.pipeline``,
+``ser_cl.eval.*``, ``ser_cl.predict``), prints the lines it returns and maps errors to exit code 2.
+Over 400 lines on purpose: one concern, the commands' options, help texts and examples (~560 lines).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,11 @@ def main(
     ),
 ) -> None:
     """ser-cl: speech emotion recognition with contrastive learning."""
+
+
+def _echo_lines(lines: List[str]) -> None:
+    for line in lines:
+        typer.echo(line)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,6 +158,7 @@ def prepare(
     from ser_cl.data.corpora import CorpusError
     from ser_cl.data.features import feature_params
     from ser_cl.data.prepare import prepare as run_prepare
+    from ser_cl.data.summary import prepare_lines
 
     try:
         if layers is not None and layers != "all":
@@ -163,27 +174,7 @@ def prepare(
     except (CorpusError, ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
-    info = result.info
-    typer.echo(
-        f"prepared {result.n_utterances} utterances ({result.audio_seconds / 3600:.2f} h) from {info['corpus']} "
-        f"into {result.data_dir} in {result.wall_seconds:.1f} s "
-        f"({result.n_computed} computed, {result.n_cached} from cache)"
-    )
-    if info["labeled"]:
-        typer.echo("classes: " + ", ".join(f"{c} {n}" for c, n in info["counts_per_class"].items()))
-        typer.echo(f"speakers: {len(info['counts_per_speaker'])}; folds ({info['folds']['protocol']}): {len(info['folds']['folds'])}")
-    else:
-        known = [s for s in info["counts_per_speaker"] if s]
-        typer.echo(f"unlabeled: no classes, no folds; {len(known) or 'no'} known speaker(s); "
-                   "use it in data.pool of a self-supervised pretrain stage")
-    if info["dropped_labels"]:
-        typer.echo("dropped labels: " + ", ".join(f"{k} {v}" for k, v in info["dropped_labels"].items()))
-    if info["skipped"]:
-        typer.echo(f"skipped {len(info['skipped'])} file(s); reasons in {result.data_dir / 'prepare.json'}:")
-        for entry in info["skipped"][:5]:
-            typer.echo(f"  {entry['path']}: {entry['reason']}")
-        if len(info["skipped"]) > 5:
-            typer.echo(f"  ... and {len(info['skipped']) - 5} more")
+    _echo_lines(prepare_lines(result))
 
 
 @app.command()
@@ -202,15 +193,10 @@ def synth(
 
       ser-cl synth data/synth-raw && ser-cl prepare data/synth-raw --out data/synth
     """
+    from ser_cl.data.summary import synth_lines
     from ser_cl.data.synth import synthesize_corpus
 
-    summary = synthesize_corpus(out_dir, per_speaker=per_speaker, seed=seed)
-    typer.echo(
-        f"wrote {summary['utterances']} utterances ({summary['audio_seconds'] / 60:.1f} min, "
-        f"{summary['speakers']} speakers) to {out_dir}; labels: "
-        + ", ".join(f"{k} {v}" for k, v in summary["labels"].items())
-    )
-    typer.echo(f"next: ser-cl prepare {out_dir} --out DATA_DIR")
+    _echo_lines(synth_lines(synthesize_corpus(out_dir, per_speaker=per_speaker, seed=seed), out_dir))
 
 
 @app.command()
@@ -258,38 +244,19 @@ def folds(
 
       ser-cl folds data/iemocap --folds-file EmoBox/data/iemocap
     """
-    import warnings
+    from ser_cl.data.fold_listing import list_folds
 
-    from ser_cl.data.fold_files import write_folds
-    from ser_cl.data.folds import auto_protocol, make_folds
-    from ser_cl.data.store import FeatureStore
-
-    if folds_file is not None and protocol == "auto":
-        protocol = "file"
     try:
-        store = FeatureStore(data_dir)
-        chosen = auto_protocol(store) if protocol == "auto" else protocol
-        with warnings.catch_warnings(record=True) as notes:
-            warnings.simplefilter("always")
-            fold_list = make_folds(store, chosen, val_speakers=val_speakers, n_folds=n_folds,
-                                   folds_file=str(folds_file or ""))
-        written = write_folds(fold_list, store.rows, export, store.info.get("corpus") or store.data_dir.name) \
-            if export is not None else None
+        listing = list_folds(data_dir, protocol, folds_file, n_folds, val_speakers, export)
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
-    where = f"file: {folds_file}" if chosen == "file" else chosen
-    typer.echo(f"{len(fold_list)} folds ({where}) over {len(store)} utterances, {len(set(store.speakers))} speakers")
-    for note in notes:
-        typer.echo(f"note: {note.message}", err=True)
-    typer.echo(f"{'fold':<8} {'val speakers':<16} {'test speakers':<20} {'train':>6} {'val':>6} {'test':>6}")
-    for f in fold_list:
-        typer.echo(
-            f"{f.name:<8} {','.join(f.val_speakers):<16} {','.join(f.test_speakers):<20} "
-            f"{f.train.size:>6} {f.val.size:>6} {f.test.size:>6}"
-        )
-    if written is not None:
-        typer.echo(f"wrote {len(fold_list)} folds to {written} (read back: --folds-file {written})")
+    typer.echo(listing.heading)
+    for note in listing.notes:
+        typer.echo(f"note: {note}", err=True)
+    _echo_lines(listing.table())
+    if listing.written is not None:
+        typer.echo(f"wrote {len(listing.folds)} folds to {listing.written} (read back: --folds-file {listing.written})")
 
 
 # -- training, evaluation and prediction ---------------------------------------------------------
@@ -306,60 +273,30 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _print_plan(planned) -> None:
-    from ser_cl.train.run import variant_dir
-
-    for p in planned:
-        for v in p.variants:
-            src = f"  <- {v.source or v.config.finetune.source}" if v.config.finetune.source else ""
-            typer.echo(f"{p.stage.kind:9s} {variant_dir(v.config, v.name)}{src}")
-
-
 def _train(kinds, experiment, fold, set_, device, stage, preset, dry_run, extra_overrides=(), restart=False,
            force=False) -> None:
-    from ser_cl.train.run import run_variant, select_stages
+    from ser_cl.pipeline import dry_run_plan, train_planned
+    from ser_cl.train.run import select_stages
 
     try:
         planned = select_stages(experiment, kinds, list(set_) + list(extra_overrides), [stage] if stage else None,
                                 preset)
         _check_front_end(planned, preset, force)
         if dry_run:
-            _check_data(planned, fold)
-            _print_plan(planned)
+            _echo_lines(dry_run_plan(planned, fold))
             return
-        for p in planned:
-            for v in p.variants:
-                out = run_variant(v, fold, device, restart=restart)
-                typer.echo(f"done: {out}")
-                _print_summary(out)
+        for out in train_planned(planned, fold, device, restart=restart):
+            typer.echo(f"done: {out}")
+            _print_summary(out)
     except TRAIN_ERRORS as err:
         _fail(err)
 
 
-def _stores(planned) -> List[str]:
-    return list(dict.fromkeys(d for p in planned for v in p.variants for d in [v.config.data.dir, *v.config.data.pool]))
-
-
-def _check_data(planned, folds=None) -> None:
-    """A dry run fails where training would: every stage's data.dir must be a prepared store, and
-    each --fold one of its protocol's folds (the same check and message as training's)."""
-    from ser_cl.data.folds import make_folds_for
-    from ser_cl.data.store import FeatureStore
-    from ser_cl.train.run import _select_folds
-
-    stores = {d: FeatureStore(d) for d in _stores(planned)}  # raises the one-line "prepare.json is missing ..."
-    if folds:
-        for cfg in (v.config for p in planned for v in p.variants):
-            store = stores[cfg.data.dir]
-            all_folds = make_folds_for(store, cfg.data) if store.labeled else []
-            _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
-
-
 def _check_front_end(planned, preset, force) -> None:
     """The stores must hold the front-end the preset was chosen for (--force: warn and go on)."""
-    from ser_cl.pipeline import check_front_end
+    from ser_cl.pipeline import front_end_warnings
 
-    for line in check_front_end(preset, _stores(planned), force):
+    for line in front_end_warnings(planned, preset, force):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
 
 
@@ -443,22 +380,17 @@ def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Option
 
     Example: ser-cl run experiments/supcon.toml --set data.dir=data/iemocap --preset cpu
     """
-    from ser_cl.pipeline import fold_count, plan_experiment, run_experiment, run_on_devices
+    from ser_cl.pipeline import dry_run_plan, plan_experiment, run_experiment, run_experiment_on_devices, worker_argv
 
     try:
         planned = plan_experiment(experiment, set_ or [], preset, stage)
         _check_front_end(planned, preset, force)
         if dry_run:
-            _check_data(planned, fold)
-            _print_plan(planned)
+            _echo_lines(dry_run_plan(planned, fold))
             return
         if devices:
-            argv = [str(experiment)] + [a for s in (set_ or []) for a in ("--set", s)]
-            argv += (["--preset", preset] if preset else []) + [a for s in (stage or []) for a in ("--stage", s)]
-            argv += ["--restart"] if restart else []
-            argv += ["--force"] if force else []
-            run_on_devices(argv, devices.split(","), fold_count(planned), fold, planned=planned, restart=restart)
-            exp_dir = Path(planned[0].stage.runs_dir) / planned[0].stage.experiment
+            argv = worker_argv(experiment, set_ or [], preset, stage, restart=restart, force=force)
+            exp_dir = run_experiment_on_devices(planned, argv, devices.split(","), fold, restart=restart)
         else:
             exp_dir = run_experiment(planned, fold, device, restart=restart)
     except TRAIN_ERRORS as err:
@@ -527,17 +459,13 @@ def crosstest(run_dir: Path = typer.Argument(..., help="A variant dir runs/<exp>
 
     Example: ser-cl crosstest runs/cross_corpus/train --on data/emodb-mel64 --map neu=neutral --map ang=angry
     """
-    from ser_cl.eval.cross_corpus import (cross_test_path, format_cross_table, parse_class_map, summarize_cross,
-                                          variants_with_head)
+    from ser_cl.eval.cross_corpus import crosstest as run_crosstest
 
     try:
-        class_map = parse_class_map(map_ or [])
-        cross_test_path(run_dir, on, class_map, device or "auto", fold, skip_done=not redo)
-        rows = summarize_cross(variants_with_head(run_dir), on)
+        lines = run_crosstest(run_dir, on, map_ or [], device or "auto", fold, skip_done=not redo)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         _fail(err)
-    for line in format_cross_table(rows):
-        typer.echo(line)
+    _echo_lines(lines)
 
 
 @app.command()
@@ -616,21 +544,18 @@ def predict(model: Path = typer.Argument(..., help="A checkpoint (.pt), a fold d
 
     Example: ser-cl predict runs/ce_baseline/train recording.wav --enrol other_takes/ --json
     """
-    from ser_cl.predict import predict_files
+    from ser_cl.predict import predict_files, result_lines
 
     try:
         results = predict_files(model, audio, device or "auto", enrol=enrol or None, same_speaker=same_speaker,
                                 warn=lambda line: typer.echo(line, err=True))
     except (FileNotFoundError, ValueError) as err:
         _fail(err)
-    if as_json:
-        typer.echo(json.dumps(results, indent=2))
-    for r in results:
-        if "error" in r:
-            typer.secho(f"error: {r['path']}: {r['error']}", fg=typer.colors.RED, err=True)
-        elif not as_json:
-            probs = " ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
-            typer.echo(f"{r['path']}\t{r['emotion']}\t{probs}")
+    for stream, line in result_lines(results, as_json):
+        if stream == "error":
+            typer.secho(line, fg=typer.colors.RED, err=True)
+        else:
+            typer.echo(line)
     if any("error" in r for r in results):
         raise typer.Exit(code=2)
 

@@ -111,6 +111,10 @@ class OptimConfig:
     # validation speakers' UA; ser_cl.train.head_fit), so the head is never a worse linear
     # classifier of its own embeddings than a probe; metrics.json keeps the trained head's scores
     refit_head: bool = False
+    # TensorBoard logs of each fold under <fold dir>/tensorboard (docs/tensorboard.md): auto (when
+    # the package is installed) | on (stop when it is not) | off. A mirror of metrics.jsonl: it does
+    # not change what a fold learns, so it is not in the fingerprint
+    tensorboard: str = "auto"
 
 
 @dataclass
@@ -200,6 +204,7 @@ STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "devic
 LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_ntxent", "barlow_twins", "vicreg")
 MINING = ("all", "semihard", "hard", "semihard-hard")
 PROTOCOLS = ("auto", "session10", "session5", "speaker", "holdout", "speaker_groups", "file")
+TENSORBOARD_MODES = ("auto", "on", "off")  # optim.tensorboard
 
 
 # -- typed conversion -------------------------------------------------------------------------
@@ -306,6 +311,8 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.augment.view_frames >= 0, "augment.view_frames must be >= 0 (0: off)")
     check(0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1) (0: off; e.g. 0.95)")
     check(cfg.data.prefetch >= 1, "data.prefetch must be >= 1")
+    check(cfg.optim.tensorboard in TENSORBOARD_MODES,
+          f"optim.tensorboard must be one of {', '.join(TENSORBOARD_MODES)}, got '{cfg.optim.tensorboard}'")
     check(cfg.model.freq_kernels in ("fixed", "scaled"), "model.freq_kernels must be fixed or scaled")
     check(cfg.finetune.head_lr is None or cfg.finetune.head_lr > 0, "finetune.head_lr must be > 0")
     check(cfg.finetune.head_init in ("fit", "random"), "finetune.head_init must be fit or random")

@@ -1,14 +1,15 @@
 """Multi-stage experiments and the built-in quickstart: stages -> folds -> probe, in order.
 
-Used by ``ser-cl run`` and ``ser-cl quickstart``. Every step skips work that is already
-complete, so re-running the same command resumes.
+Used by ``ser-cl run`` and ``ser-cl quickstart``, and by ``ser-cl train / pretrain / finetune``
+(``train_planned``, ``dry_run_plan``, ``front_end_warnings``). Every step skips work that is
+already complete, so re-running the same command resumes.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ser_cl.config import STAGE_KINDS, ConfigError
 from ser_cl.eval.run_probe import probe_run
@@ -101,6 +102,71 @@ def quickstart(data_root: Path, runs_dir: Path, per_speaker: int = 6, device: Op
     exp_dir = run_experiment(plan_experiment(find_quickstart(), overrides), device=device, progress=progress)
     assert exp_dir is not None
     return exp_dir
+
+
+def train_planned(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None, device: Optional[str] = None,
+                  restart: bool = False) -> Iterator[Path]:
+    """``ser-cl train / pretrain / finetune``: train every variant of the planned stages in order,
+    yielding each variant's run directory as it is done (no probe, no cross-corpus test)."""
+    from ser_cl.train import run as train_run  # looked up when called: tests replace run_variant
+
+    for p in planned:
+        for v in p.variants:
+            yield train_run.run_variant(v, folds, device, restart=restart)
+
+
+def planned_stores(planned: List[PlannedStage]) -> List[str]:
+    """Every store the planned variants read (data.dir and data.pool), in order, once each."""
+    return list(dict.fromkeys(d for p in planned for v in p.variants for d in [v.config.data.dir, *v.config.data.pool]))
+
+
+def front_end_warnings(planned: List[PlannedStage], preset: Optional[str], force: bool = False) -> List[str]:
+    """``check_front_end`` on every store of the plan: the stores must hold the front-end the
+    preset was chosen for (ConfigError; with ``force`` the warning lines instead)."""
+    return check_front_end(preset, planned_stores(planned), force)
+
+
+def dry_run_plan(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None) -> List[str]:
+    """``--dry-run``: check the data as training would, then one line per variant (stage kind, run
+    directory, ``<- source`` of a fine-tuning).
+
+    Fails where training would: every store must be prepared (FileNotFoundError, the one-line
+    "prepare.json is missing ..."), and each of ``folds`` one of its protocol's folds (the same
+    check and message as training's)."""
+    from ser_cl.data.folds import make_folds_for
+    from ser_cl.data.store import FeatureStore
+    from ser_cl.train.run import _select_folds, variant_dir
+
+    stores = {d: FeatureStore(d) for d in planned_stores(planned)}
+    if folds:
+        for cfg in (v.config for p in planned for v in p.variants):
+            store = stores[cfg.data.dir]
+            all_folds = make_folds_for(store, cfg.data) if store.labeled else []
+            _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
+    lines = []
+    for p in planned:
+        for v in p.variants:
+            src = f"  <- {v.source or v.config.finetune.source}" if v.config.finetune.source else ""
+            lines.append(f"{p.stage.kind:9s} {variant_dir(v.config, v.name)}{src}")
+    return lines
+
+
+def worker_argv(experiment: str | Path, overrides: Sequence[str] = (), preset: Optional[str] = None,
+                stages: Optional[Sequence[str]] = None, restart: bool = False, force: bool = False) -> List[str]:
+    """The ``ser-cl run`` arguments every ``--devices`` worker gets (``run_on_devices`` adds its
+    ``--device`` and ``--fold``s)."""
+    argv = [str(experiment)] + [a for s in overrides for a in ("--set", s)]
+    argv += (["--preset", preset] if preset else []) + [a for s in (stages or []) for a in ("--stage", s)]
+    argv += ["--restart"] if restart else []
+    argv += ["--force"] if force else []
+    return argv
+
+
+def run_experiment_on_devices(planned: List[PlannedStage], argv: Sequence[str], devices: Sequence[str],
+                              folds: Optional[Sequence[int]] = None, restart: bool = False) -> Path:
+    """``run_on_devices`` over the experiment's folds; returns its run directory (``runs/<experiment>``)."""
+    run_on_devices(argv, devices, fold_count(planned), folds, planned=planned, restart=restart)
+    return Path(planned[0].stage.runs_dir) / planned[0].stage.experiment
 
 
 def fold_count(planned: List[PlannedStage]) -> int:

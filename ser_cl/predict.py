@@ -18,6 +18,7 @@ caller's choice, and each result says which it got (``"normalisation"``):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -178,3 +179,19 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
                            "probabilities": {c: round(float(p), 4) for c, p in zip(classes, mean_probs)},
                            "normalisation": labels[0] if len(labels) == 1 else labels})
     return results
+
+
+def result_lines(results: Sequence[Dict[str, Any]], as_json: bool = False) -> List[Tuple[str, str]]:
+    """What ``ser-cl predict`` prints, in order, as (stream, line): ``"out"`` lines (the JSON of
+    every result, or one ``path<TAB>emotion<TAB>class=p ...`` line per file) and ``"error"`` lines
+    (``error: path: reason``, one per unreadable file, for stderr)."""
+    lines: List[Tuple[str, str]] = []
+    if as_json:
+        lines.append(("out", json.dumps(results, indent=2)))
+    for r in results:
+        if "error" in r:
+            lines.append(("error", f"error: {r['path']}: {r['error']}"))
+        elif not as_json:
+            probs = " ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
+            lines.append(("out", f"{r['path']}\t{r['emotion']}\t{probs}"))
+    return lines

@@ -2,7 +2,8 @@
 predict -> cli, with the small shared modules (io, progress, metrics, config) on the floor and
 the experiment-file reader (experiment, which builds configs) one step above it. linear_svm (the
 SVM with C chosen on validation, shared by train's baseline and eval's probe) sits just above the
-floor: it uses metrics."""
+floor: it uses metrics. Within a room too, no module imports one that imports it back: the module
+import graph has no circles, imports inside functions included."""
 
 from __future__ import annotations
 
@@ -123,3 +124,88 @@ def test_relative_imports_are_resolved_and_checked(tmp_path, monkeypatch):
     ], wrong
     assert "imports ser_cl.train (train)" in wrong[0] and "imports ser_cl.losses (losses)" in wrong[1]
     assert "imports ser_cl.eval (eval)" in wrong[2] and "imports ser_cl.cli (cli)" in wrong[3]
+
+
+# -- no import circles --------------------------------------------------------------------------
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Every module of the package -> the package's modules it imports, anywhere in the file: at
+    the top or inside a function (a lazy import still runs, and a circle through one still ties
+    the two modules together). ``from X import name`` imports the module ``X.name`` when there is
+    one, else ``X``; ``from ser_cl import __version__`` imports ``ser_cl`` (its ``__init__``).
+
+    Importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first, but those edges are left
+    out: a package's ``__init__`` re-exports its submodules, so every submodule would otherwise
+    sit in a circle with it. A package's ``__init__`` is a node of its own (``ser_cl.data.corpora``).
+    """
+    files = {_module_name(path)[0]: path for path in sorted(PACKAGE.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        _, package = _module_name(path)
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(node, package)
+                for alias in node.names:
+                    if f"{base}.{alias.name}" in files:
+                        targets.add(f"{base}.{alias.name}")
+                    elif base in files:
+                        targets.add(base)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names if alias.name in files)
+        graph[module] = targets - {module}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle (``[a, b, ..., a]``) for each import edge that closes one, found depth-first."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                found.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    """No circle in the module import graph of the package, lazy imports included (e.g. eval's
+    report and plots share their formatting through eval.table_format, not through each other)."""
+    circles = _circles(_module_graph())
+    assert not circles, "import circles:\n" + "\n".join(" -> ".join(circle) for circle in circles)
+
+
+def test_circles_are_found_through_lazy_and_relative_imports(tmp_path, monkeypatch):
+    files = {
+        "__init__.py": "",
+        "eval/__init__.py": "from .report import write_report\n",  # a package re-exporting: no circle
+        "eval/report.py": "from .table_format import md\n\ndef write_report():\n    from . import plots\n",
+        "eval/plots.py": "from ser_cl.eval.report import write_report\n",  # closes report -> plots -> report
+        "eval/table_format.py": "",
+        "data/__init__.py": "",
+        "data/a.py": "import ser_cl.data.b\n",
+        "data/b.py": "from .c import x\n",
+        "data/c.py": "def f():\n    from ser_cl.data import a\n",  # a -> b -> c -> a
+    }
+    for name, text in files.items():
+        path = tmp_path / "ser_cl" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "ser_cl")
+    assert _circles(_module_graph()) == [
+        ["ser_cl.data.a", "ser_cl.data.b", "ser_cl.data.c", "ser_cl.data.a"],
+        ["ser_cl.eval.report", "ser_cl.eval.plots", "ser_cl.eval.report"],  # reached through eval/__init__
+    ]

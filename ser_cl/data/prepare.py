@@ -16,10 +16,14 @@ assemble the store. Robustness rules:
   removed first and the new one is written LAST, so a DATA_DIR is complete iff prepare.json
   exists (``FeatureStore`` refuses one without it).
 
-Selection (``select_utterances``): ``--subset improvised|scripted`` (IEMOCAP) and
-``--include-speakers`` / ``--exclude-speakers`` (any corpus) leave utterances out before
-anything is computed: they are not in the store, not in the speaker statistics, and not in
-``skipped`` (prepare.json's ``selection`` records the options and how many were left out).
+Selection (``select_utterances``, in ``ser_cl.data.selection``): ``--subset improvised|scripted``
+(IEMOCAP) and ``--include-speakers`` / ``--exclude-speakers`` (any corpus) leave utterances out
+before anything is computed: they are not in the store, not in the speaker statistics, and not
+in ``skipped`` (prepare.json's ``selection`` records the options and how many were left out).
+What the command prints about a run: ``ser_cl.data.summary``.
+
+Over 400 lines on purpose: one concern, corpus -> store with the per-file feature cache and the
+workers that fill it (~530 lines; the workers read audio through this module's ``load_audio``).
 """
 
 from __future__ import annotations
@@ -30,22 +34,21 @@ import io
 import json
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from ser_cl import __version__
 from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_audio
-from ser_cl.data.corpora import CORPORA, CorpusError, CorpusListing, Utterance, parse_classes, read_corpus
+from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, parse_label_map, read_corpus
 from ser_cl.data.features import (FEATURE_PARAMS, SAMPLE_RATE, canonical_params, compute_features, feature_kind,
                                   feature_params, frames_for)
-from ser_cl.data.pattern_reader import parse_label_map
+from ser_cl.data.selection import select_utterances
 from ser_cl.io import atomic_path, save_npy, write_json, write_text
 
 MANIFEST_COLUMNS = ("utt_id", "path", "speaker", "session", "gender", "label", "n_frames", "duration_s", "corpus_label")
@@ -311,62 +314,6 @@ def write_speaker_stats(path: Path, readable: Sequence[tuple[str, str]]) -> dict
             "utterances": sum(len(v) for v in by_speaker.values())}
 
 
-IEMOCAP_SUBSETS = {"improvised": "impro", "scripted": "script"}
-# the dialog part of an IEMOCAP utterance id: Ses01F_impro01_F000, Ses01F_script01_1_F000
-_IEMOCAP_DIALOG_KIND = re.compile(r"^Ses\d+[A-Za-z]_(impro|script)")
-
-
-def _speaker_list(value: Union[str, Iterable[str], None]) -> Optional[list[str]]:
-    """"A,B" or ["A", "B"] -> ["A", "B"] (blanks dropped); None stays None."""
-    if value is None:
-        return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [s.strip() for s in items if s.strip()]
-
-
-def select_utterances(listing: CorpusListing, subset: Optional[str] = None,
-                      include_speakers: Union[str, Iterable[str], None] = None,
-                      exclude_speakers: Union[str, Iterable[str], None] = None) -> tuple[list[Utterance], dict]:
-    """The utterances of ``listing`` that the selection options keep, and prepare.json's
-    ``selection`` entry.
-
-    ``subset``: "improvised" or "scripted", IEMOCAP only (the dialog name in the utterance id
-    says which: ``Ses01F_impro01_F000``, ``Ses01F_script01_1_F000``). ``include_speakers`` /
-    ``exclude_speakers``: "A,B" or a list; keep only / leave out these speakers (not both).
-    Raises CorpusError (one line) for a subset of another corpus, an unknown subset, a speaker
-    the corpus does not have (listing the corpus' speakers), or when nothing is left.
-    """
-    include, exclude = _speaker_list(include_speakers), _speaker_list(exclude_speakers)
-    if include is not None and exclude is not None:
-        raise CorpusError("give --include-speakers or --exclude-speakers, not both")
-    utterances = list(listing.utterances)
-    if subset is not None:
-        if subset not in IEMOCAP_SUBSETS:
-            raise CorpusError(f"--subset {subset!r}: choose {' or '.join(IEMOCAP_SUBSETS)}")
-        if listing.corpus != "iemocap":
-            raise CorpusError(f"--subset applies to IEMOCAP only (improvised or scripted dialogs); this corpus is {listing.corpus}")
-        kind = IEMOCAP_SUBSETS[subset]
-        utterances = [u for u in utterances if (m := _IEMOCAP_DIALOG_KIND.match(u.utt_id)) and m.group(1) == kind]
-    for flag, names in (("--include-speakers", include), ("--exclude-speakers", exclude)):
-        if names is None:
-            continue
-        known = sorted({u.speaker for u in listing.utterances if u.speaker})
-        unknown = [s for s in names if s not in known]
-        if not names or unknown:
-            raise CorpusError(f"{flag}: unknown speaker(s) {', '.join(unknown) or '(none given)'}; "
-                              f"this corpus' speakers: {', '.join(known) or 'none known'}")
-    if include is not None:
-        utterances = [u for u in utterances if u.speaker in set(include)]
-    if exclude is not None:
-        utterances = [u for u in utterances if u.speaker not in set(exclude)]
-    if not utterances:
-        raise CorpusError(f"no utterance of {listing.corpus} left after --subset / --include-speakers / --exclude-speakers "
-                          f"({len(listing.utterances)} before)")
-    info = {"subset": subset, "include_speakers": include, "exclude_speakers": exclude,
-            "left_out": len(listing.utterances) - len(utterances)}
-    return utterances, info
-
-
 def _manifest_text(rows: Sequence[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
@@ -402,7 +349,7 @@ def prepare(
     "mel" with default settings); None: the thesis' spectrogram. ``speaker_level`` /
     ``speakers_csv``: where an unlabeled corpus' speakers come from (``read_unlabeled``); such
     a store has an empty label column and no classes (prepare.json ``"labeled": false``).
-    ``pattern`` / ``label_map``: read any layout (``pattern_reader``; implies ``corpus="pattern"``).
+    ``pattern`` / ``label_map``: read any layout (``corpora.pattern``; implies ``corpus="pattern"``).
     ``subset``, ``include_speakers``, ``exclude_speakers``: ``select_utterances``. Raises ``CorpusError``
     (one-line message) for an unreadable corpus or a class spec that selects nothing, and
     ``ValueError`` for invalid feature parameters. The ssl front-end (``ser_cl.data.upstream``):

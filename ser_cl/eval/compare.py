@@ -28,6 +28,7 @@ import numpy as np
 
 from ser_cl.eval.run_results import VariantResult, collect_runs
 from ser_cl.eval.seeds import SEED_KEY, group_in_order, seed_base, seed_key
+from ser_cl.eval.table_format import md_table
 
 # --metric: split and score of the method (percent)
 METRICS = {"test_ua": ("test", "ua", "test UA"), "val_ua": ("val", "ua", "val UA"),
@@ -239,8 +240,6 @@ def compare_runs(runs_dir: Union[str, Path], a: str, b: str, metric: str = "test
 
 
 def _md(c: Comparison) -> str:
-    from ser_cl.eval.report import _md_table
-
     label = METRICS[c.metric][2]
     out = ["# ser-cl report: paired comparison", "",
            f"A: {c.a}", f"B: {c.b}",
@@ -248,7 +247,7 @@ def _md(c: Comparison) -> str:
            + (f" (protocol {c.protocol}" + (f", data {c.data_dir})" if c.data_dir else ")") if c.protocol
               else f" (data {c.data_dir})" if c.data_dir else "") + ".", ""]
     body = [[name, f"{x:.2f}", f"{y:.2f}", f"{d:+.2f}"] for name, x, y, d in zip(c.folds, c.a_values, c.b_values, c.diffs)]
-    out += _md_table(["fold", f"A {label}", f"B {label}", "A - B"], body, [False, True, True, True])
+    out += md_table(["fold", f"A {label}", f"B {label}", "A - B"], body, [False, True, True, True])
     out += ["",
             f"mean A - B: {c.mean_diff:+.2f} points (A {np.mean(c.a_values):.2f}, B {np.mean(c.b_values):.2f}); "
             f"A better on {c.wins} fold{'s' if c.wins != 1 else ''}, B better on {c.losses}, ties {c.ties}"]

@@ -372,3 +372,13 @@ def format_cross_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + body]
     notes = list(dict.fromkeys(f"{r['train']} -> {r['test']}: {note}" for r in rows for note in r["notes"]))
     return lines + [f"note: {note}" for note in notes]
+
+
+def crosstest(path: Union[str, Path], test_dirs: Sequence[Union[str, Path]], maps: Sequence[str] = (),
+              device: Union[str, torch.device] = "auto", folds: Optional[Sequence[int]] = None,
+              skip_done: bool = True) -> List[str]:
+    """``ser-cl crosstest``: the ``--map`` items (``parse_class_map``), ``cross_test_path``, then the
+    table of every tested variant on ``test_dirs`` (``format_cross_table``)."""
+    class_map = parse_class_map(maps)
+    cross_test_path(path, test_dirs, class_map, device, folds, skip_done=skip_done)
+    return format_cross_table(summarize_cross(variants_with_head(path), test_dirs))

@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from ser_cl.eval.report import VariantResult, format_value, safe_name
+from ser_cl.eval.variant_result import VariantResult
+from ser_cl.eval.table_format import format_value, safe_name
 from ser_cl.io import atomic_path
 
 

@@ -1,7 +1,8 @@
 """``ser-cl report``: gather runs/<experiment>/<variant>/ into thesis-style tables.
 
-Reading and checking the run directories is ``ser_cl.eval.run_results``; this module turns
-its ``VariantResult``s into rows and renders them (Markdown, CSV, JSON).
+Reading and checking the run directories is ``ser_cl.eval.run_results``; ``ser_cl.eval.report_rows``
+turns its ``VariantResult``s into rows; this module renders them (Markdown, CSV, JSON) and writes
+the report (the plots: ``ser_cl.eval.plots``).
 
 What is read (the run-directory contract): ``run.json`` of each variant, and in each
 ``fold-NN/`` its ``metrics.json`` and, when present, ``probe.json`` and ``cross.json`` (the
@@ -51,170 +52,23 @@ import csv
 import io
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ser_cl.eval.run_results import VariantResult, collect_runs, data_info, mean_std, number_or_none, store_label
-from ser_cl.eval.seeds import SEED_KEY, group_in_order, seed_base, seed_key, seed_stats
+from ser_cl.eval.report_rows import METRICS, SPLITS, THESIS_CORPUS, build_seed_table, build_table
+from ser_cl.eval.run_results import VariantResult, collect_runs
+from ser_cl.eval.seeds import SEED_KEY
+from ser_cl.eval.table_format import format_sweep, format_value, md_table, pm, pm_folds, safe_name
 
 FORMATS = ("md", "csv", "json")
-THESIS_CORPUS = "iemocap"
 PLOTS_HINT = 'plots skipped: matplotlib is not installed; `pip install "ser-cl[plots]"` gives them'
-_SPLITS = ("val", "test")
-_METRICS = ("ua", "wa", "r1", "f1", "nmi", "svm_ua")  # {split}_{metric}_mean / _std of a row
+# names other modules and tests import from here
+__all__ = ["FORMATS", "PLOTS_HINT", "THESIS_CORPUS", "ReportResult", "VariantResult", "build_seed_table",
+           "build_table", "collect_runs", "format_sweep", "format_value", "render", "safe_name", "write_report"]
 
 
-# ----------------------------------------------------------------------------- the table
-
-
-def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
-    """One row (dict of plain JSON types) per variant, in the order of ``results``.
-
-    Numeric fields: ``{split}_{metric}_mean`` / ``_std`` for split val/test and metric
-    ua, wa, r1 (retrieval Recall@1), f1 (k-means F1), svm_ua (the SVM's UA of a head
-    variant) -- percent -- and nmi (fraction); None when no complete fold has the number
-    (svm_ua: unless every complete fold has it). ``best`` marks the sweep winner.
-    """
-    rows: List[Dict[str, Any]] = []
-    for result in results:
-        row: Dict[str, Any] = {
-            "experiment": result.experiment,
-            "variant": result.variant,
-            "sweep": result.sweep,
-            "method": result.method,
-            "stage": result.run.get("stage"),
-            "protocol": result.protocol,
-            "corpus": result.corpus,
-        }
-        for split in _SPLITS:
-            for key in _METRICS:
-                scale = 1.0 if key == "nmi" else 100.0
-                mean, std = mean_std(result.values(split, key), scale)
-                row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"] = mean, std
-        thesis = result.thesis
-        row["thesis_val_ua"] = number_or_none(thesis.get("val_ua"))
-        row["thesis_test_ua"] = number_or_none(thesis.get("test_ua"))
-        # the thesis' numbers are IEMOCAP's: beside a run on another corpus they would mislead
-        row["thesis_hidden"] = bool(
-            (row["thesis_val_ua"] is not None or row["thesis_test_ua"] is not None)
-            and row["corpus"] is not None and row["corpus"].lower() != THESIS_CORPUS
-        )
-        if row["thesis_hidden"]:
-            row["thesis_val_ua"] = row["thesis_test_ua"] = None
-        row["n_folds"] = len(result.complete_folds)
-        row["n_expected"] = result.n_expected
-        row["complete"] = result.is_complete
-        row["partial"] = result.is_partial
-        row["best"] = False
-        row["status"] = result.status
-        row["problems"] = list(result.problems)
-        row["notes"] = list(result.notes)
-        # cross-corpus (cross.json): the training store and, per test store, the scores
-        row["data_dir"] = result.run.get("data_dir") if isinstance(result.run.get("data_dir"), str) else None
-        row["cross"] = result.cross_scores()
-        rows.append(row)
-
-    # variants that differ only by their seed: one seed group (key only on the rows of one)
-    keys = [seed_key(row["experiment"], row["variant"], row["sweep"], row["stage"], row["method"]) for row in rows]
-    for key, row in zip(keys, rows):
-        if key is not None:
-            row["seed_group"] = seed_base(row["variant"], row["sweep"])
-            row["seed_group_best"] = False
-
-    # a sweep = the variants of one experiment trained the same way and scored the same way
-    # (so a pretraining's SVM never competes with a fine-tuning's classifier head); its units are
-    # the variants without a seed sweep and the seed groups (a group: the mean over its seeds)
-    sweeps: Dict[Any, Dict[Any, List[Dict[str, Any]]]] = {}
-    for index, (key, row) in enumerate(zip(keys, rows)):
-        units = sweeps.setdefault((row["experiment"], row["stage"], row["method"]), {})
-        units.setdefault(key if key is not None else index, []).append(row)
-    for units in sweeps.values():
-        if len(units) < 2:
-            continue
-        candidates = []
-        for members in units.values():
-            if all(row["complete"] for row in members):
-                val, _, n = seed_stats([row["val_ua_mean"] for row in members])
-                if val is not None and n == len(members):
-                    candidates.append((val, members))
-        if candidates:
-            _, members = max(candidates, key=lambda item: item[0])  # max keeps the first of ties
-            for row in members:
-                row["seed_group_best" if "seed_group" in row else "best"] = True
-    _label_stores(rows)
-    return rows
-
-
-def build_seed_table(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One row per seed group of ``build_table``'s rows (none without a seed sweep), in table order.
-
-    ``{split}_{ua,wa}_mean``: the mean over seeds of each seed's mean over its complete folds;
-    ``_std``: the population std (ddof=0) of those seed means; ``_seed_means``: the seed means
-    (None for a seed without a value). ``seeds``: the seed values, ``n_seeds``: how many;
-    ``n_folds``: each seed's complete folds; ``complete``: every seed's variant is complete.
-    """
-    keys = [seed_key(row["experiment"], row["variant"], row["sweep"], row["stage"], row["method"])
-            if "seed_group" in row else None for row in rows]
-    out = []
-    for indices in group_in_order(keys).values():
-        members = [rows[i] for i in indices]
-        first = members[0]
-        group: Dict[str, Any] = {
-            "experiment": first["experiment"],
-            "variant": first["seed_group"],
-            "sweep": {key: value for key, value in first["sweep"].items() if key != SEED_KEY},
-            "method": first["method"],
-            "stage": first["stage"],
-            "protocol": first["protocol"],
-            "corpus": first["corpus"],
-            "seeds": [row["sweep"][SEED_KEY] for row in members],
-            "n_seeds": len(members),
-            "variants": [row["variant"] for row in members],
-        }
-        for split in _SPLITS:
-            for key in ("ua", "wa"):
-                means = [row[f"{split}_{key}_mean"] for row in members]
-                mean, std, _ = seed_stats(means)
-                group[f"{split}_{key}_mean"], group[f"{split}_{key}_std"] = mean, std
-                group[f"{split}_{key}_seed_means"] = means
-        group["n_folds"] = [row["n_folds"] for row in members]
-        expected = {row["n_expected"] for row in members}
-        group["n_expected"] = expected.pop() if len(expected) == 1 else None
-        group["complete"] = all(row["complete"] for row in members)
-        group["best"] = any(row.get("seed_group_best") for row in members)
-        bad = [f"{SEED_KEY.split('.')[-1]}={format_value(row['sweep'][SEED_KEY])}" for row in members
-               if not row["complete"]]
-        group["status"] = "ok" if not bad else "INCOMPLETE: " + ", ".join(bad) + " (see their rows)"
-        group["cross"] = {}
-        group["data_label"] = None
-        out.append(group)
-    return out
-
-
-def _label_stores(rows: List[Dict[str, Any]]) -> None:
-    """Name the stores of the cross-corpus matrix: each row's ``data_label`` and each cross
-    entry's ``label`` (a store's full path when two stores would get the same short name)."""
-    if not any(row["cross"] for row in rows):
-        for row in rows:
-            row["data_label"] = None
-        return
-    corpus: Dict[str, Optional[str]] = {}
-    for row in rows:
-        if row["data_dir"]:
-            corpus.setdefault(row["data_dir"], row["corpus"])
-        for key, entry in row["cross"].items():
-            corpus.setdefault(key, entry["corpus"] or (data_info(key) or {}).get("corpus"))
-    short = {key: store_label(key, value) for key, value in corpus.items()}
-    taken: Dict[str, int] = {}
-    for label in short.values():
-        taken[label] = taken.get(label, 0) + 1
-    labels = {key: label if taken[label] == 1 else key for key, label in short.items()}
-    for row in rows:
-        row["data_label"] = labels.get(row["data_dir"]) if row["data_dir"] else None
-        for key, entry in row["cross"].items():
-            entry["label"] = labels[key]
+# ----------------------------------------------------------------------------- rendering
 
 
 def _cross_columns(rows: List[Dict[str, Any]]) -> List[Tuple[str, str]]:
@@ -241,15 +95,15 @@ def _cross_md(rows: List[Dict[str, Any]]) -> List[str]:
             entry = row["cross"].get(key)
             if key == row["data_dir"]:  # in-corpus: the folds' own test UA, else their validation UA
                 if row["test_ua_mean"] is not None:
-                    cells.append(_pm_folds(row["test_ua_mean"], row["test_ua_std"], row["n_folds"]))
+                    cells.append(pm_folds(row["test_ua_mean"], row["test_ua_std"], row["n_folds"]))
                 elif row["val_ua_mean"] is not None:
-                    cells.append(_pm_folds(row["val_ua_mean"], row["val_ua_std"], row["n_folds"]) + " (val)")
+                    cells.append(pm_folds(row["val_ua_mean"], row["val_ua_std"], row["n_folds"]) + " (val)")
                 else:
                     cells.append("-")
             elif entry is None:
                 cells.append("-")
             else:
-                text = _pm_folds(entry["ua_mean"], entry["ua_std"], entry["n_folds"])
+                text = pm_folds(entry["ua_mean"], entry["ua_std"], entry["n_folds"])
                 if entry["n_folds"] < row["n_folds"]:  # not every complete fold was tested on this store
                     text += f" ({entry['n_folds']}/{row['n_folds']})"
                 cells.append(text)
@@ -261,7 +115,7 @@ def _cross_md(rows: List[Dict[str, Any]]) -> List[str]:
            "column is the variant's in-corpus test UA, or its validation UA marked `(val)` when its folds have no",
            "test set (protocol holdout). Classes are compared through data.class_map (the shared classes only).",
            ""]
-    out += _md_table(header, body, [False, False] + [True] * len(columns))
+    out += md_table(header, body, [False, False] + [True] * len(columns))
     notes = []
     for row in crossed:
         for key, entry in row["cross"].items():
@@ -272,48 +126,6 @@ def _cross_md(rows: List[Dict[str, Any]]) -> List[str]:
     if notes:
         out += [""] + list(dict.fromkeys(notes))
     return out
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def format_value(value: Any) -> str:
-    """Swept values as written in TOML: 0.1 -> "0.1", 1e-05 -> "1e-05", True -> "true"."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return format(value, "g")
-    return str(value)
-
-
-def format_sweep(sweep: Dict[str, Any]) -> str:
-    return "; ".join(f"{key}={format_value(sweep[key])}" for key in sorted(sweep))
-
-
-def _pm(mean: Optional[float], std: Optional[float], digits: int) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.{digits}f} +- {std:.{digits}f}"
-
-
-def _pm_folds(mean: Optional[float], std: Optional[float], n_folds: int) -> str:
-    """Like ``_pm`` with 2 digits, but a single fold's value alone (its std is 0 by definition)."""
-    if mean is None:
-        return "-"
-    return f"{mean:.2f}" if n_folds <= 1 else _pm(mean, std, 2)
-
-
-def _md_table(header: List[str], body: List[List[str]], right: Sequence[bool]) -> List[str]:
-    """Aligned GitHub Markdown table (also readable as plain text)."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body)]
-    widths = [max(width, 3) for width in widths]
-
-    def line(cells: List[str]) -> str:
-        padded = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, right)]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right)) + "|"
-    return [line(header), rule] + [line(cells) for cells in body]
 
 
 def _render_md(rows: List[Dict[str, Any]]) -> str:
@@ -365,16 +177,16 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
             cells = [row["variant"] + (" *" if row["best"] else "")]
             cells += [format_value(row["sweep"][key]) if key in row["sweep"] else "" for key in sweep_keys]
             cells.append(row["method"])
-            for split in _SPLITS:
+            for split in SPLITS:
                 for key in ("ua", "wa"):
-                    text = _pm(row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"], 2)
+                    text = pm(row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"], 2)
                     cells.append(text + (mark if text != "-" else ""))
             if has_svm:
-                text = _pm(row["test_svm_ua_mean"], row["test_svm_ua_std"], 2)
+                text = pm(row["test_svm_ua_mean"], row["test_svm_ua_std"], 2)
                 cells.append(text + (mark if text != "-" else ""))
             if has_probe:
                 for key, digits in (("r1", 2), ("f1", 2), ("nmi", 3)):
-                    text = _pm(row[f"test_{key}_mean"], row[f"test_{key}_std"], digits)
+                    text = pm(row[f"test_{key}_mean"], row[f"test_{key}_std"], digits)
                     cells.append(text + (mark if text != "-" else ""))
             for shown, key in ((has_thesis_val, "thesis_val_ua"), (has_thesis_test, "thesis_test_ua")):
                 if shown:
@@ -388,7 +200,7 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
             f"{name}: {first[name]}" for name in ("stage", "protocol") if first.get(name) not in (None, "")
         )
         out += ["", f"## {experiment}" + (f" ({about})" if about else ""), ""]
-        out += _md_table(header, body, right)
+        out += md_table(header, body, right)
         other = sorted({row["corpus"] for row in group if row["thesis_hidden"]})
         if other:
             out += ["", f"The thesis' numbers are IEMOCAP's and these runs are on {', '.join(other)}, "
@@ -430,8 +242,8 @@ def _seeds_md(groups: List[Dict[str, Any]]) -> List[str]:
         cells = [group["variant"] + (" *" if group["best"] else "")]
         cells += [format_value(group["sweep"][key]) if key in group["sweep"] else "" for key in sweep_keys]
         cells += [group["method"], f"{group['n_seeds']} ({', '.join(format_value(s) for s in group['seeds'])})"]
-        for split in _SPLITS:
-            text = _pm(group[f"{split}_ua_mean"], group[f"{split}_ua_std"], 2)
+        for split in SPLITS:
+            text = pm(group[f"{split}_ua_mean"], group[f"{split}_ua_std"], 2)
             cells.append(text + (mark if text != "-" else ""))
         cells.append(", ".join("-" if m is None else f"{m:.2f}" for m in group["test_ua_seed_means"]))
         expected = "?" if group["n_expected"] is None else str(group["n_expected"])
@@ -440,12 +252,12 @@ def _seeds_md(groups: List[Dict[str, Any]]) -> List[str]:
         cells += [f"{folds}/{expected}", group["status"]]
         body.append(cells)
     return ["", f"Seeds (`{SEED_KEY}`): per seed the mean over its folds; here the mean over seeds +- the std "
-            "(ddof=0) of those seed means.", ""] + _md_table(header, body, right)
+            "(ddof=0) of those seed means.", ""] + md_table(header, body, right)
 
 
 CSV_COLUMNS = (
     ["experiment", "variant", "sweep", "method", "stage", "protocol", "corpus"]
-    + [f"{split}_{key}_{stat}" for split in _SPLITS for key in _METRICS for stat in ("mean", "std")]
+    + [f"{split}_{key}_{stat}" for split in SPLITS for key in METRICS for stat in ("mean", "std")]
     + ["thesis_val_ua", "thesis_test_ua", "n_folds", "n_expected", "complete", "best", "status"]
 )
 
@@ -552,7 +364,3 @@ def write_report(
         )
     return ReportResult(text=text, out=out_path, plots=plot_paths, messages=messages, results=results)
 
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of an experiment/variant/key name."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_") or "_"

@@ -1,5 +1,7 @@
 """The training loop: one fold of one stage, readable top to bottom (nanoGPT style).
 
+One concern, kept whole on purpose (~470 lines): splitting the loop would hide its order.
+
     build model (fresh, or the encoder of a pretrained fold) -> (resume from last.pt) ->
     for each phase (one; or, fine-tuning: encoder frozen, then everything):
         fresh Adam + ReduceLROnPlateau, so no phase inherits another's decayed lr
@@ -11,6 +13,7 @@
              what validation, best.pt and the final evaluation see: ser_cl.train.averaging)
             validate: the monitored value (UA with a head, else the validation loss with a
                       schedule-free objective), best.pt when it improves; write last.pt
+                      and metrics.jsonl (mirrored to TensorBoard when installed: tensorboard_log)
     -> evaluate best.pt on val and test -> metrics.json (the "complete" marker)
 
 No step reads a device value on the host: the loss terms are summed on the device, and a
@@ -51,6 +54,7 @@ from ser_cl.train.averaging import WeightAverage
 from ser_cl.train.build import build_model
 from ser_cl.train.checkpoint import load_checkpoint, save_checkpoint
 from ser_cl.train.objective import Objective, validation_objective
+from ser_cl.train.tensorboard_log import FoldLog
 
 
 class TrainingDiverged(RuntimeError):
@@ -271,20 +275,35 @@ def train_fold(
     on_epoch_end: Optional[Callable[[int], None]] = None,
     progress: bool = True,
 ) -> Dict[str, Any]:
-    """Train one fold; return (and write) its metrics.json. Skips a fold that is already complete."""
+    """Train one fold; return (and write) its metrics.json. Skips a fold that is already complete.
+
+    With TensorBoard (``optim.tensorboard``), rank 0 mirrors each epoch's record and the final
+    scores under ``fold_dir/tensorboard`` (ser_cl.train.tensorboard_log); metrics.jsonl and
+    metrics.json stay the record.
+    """
     fold_dir = Path(fold_dir)
-    metrics_path, last_path, best_path = fold_dir / "metrics.json", fold_dir / "last.pt", fold_dir / "best.pt"
+    metrics_path = fold_dir / "metrics.json"
     if metrics_path.exists():
         done = json.loads(metrics_path.read_text())
         if done.get("status") == "complete":
             return done
     rank, world = distributed.rank_and_world()  # (0, 1) unless launched by torchrun
     main = rank == 0  # only rank 0 writes files
-    progress = progress and main
     if main:
         fold_dir.mkdir(parents=True, exist_ok=True)
         write_text(fold_dir / "config.toml", to_toml(cfg))
         write_split(fold_dir, store, fold)
+    with FoldLog(fold_dir, cfg.optim.tensorboard, enabled=main) as tb:  # closed on errors too
+        return _train_fold(cfg, store, fold, fold_dir, device, source_checkpoint, on_epoch_end,
+                           progress and main, tb, rank, world)
+
+
+def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Path, device: torch.device,
+                source_checkpoint: Optional[Path], on_epoch_end: Optional[Callable[[int], None]], progress: bool,
+                tb: FoldLog, rank: int, world: int) -> Dict[str, Any]:
+    """train_fold's body, from the seeds to metrics.json (``tb``: the fold's TensorBoard log)."""
+    main = rank == 0  # only rank 0 writes files
+    metrics_path, last_path, best_path = fold_dir / "metrics.json", fold_dir / "last.pt", fold_dir / "best.pt"
 
     # -- seeds, model, data, objective -----------------------------------------------------
     seed = cfg.optim.seed
@@ -405,6 +424,7 @@ def train_fold(
                                 rng=_rng_state(np_rng, aug_gen),
                                 **({"ema": averaged.state_dict()} if averaged is not None else {}), **extra)
                 write_text(fold_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                tb.epoch(record)
             if progress:
                 shown = " ".join(f"{k}={v:.1e}" if k in ("lr", "head_lr") else f"{k}={v:.4f}"  # lr: 1.0e-05, not 0.0000
                                  for k, v in record.items() if isinstance(v, float) and k != "seconds")
@@ -441,6 +461,7 @@ def train_fold(
             metrics[part] = evaluate(model, store, indices, cfg, device) if indices.size else None
     if trained_head is not None:  # val and test above: the refit head's; these: the trained head's
         metrics["trained_head"] = trained_head
+    tb.final(metrics)  # before the "complete" marker, so a complete fold has its whole log
     write_json(metrics_path, metrics)
     distributed.barrier()
     return metrics

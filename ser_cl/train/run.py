@@ -55,7 +55,8 @@ def fold_is_complete(fold_dir: Path) -> bool:
 # shown, and how batches reach the device (the same batches either way).
 FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device", "probe", "thesis", "sweep",
                        "data.eval_batch_size", "data.prefetch", "data.store_on_device", "model.gru_impl",
-                       "data.test_on", "data.class_map")  # cross-corpus tests happen after training
+                       "data.test_on", "data.class_map",  # cross-corpus tests happen after training
+                       "optim.tensorboard")  # a mirror of metrics.jsonl: any value, the same fold
 # Keys added after runs existed, left out while at their default (the value those runs trained
 # with), so that a pretrained fold's fingerprint.json, and the hash of it that its fine-tuning
 # folds keep (source.config), stay what they were.
