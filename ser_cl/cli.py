@@ -373,12 +373,30 @@ def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Option
         report_format: str = typer.Option("md", "--format", help="Report format: md, csv or json."),
         devices: Optional[str] = typer.Option(None, "--devices", help="Spread the folds over several devices, "
                                               "one worker process each, e.g. cuda:0,cuda:1,cuda:2,cuda:3."),
-        no_report: bool = typer.Option(False, "--no-report", help="Do not print the report at the end.")) -> None:
+        no_report: bool = typer.Option(False, "--no-report", help="Do not print the report at the end."),
+        launcher: Optional[str] = typer.Option(None, "--launcher", help="Submit the unfinished folds as a job "
+                                               "array with submitit: local (processes here) or slurm "
+                                               "(docs/slurm.md; needs the slurm extra)."),
+        slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="--launcher slurm: the partition."),
+        slurm_time: Optional[int] = typer.Option(None, "--slurm-time", help="--launcher: each task's time limit in "
+                                                 "minutes (a task that hits it is requeued and resumes)."),
+        slurm_gpus_per_task: Optional[int] = typer.Option(None, "--slurm-gpus-per-task", help="--launcher: GPUs per task."),
+        slurm_cpus_per_task: Optional[int] = typer.Option(None, "--slurm-cpus-per-task", help="--launcher: CPUs per task "
+                                                          "(also its torch threads)."),
+        slurm_array_parallelism: Optional[int] = typer.Option(None, "--slurm-array-parallelism", help="--launcher "
+                                                              "slurm: at most this many tasks at once."),
+        no_wait: bool = typer.Option(False, "--no-wait", help="--launcher: submit and return (no progress bar, no "
+                                     "report); `ser-cl status RUNS_DIR` shows the folds done.")) -> None:
     """Run every stage of an experiment in order (pretrain -> finetune ...), probe each, print the report.
 
     Resumable: finished folds are skipped, an interrupted fold continues after its last epoch.
+    --launcher local|slurm submits one task per unfinished fold (all its stages in order).
 
-    Example: ser-cl run experiments/supcon.toml --set data.dir=data/iemocap --preset cpu
+    Examples:
+
+      ser-cl run experiments/supcon.toml --set data.dir=data/iemocap --preset cpu
+
+      ser-cl run experiments/supcon.toml --launcher slurm --slurm-partition gpu --slurm-gpus-per-task 1
     """
     from ser_cl.pipeline import dry_run_plan, plan_experiment, run_experiment, run_experiment_on_devices, worker_argv
 
@@ -388,7 +406,19 @@ def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Option
         if dry_run:
             _echo_lines(dry_run_plan(planned, fold))
             return
-        if devices:
+        if launcher:
+            if devices:
+                raise ValueError("--launcher and --devices do not go together: a launcher places the tasks itself")
+            from ser_cl.launch import LaunchOptions, TaskSpec, launch
+
+            spec = TaskSpec(str(experiment.resolve()), tuple(set_ or []), preset, tuple(stage or []),
+                            tuple(fold or []), device=device, restart=restart, force=force)
+            opts = LaunchOptions(launcher, slurm_partition, slurm_time, slurm_gpus_per_task, slurm_cpus_per_task,
+                                 slurm_array_parallelism, wait=not no_wait)
+            exp_dir, _, _ = launch(planned, spec, opts, say=lambda line: typer.echo(line, err=True))
+            if no_wait:
+                return
+        elif devices:
             argv = worker_argv(experiment, set_ or [], preset, stage, restart=restart, force=force)
             exp_dir = run_experiment_on_devices(planned, argv, devices.split(","), fold, restart=restart)
         else:
@@ -399,6 +429,20 @@ def run(experiment: Path = _EXP, fold: Optional[List[int]] = _FOLD, set_: Option
 
     if exp_dir is not None and not no_report and is_main():
         _print_report(exp_dir, report_format, None)
+
+
+@app.command()
+def status(runs_dir: Path = typer.Argument(Path("runs"), help="The runs dir, an experiment's dir or a variant's.")) -> None:
+    """Per experiment and variant: folds complete / started (last.pt, not complete) / missing.
+
+    Example: ser-cl status runs/
+    """
+    from ser_cl.launch import status_lines
+
+    try:
+        _echo_lines(status_lines(runs_dir))
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
 
 
 @app.command()

@@ -1,0 +1,136 @@
+"""``ser-cl run --launcher``: the task list of what is left (``ser_cl.launch.grid_tasks``), the
+local launcher end to end (the same folds and metrics as a plain ``ser-cl run``), a resumed
+task, and ``ser-cl status``; on the synthetic corpus with a tiny encoder, 1 epoch, 2 folds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ser_cl.cli import app
+
+pytest.importorskip("submitit")
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "experiments" / "quickstart.toml"  # pretrain (self-supervised) -> finetune, session5: 5 folds
+TINY = ["model.preset=small", "model.conv_channels=4", "model.gru_hidden=16", "model.n_heads=2",
+        "model.freq_kernels=scaled", "model.d_ff=32", "optim.epochs=1", "optim.batch_size=32", "device=cpu"]
+STAGES = ("pretrain", "ft_ce_aug")
+
+
+def overrides(data_dir: Path, runs: Path):
+    return [*TINY, f"data.dir={json.dumps(str(data_dir))}", f"runs_dir={json.dumps(str(runs))}"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def run_args(data_dir: Path, runs: Path, *extra):
+    args = ["run", QUICKSTART, "--fold", "1", "--fold", "2", *extra]
+    for item in overrides(data_dir, runs):
+        args += ["--set", item]
+    return args
+
+
+def metrics(runs: Path, stage: str, fold: str) -> dict:
+    return json.loads((runs / "quickstart" / stage / fold / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def plain(synth_mel_dir, tmp_path_factory):
+    """A plain ``ser-cl run`` of folds 1 and 2 (one torch thread: deterministic on the CPU)."""
+    runs = tmp_path_factory.mktemp("plain")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        invoke(*run_args(synth_mel_dir, runs, "--no-report"))
+    finally:
+        torch.set_num_threads(threads)
+    return runs
+
+
+def test_grid_tasks_lists_what_is_left(synth_mel_dir, plain, tmp_path):
+    from ser_cl.launch import Task, grid_tasks
+    from ser_cl.pipeline import plan_experiment
+
+    runs = tmp_path / "runs"
+    shutil.copytree(plain, runs)
+    (runs / "quickstart/ft_ce_aug/fold-02/metrics.json").unlink()  # killed after its last epoch: last.pt stays
+    planned = plan_experiment(QUICKSTART, overrides(synth_mel_dir, runs))
+    both = lambda k: ("pretrain/fold-%02d" % k, "ft_ce_aug/fold-%02d" % k)  # noqa: E731
+    # by hand: fold 1 complete (no task); fold 2 only its fine-tuning; folds 3-5 both stages, in order;
+    # a fine-tuning depends on its own fold's pretraining, inside the same task: no cross-task dependency
+    assert grid_tasks(planned) == [Task("fold-02", 2, ("ft_ce_aug/fold-02",)),
+                                   Task("fold-03", 3, both(3)), Task("fold-04", 4, both(4)),
+                                   Task("fold-05", 5, both(5))]
+    assert grid_tasks(planned, [1, 2]) == [Task("fold-02", 2, ("ft_ce_aug/fold-02",))]
+    assert grid_tasks(planned, [1]) == []
+    assert grid_tasks(planned, [1], restart=True) == [Task("fold-01", 1, both(1))]
+
+    status = invoke("status", runs).output.splitlines()
+    assert status == ["quickstart/ft_ce_aug  complete 1/5  started 1  missing 3  "
+                      "[fold-02 (started), fold-03, fold-04, fold-05]",
+                      "quickstart/pretrain  complete 2/5  started 0  missing 3  [fold-03, fold-04, fold-05]"]
+
+    # resubmitted, the killed task resumes from last.pt and ends where the uninterrupted run did
+    invoke(*run_args(synth_mel_dir, runs, "--launcher", "local", "--slurm-cpus-per-task", "1", "--no-report"))
+    assert metrics(runs, "ft_ce_aug", "fold-02") == metrics(plain, "ft_ce_aug", "fold-02")
+    assert grid_tasks(planned, [1, 2]) == []
+
+
+def test_local_launcher_matches_a_plain_run(synth_mel_dir, plain, tmp_path):
+    runs = tmp_path / "runs"
+    res = invoke(*run_args(synth_mel_dir, runs, "--launcher", "local", "--slurm-cpus-per-task", "1"))
+    assert "submitted 2 fold task(s) (fold-01, fold-02) via local" in res.output
+    assert "## quickstart" in res.output  # the report, as `run` prints it
+    for stage in STAGES:
+        done = sorted(p.parent.name for p in (runs / "quickstart" / stage).glob("fold-*/metrics.json"))
+        assert done == ["fold-01", "fold-02"], (stage, done)
+        for fold in done:
+            got, want = metrics(runs, stage, fold), metrics(plain, stage, fold)
+            assert got["status"] == want["status"] == "complete"
+            assert got["test"] == want["test"], (stage, fold)  # test UA and all: the same numbers
+    logs = list((runs / "quickstart" / ".submitit").glob("*_log.err"))
+    assert len(logs) == 2
+    # everything complete: a re-run submits nothing
+    again = invoke(*run_args(synth_mel_dir, runs, "--launcher", "local", "--no-report"))
+    assert "nothing to submit" in again.output
+
+
+@pytest.fixture(scope="module")
+def other_speech(tmp_path_factory) -> Path:
+    """Unlabeled speech that is not the target's: a pool of it is pretrained once, for every fold."""
+    from ser_cl.data.features import feature_params
+    from ser_cl.data.prepare import prepare
+    from ser_cl.data.synth import synthesize_corpus
+
+    raw = tmp_path_factory.mktemp("other-raw")
+    synthesize_corpus(raw, per_speaker=1, seed=7, duration=(0.6, 0.9), n_dropped=0)
+    out = tmp_path_factory.mktemp("other-unlabeled")
+    prepare(raw, out, corpus="unlabeled", jobs=1, progress=False, features=feature_params("mel", n_mels=40))
+    return out
+
+
+def test_a_pool_for_every_fold_is_one_task_the_folds_wait_for(synth_mel_dir, other_speech, tmp_path):
+    from ser_cl.launch import Task, grid_tasks
+    from ser_cl.pipeline import plan_experiment
+
+    sets = [f"data.dir={json.dumps(str(synth_mel_dir))}", f"data.pool={json.dumps([str(other_speech)])}",
+            "data.pool_weights=[]", f"runs_dir={json.dumps(str(tmp_path))}"]
+    planned = plan_experiment(ROOT / "experiments/pool_pretrain.toml", sets)
+    pool = "pool:pretrain/pretrain"
+    assert grid_tasks(planned, [1, 3]) == [Task(pool, None, ("pretrain/pool",)),
+                                           Task("fold-01", 1, ("ft_ce_aug/fold-01",), (pool,)),
+                                           Task("fold-03", 3, ("ft_ce_aug/fold-03",), (pool,))]
+    # the pool complete: no pool task, nothing to wait for
+    (tmp_path / "pool_pretrain/pretrain/pool").mkdir(parents=True)
+    (tmp_path / "pool_pretrain/pretrain/pool/metrics.json").write_text('{"status": "complete"}')
+    assert grid_tasks(planned, [1]) == [Task("fold-01", 1, ("ft_ce_aug/fold-01",))]
