@@ -246,6 +246,8 @@ def preset_front_end(preset: Optional[str]) -> Optional[Dict[str, Any]]:
 def _describe_front_end(kind: str, n_freq: int, f_range: Optional[Tuple[Any, Any]] = None) -> str:
     if kind == "spectrogram":
         return f"{n_freq}-bin spectrograms"
+    if kind == "ssl":
+        return f"{n_freq}-dimensional self-supervised upstream features"
     span = f" ({f_range[0]:g}-{f_range[1]:g} Hz)" if f_range else ""
     return f"{n_freq}-band log-mel features{span}"
 
