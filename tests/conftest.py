@@ -39,6 +39,21 @@ def synth_mel_dir(synth_corpus_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_speech(tmp_path_factory) -> Path:
+    """Unlabeled speech that is not the target's: another synthetic corpus (seed 7), speakers
+    unknown, prepared with 40 log-mel bands like ``synth_mel_dir`` (a pool of it serves every fold)."""
+    from ser_cl.data.features import feature_params
+    from ser_cl.data.prepare import prepare
+    from ser_cl.data.synth import synthesize_corpus
+
+    raw = tmp_path_factory.mktemp("other-raw")
+    synthesize_corpus(raw, per_speaker=1, seed=7, duration=(0.6, 0.9), n_dropped=0)
+    out = tmp_path_factory.mktemp("other-unlabeled")
+    prepare(raw, out, corpus="unlabeled", jobs=1, progress=False, features=feature_params("mel", n_mels=40))
+    return out
+
+
+@pytest.fixture(scope="session")
 def synth_data_dir(synth_corpus_dir, tmp_path_factory) -> Path:
     from ser_cl.data.prepare import prepare
 

@@ -105,20 +105,6 @@ def test_local_launcher_matches_a_plain_run(synth_mel_dir, plain, tmp_path):
     assert "nothing to submit" in again.output
 
 
-@pytest.fixture(scope="module")
-def other_speech(tmp_path_factory) -> Path:
-    """Unlabeled speech that is not the target's: a pool of it is pretrained once, for every fold."""
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare
-    from ser_cl.data.synth import synthesize_corpus
-
-    raw = tmp_path_factory.mktemp("other-raw")
-    synthesize_corpus(raw, per_speaker=1, seed=7, duration=(0.6, 0.9), n_dropped=0)
-    out = tmp_path_factory.mktemp("other-unlabeled")
-    prepare(raw, out, corpus="unlabeled", jobs=1, progress=False, features=feature_params("mel", n_mels=40))
-    return out
-
-
 def test_a_pool_for_every_fold_is_one_task_the_folds_wait_for(synth_mel_dir, other_speech, tmp_path):
     from ser_cl.launch import Task, grid_tasks
     from ser_cl.pipeline import plan_experiment

@@ -43,18 +43,6 @@ def unlabeled_copy(synth_corpus_dir, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def other_speech(tmp_path_factory) -> Path:
-    """Unlabeled speech that is not the target's: another synthetic corpus, speakers unknown."""
-    from ser_cl.data.synth import synthesize_corpus
-
-    raw = tmp_path_factory.mktemp("other-raw")
-    synthesize_corpus(raw, per_speaker=1, seed=7, duration=(0.6, 0.9), n_dropped=0)
-    out = tmp_path_factory.mktemp("other-unlabeled")
-    prepare(raw, out, corpus="unlabeled", jobs=1, progress=False, features=mel40())
-    return out
-
-
 def manifest(data_dir: Path) -> list[dict]:
     with open(Path(data_dir) / "manifest.csv", newline="") as f:
         return list(csv.DictReader(f))

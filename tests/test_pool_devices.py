@@ -37,20 +37,6 @@ if os.environ.get("SER_CL_TEST_TRAIN_LOG"):
 '''
 
 
-@pytest.fixture(scope="module")
-def other_speech(tmp_path_factory) -> Path:
-    """Unlabeled speech that is not the target's (so the pool runs once for every fold)."""
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare
-    from ser_cl.data.synth import synthesize_corpus
-
-    raw = tmp_path_factory.mktemp("other-raw")
-    synthesize_corpus(raw, per_speaker=1, seed=7, duration=(0.6, 0.9), n_dropped=0)
-    out = tmp_path_factory.mktemp("other-unlabeled")
-    prepare(raw, out, corpus="unlabeled", jobs=1, progress=False, features=feature_params("mel", n_mels=40))
-    return out
-
-
 @pytest.fixture
 def train_log(tmp_path, monkeypatch):
     """The log every train_fold call writes to, here and in the worker processes."""

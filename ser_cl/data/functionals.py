@@ -13,7 +13,6 @@ written atomically, so a second run (another fold, another classifier) reads the
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ser_cl.data.audio import AudioError, load_audio
+from ser_cl.data.prepare import cache_key
 from ser_cl.io import save_npy
 
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
@@ -36,12 +36,6 @@ def _smile(feature_set: str):
         raise ImportError(INSTALL_HINT) from None
     return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
                            feature_level=opensmile.FeatureLevel.Functionals), opensmile.__version__
-
-
-def _key(path: str, feature_set: str, version: str) -> str:
-    stat = os.stat(path)
-    text = f"{feature_set}|{version}|{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:32]
 
 
 def store_functionals(store, feature_set: str, progress: bool = True) -> np.ndarray:
@@ -64,7 +58,8 @@ def functionals_of(paths: Sequence[str], feature_set: str, cache_dir: Path, prog
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{path}: listed in the store's manifest.csv but missing; restore it or "
                                         "prepare the corpus again from where it now lies")
-            cached = cache_dir / f"{_key(path, feature_set, version)}.npy"
+            key = cache_key(str(Path(path).resolve()), os.stat(path), f"opensmile|{feature_set}|{version}")
+            cached = cache_dir / f"{key}.npy"
             if cached.is_file():
                 out.append(np.load(cached))
             else:

@@ -82,7 +82,8 @@ def _params_key(params: dict) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def _cache_key(path: str, stat: os.stat_result, params_key: str = _params_key(FEATURE_PARAMS)) -> str:
+def cache_key(path: str, stat: os.stat_result, params_key: str = _params_key(FEATURE_PARAMS)) -> str:
+    """A file's cache name: its path, size and modification time, and what is computed from it."""
     text = f"{params_key}|{path}|{stat.st_size}|{stat.st_mtime_ns}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:32]
 
@@ -414,7 +415,7 @@ def prepare(
     n_cached = 0
     for i, utt in enumerate(every):
         try:
-            key = _cache_key(utt.path, os.stat(utt.path), params_key)
+            key = cache_key(utt.path, os.stat(utt.path), params_key)
         except OSError as err:
             reasons[i] = f"cannot read file: {err.strerror or err}"
             continue

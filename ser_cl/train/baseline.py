@@ -21,19 +21,18 @@ Normalisations, the same three as the models' ``model.input_norm``:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
 import numpy as np
 
-from ser_cl.config import StageConfig, to_toml
+from ser_cl.config import StageConfig
 from ser_cl.data.folds import Fold
 from ser_cl.data.store import FeatureStore
-from ser_cl.io import write_json, write_text
+from ser_cl.io import write_json
 from ser_cl.linear_svm import fit_linear_svm
 from ser_cl.metrics import classification_report
-from ser_cl.train.loop import write_split
+from ser_cl.train.loop import begin_fold, complete_metrics
 
 
 def speaker_standardized(X: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
@@ -61,14 +60,10 @@ def fit_baseline_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_di
                       inputs: np.ndarray) -> Dict[str, Any]:
     """Fit and score one fold; return (and write) its metrics.json. A complete fold is kept."""
     fold_dir = Path(fold_dir)
-    metrics_path = fold_dir / "metrics.json"
-    if metrics_path.is_file():
-        done = json.loads(metrics_path.read_text())
-        if done.get("status") == "complete":
-            return done
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    write_text(fold_dir / "config.toml", to_toml(cfg))
-    write_split(fold_dir, store, fold)
+    done = complete_metrics(fold_dir)
+    if done is not None:
+        return done
+    begin_fold(cfg, store, fold, fold_dir)
     labels = store.labels
     model, C = fit_linear_svm(inputs[fold.train], labels[fold.train], inputs[fold.val], labels[fold.val],
                               C_grid=cfg.baseline.c_grid, seed=cfg.optim.seed,
@@ -90,5 +85,5 @@ def fit_baseline_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_di
         predictions[part] = {store.utt_ids[i]: store.classes[int(p)] for i, p in zip(indices, preds)}
     metrics["best_value"] = metrics["val"]["ua"] if metrics["val"] else None
     write_json(fold_dir / "predictions.json", predictions)
-    write_json(metrics_path, metrics)  # last: the fold's completion marker
+    write_json(fold_dir / "metrics.json", metrics)  # last: the fold's completion marker
     return metrics

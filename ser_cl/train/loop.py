@@ -265,6 +265,23 @@ def write_split(fold_dir: Path, store, fold: Fold) -> None:
         **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
 
 
+def complete_metrics(fold_dir: Path) -> Optional[Dict[str, Any]]:
+    """The fold's metrics.json if it says the fold is complete, else None."""
+    metrics_path = Path(fold_dir) / "metrics.json"
+    if metrics_path.exists():
+        done = json.loads(metrics_path.read_text())
+        if done.get("status") == "complete":
+            return done
+    return None
+
+
+def begin_fold(cfg: StageConfig, store, fold: Fold, fold_dir: Path) -> None:
+    """Create the fold folder with its resolved ``config.toml`` and ``split.json``."""
+    Path(fold_dir).mkdir(parents=True, exist_ok=True)
+    write_text(Path(fold_dir) / "config.toml", to_toml(cfg))
+    write_split(Path(fold_dir), store, fold)
+
+
 def train_fold(
     cfg: StageConfig,
     store: FeatureStore,
@@ -282,17 +299,13 @@ def train_fold(
     metrics.json stay the record.
     """
     fold_dir = Path(fold_dir)
-    metrics_path = fold_dir / "metrics.json"
-    if metrics_path.exists():
-        done = json.loads(metrics_path.read_text())
-        if done.get("status") == "complete":
-            return done
+    done = complete_metrics(fold_dir)
+    if done is not None:
+        return done
     rank, world = distributed.rank_and_world()  # (0, 1) unless launched by torchrun
     main = rank == 0  # only rank 0 writes files
     if main:
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        write_text(fold_dir / "config.toml", to_toml(cfg))
-        write_split(fold_dir, store, fold)
+        begin_fold(cfg, store, fold, fold_dir)
     with FoldLog(fold_dir, cfg.optim.tensorboard, enabled=main) as tb:  # closed on errors too
         return _train_fold(cfg, store, fold, fold_dir, device, source_checkpoint, on_epoch_end,
                            progress and main, tb, rank, world)

@@ -225,8 +225,8 @@ def _run_baseline(cfg: StageConfig, store: FeatureStore, selected: List[Fold], o
     from ser_cl.train.baseline import baseline_inputs, fit_baseline_fold
 
     todo = []
+    fingerprint = config_fingerprint(cfg)  # no source checkpoint: the same for every fold
     for fold in selected:
-        fingerprint = config_fingerprint(cfg)
         check_fold_config(out / fold.name, fingerprint, restart)
         write_json(out / fold.name / "fingerprint.json", fingerprint)
         if not fold_is_complete(out / fold.name):
