@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Recipes beside the classical baseline on two real corpora, on the CPU: for each corpus, CE and
 # self-supervised NT-Xent -> CE fine-tuning with --preset cpu (64 log-mel bands, speaker
-# normalisation, two fold workers), and openSMILE functionals + linear SVM (eGeMAPS v02 and
+# normalisation, two fold workers) and with --preset cpu-functionals (an MLP on ComParE 2016
+# functionals, speaker normalisation), and openSMILE functionals + linear SVM (eGeMAPS v02 and
 # ComParE 2016; global and speaker normalisation), leave-one-speaker-out, one report, wall times.
-# Run from the repository root (needs `pip install "ser-cl[baseline]"` for the baseline rows):
-#   bash benchmarks/corpora_cpu.sh [emovo|emodb|all] [what: all|baseline|ce|ssl]   (default: all all)
+# Run from the repository root (needs `pip install "ser-cl[baseline]"` for the openSMILE rows):
+#   bash benchmarks/corpora_cpu.sh [emovo|emodb|all] [what: all|baseline|ce|ssl|fce|fssl]   (default: all all)
+# (fce / fssl: CE / NT-Xent -> CE with --preset cpu-functionals on a functionals store)
 # Corpora: EMOVO from ../shared/data/emovo (EMOVO_SRC=...), EmoDB from ../shared/data/emodb (EMODB_SRC=...).
 # SEED=N: --set optim.seed=N and runs/corpora-cpu-seedN. SETS="k=v k=v": more --set overrides for the
 # CE and SSL runs, with TAG=NAME naming their runs folder (runs/corpora-cpu-NAME). Resumable:
@@ -28,7 +30,13 @@ for CORPUS in emovo emodb; do
     if [ "$CORPUS" = emovo ]; then SRC="${EMOVO_SRC:-../shared/data/emovo}"; else SRC="${EMODB_SRC:-../shared/data/emodb}"; fi
     DATA="data/$CORPUS-mel64"
     [ -f "$DATA/prepare.json" ] || timed "$CORPUS prepare" "$CLI" prepare "$SRC" --out "$DATA" --features mel --n-mels 64 -q
+    FDATA="data/$CORPUS-compare"
+    if [ "$WHAT" = all ] || [ "$WHAT" = fce ] || [ "$WHAT" = fssl ]; then
+        [ -f "$FDATA/prepare.json" ] || timed "$CORPUS prepare functionals" "$CLI" prepare "$SRC" --out "$FDATA" \
+            --features functionals --feature-set ComParE_2016 -q
+    fi
     common=(--set data.dir="$DATA" --set runs_dir="$RUNS/$CORPUS" --no-report)
+    fcommon=(--set data.dir="$FDATA" --set runs_dir="$RUNS/$CORPUS" --no-report)
     if [ "$WHAT" = all ] || [ "$WHAT" = baseline ]; then
         timed "$CORPUS opensmile_svm" "$CLI" run experiments/opensmile_svm.toml "${common[@]}"
     fi
@@ -38,6 +46,14 @@ for CORPUS in emovo emodb; do
     if [ "$WHAT" = all ] || [ "$WHAT" = ssl ]; then
         timed "$CORPUS selfsup_ntxent" "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug \
             --preset cpu --devices cpu,cpu "${seed[@]}" "${common[@]}"
+    fi
+    if [ "$WHAT" = all ] || [ "$WHAT" = fce ]; then
+        timed "$CORPUS functionals ce" "$CLI" run experiments/ce_baseline.toml --preset cpu-functionals \
+            --set experiment=functionals_ce "${seed[@]}" "${fcommon[@]}"
+    fi
+    if [ "$WHAT" = all ] || [ "$WHAT" = fssl ]; then
+        timed "$CORPUS functionals selfsup_ntxent" "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain \
+            --stage ft_ce_aug --preset cpu-functionals --set experiment=functionals_selfsup_ntxent "${seed[@]}" "${fcommon[@]}"
     fi
     "$CLI" report "$RUNS/$CORPUS" --no-plots
 done

@@ -97,7 +97,8 @@ def prepare(
     features: str = typer.Option(
         "spectrogram", "--features",
         help="Front-end: 'spectrogram' (the thesis' 257-bin log-power spectrogram), 'mel' (log-mel filterbank) "
-             "or 'ssl' (hidden states of a self-supervised model: --upstream; docs/ssl_upstreams.md).",
+             "'ssl' (hidden states of a self-supervised model: --upstream; docs/ssl_upstreams.md) or 'functionals' "
+             "(openSMILE functionals, one frame per utterance: --feature-set; docs/functionals.md).",
     ),
     n_mels: Optional[int] = typer.Option(None, "--n-mels", help="Mel bands (--features mel; default 64)."),
     f_min: Optional[float] = typer.Option(None, "--f-min", help="Lowest mel filter edge in Hz (--features mel; default 0)."),
@@ -113,6 +114,8 @@ def prepare(
         None, "--chunk-s", help="--features ssl: longer files go through the model in chunks this long (default 20 s, 1 s overlap)."),
     max_store_gb: float = typer.Option(
         20.0, "--max-store-gb", help="--features ssl: refuse a features.npy estimated above this many GB (the cache needs as much again)."),
+    feature_set: Optional[str] = typer.Option(
+        None, "--feature-set", help="--features functionals: openSMILE's ComParE_2016 (6,373 values; default) or eGeMAPSv02 (88)."),
     speaker_level: Optional[int] = typer.Option(
         None, "--speaker-level", help="--corpus unlabeled: the speaker is the folder this deep below CORPUS_DIR (0 = first)."),
     speakers_csv: Optional[Path] = typer.Option(
@@ -122,7 +125,8 @@ def prepare(
     """Compute the features of a corpus into a feature store DATA_DIR.
 
     Writes manifest.csv, features.npy (float16, frames x 257 for the
-    spectrogram, frames x n_mels for --features mel), offsets.npy and
+    spectrogram, frames x n_mels for --features mel; float32, one frame per
+    utterance, for --features functionals), offsets.npy and
     prepare.json (written last: its presence marks a complete store;
     its "features" holds the front-end's parameters).
     Bad audio files are skipped and listed in prepare.json.
@@ -147,6 +151,8 @@ def prepare(
 
       ser-cl prepare /data/emodb -o data/emodb-wavlm --features ssl --upstream models/wavlm-base-plus --layer 8
 
+      ser-cl prepare /data/emodb -o data/emodb-compare --features functionals --feature-set ComParE_2016
+
       ser-cl prepare /data/IEMOCAP -o data/iemocap-impro --subset improvised
 
       ser-cl prepare /data/emodb -o data/emodb-9 --exclude-speakers 03
@@ -164,14 +170,14 @@ def prepare(
         if layers is not None and layers != "all":
             raise ValueError(f"--layers {layers!r}: only 'all' (or give one --layer N)")
         params = feature_params(features, n_mels=n_mels, f_min=f_min, f_max=f_max, upstream=upstream, layer=layer,
-                                layers=layers, chunk_s=chunk_s)
+                                layers=layers, chunk_s=chunk_s, feature_set=feature_set)
         result = run_prepare(corpus_dir, out, corpus=corpus, classes=classes, jobs=jobs,
                              min_duration=min_duration, progress=not quiet, features=params,
                              speaker_level=speaker_level, speakers_csv=speakers_csv,
                              pattern=pattern, label_map=label_map, subset=subset,
                              include_speakers=include_speakers, exclude_speakers=exclude_speakers,
                              max_store_gb=max_store_gb, notify=lambda line: typer.echo(line, err=True))
-    except (CorpusError, ValueError, FileNotFoundError) as err:
+    except (CorpusError, ValueError, FileNotFoundError, ImportError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)
     _echo_lines(prepare_lines(result))

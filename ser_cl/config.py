@@ -49,7 +49,7 @@ class DataConfig:
 
 @dataclass
 class ModelSection:
-    preset: str = "thesis"  # thesis | small; the fields below override the preset when set
+    preset: str = "thesis"  # thesis | small | upstream | functionals; the fields below override the preset when set
     conv_channels: Optional[int] = None
     gru_hidden: Optional[int] = None
     gru_layers: Optional[int] = None
@@ -66,6 +66,7 @@ class ModelSection:
     conv1_kernel: Optional[List[int]] = None  # [freq, time]; thesis [41, 21]
     conv2_kernel: Optional[List[int]] = None  # thesis [21, 11]
     freq_kernels: str = "fixed"  # fixed | scaled: frequency kernels x n_freq / 257 (for log-mel front-ends)
+    input_dropout: Optional[float] = None  # dropout on the input values while training (functionals preset: 0.2)
 
 
 @dataclass

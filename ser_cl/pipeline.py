@@ -248,6 +248,8 @@ def _describe_front_end(kind: str, n_freq: int, f_range: Optional[Tuple[Any, Any
         return f"{n_freq}-bin spectrograms"
     if kind == "ssl":
         return f"{n_freq}-dimensional self-supervised upstream features"
+    if kind == "functionals":
+        return f"{n_freq} openSMILE functionals per utterance"
     span = f" ({f_range[0]:g}-{f_range[1]:g} Hz)" if f_range else ""
     return f"{n_freq}-band log-mel features{span}"
 
@@ -269,10 +271,16 @@ def front_end_mismatch(preset: str, declared: Dict[str, Any], data_dir: str | Pa
     except (OSError, ValueError):
         return None
     kind = declared["features"]
-    n_freq = N_FREQ if kind == "spectrogram" else int(declared.get("n_mels") or DEFAULT_N_MELS)
+    feature_set = declared.get("feature_set") or "ComParE_2016"
+    if kind == "functionals":
+        from ser_cl.data.opensmile_features import DIMS
+        n_freq = DIMS[feature_set]
+    else:
+        n_freq = N_FREQ if kind == "spectrogram" else int(declared.get("n_mels") or DEFAULT_N_MELS)
     keys = [k for k in ("f_min", "f_max") if declared.get(k) is not None]
     same = (have_kind == kind and store.n_freq == n_freq
-            and all(float(have.get(k, -1)) == float(declared[k]) for k in keys))
+            and all(float(have.get(k, -1)) == float(declared[k]) for k in keys)
+            and (kind != "functionals" or have.get("feature_set") == feature_set))
     if same:
         return None
     want_range = (declared.get("f_min", 0), declared.get("f_max", 8000)) if keys else None
@@ -280,12 +288,15 @@ def front_end_mismatch(preset: str, declared: Dict[str, Any], data_dir: str | Pa
     want = _describe_front_end(kind, n_freq, want_range)
     held = _describe_front_end(have_kind, store.n_freq, have_range)
     flags = ["--features", kind]
+    if kind == "functionals":
+        flags += ["--feature-set", feature_set]
     if kind == "mel":
         flags += ["--n-mels", str(n_freq)] + [a for k in keys for a in (f"--{k.replace('_', '-')}", f"{declared[k]:g}")]
     if store.info.get("corpus") == "unlabeled":
         flags += ["--corpus", "unlabeled"]
-    stem = re.sub(r"-(mel\d*|spec(trogram)?)$", "", str(data_dir).rstrip("/\\"))
-    out = f"{stem}-{'mel' + str(n_freq) if kind == 'mel' else 'spec'}"
+    stem = re.sub(r"-(mel\d*|spec(trogram)?|compare|egemaps)$", "", str(data_dir).rstrip("/\\"))
+    suffix = {"mel": f"mel{n_freq}", "functionals": "compare" if feature_set == "ComParE_2016" else "egemaps"}
+    out = f"{stem}-{suffix.get(kind, 'spec')}"
     corpus = store.info.get("source") or "CORPUS"
     command = " ".join(shlex.quote(str(a)) for a in ["ser-cl", "prepare", corpus, "--out", out, *flags])
     return (f"preset '{preset}' was chosen for {want}, but {data_dir} holds {held}: its values are not tuned "

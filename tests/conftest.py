@@ -27,6 +27,27 @@ def synth_corpus_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_emodb_raw(tmp_path_factory) -> Path:
+    """An EmoDB-named corpus of 36 half-second clips (speakers 03, 08, 09, 10; classes W, T, N):
+    pitch by class, level and pitch shift by speaker (the openSMILE tests' corpus)."""
+    import numpy as np
+
+    from ser_cl.data.audio import write_wav
+
+    raw = tmp_path_factory.mktemp("tiny-emodb-raw")
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000.0
+    for s, speaker in enumerate(("03", "08", "09", "10")):
+        for letter, c in {"W": 0, "T": 1, "N": 2}.items():  # angry, sad, neutral
+            for k in range(3):
+                f0 = 120.0 * (1 + 0.35 * c) * (1 + 0.08 * s) * (1 + 0.03 * k)
+                wave = (0.2 + 0.1 * s) * np.sin(2 * np.pi * f0 * t) * (1 + 0.3 * np.sin(2 * np.pi * (2 + c) * t))
+                wave = wave + 0.02 * rng.standard_normal(t.size)
+                write_wav(raw / f"{speaker}a0{k + 1}{letter}a.wav", wave.astype(np.float32))
+    return raw
+
+
+@pytest.fixture(scope="session")
 def synth_mel_dir(synth_corpus_dir, tmp_path_factory) -> Path:
     """The same corpus with the 40-band log-mel front-end: the training tests' store (a tiny
     encoder on 40 bands trains several times faster than on 257 bins; the code is the same)."""

@@ -20,31 +20,17 @@ from ser_cl.cli import app
 opensmile = pytest.importorskip("opensmile")
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEAKERS = ("03", "08", "09", "10")  # EmoDB speakers (their genders are in the reader's table)
-EMOTIONS = {"W": 0, "T": 1, "N": 2}  # angry, sad, neutral
 C_GRID = [0.001, 0.01, 0.1, 1.0]
 
 
 @pytest.fixture(scope="module")
-def tiny_emodb(tmp_path_factory) -> Path:
-    """An EmoDB-named corpus of 36 half-second clips: pitch by class, level and pitch shift by speaker."""
-    from ser_cl.data.audio import write_wav
+def tiny_emodb(tiny_emodb_raw, tmp_path_factory) -> Path:
+    """``tiny_emodb_raw`` (conftest) prepared as a spectrogram store."""
     from ser_cl.data.prepare import prepare
 
-    root = tmp_path_factory.mktemp("tiny-emodb")
-    raw = root / "wav"
-    raw.mkdir()
-    rng = np.random.default_rng(0)
-    t = np.arange(8000) / 16000.0
-    for s, speaker in enumerate(SPEAKERS):
-        for letter, c in EMOTIONS.items():
-            for k in range(3):
-                f0 = 120.0 * (1 + 0.35 * c) * (1 + 0.08 * s) * (1 + 0.03 * k)
-                wave = (0.2 + 0.1 * s) * np.sin(2 * np.pi * f0 * t) * (1 + 0.3 * np.sin(2 * np.pi * (2 + c) * t))
-                wave = wave + 0.02 * rng.standard_normal(t.size)
-                write_wav(raw / f"{speaker}a0{k + 1}{letter}a.wav", wave.astype(np.float32))
-    prepare(raw, root / "data", classes="angry,sad,neutral", jobs=1, progress=False)
-    return root / "data"
+    out = tmp_path_factory.mktemp("tiny-emodb") / "data"
+    prepare(tiny_emodb_raw, out, classes="angry,sad,neutral", jobs=1, progress=False)
+    return out
 
 
 def _experiment(tmp_path: Path, data_dir: Path, norms) -> Path:

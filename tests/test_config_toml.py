@@ -30,7 +30,7 @@ def _pretrain() -> StageConfig:
         "model": {"preset": "small", "conv_channels": 8, "gru_hidden": 24, "gru_layers": 3, "gru_dropout": 0.25,
                   "transformer_layers": 2, "n_heads": 4, "d_ff": 64, "transformer_dropout": 0.05, "normalize": False,
                   "proj_dim": 32, "input_norm": "speaker", "pooling": "stats", "gru_impl": "packed",
-                  "conv1_kernel": [9, 5], "conv2_kernel": [7, 3], "freq_kernels": "scaled"},
+                  "conv1_kernel": [9, 5], "conv2_kernel": [7, 3], "freq_kernels": "scaled", "input_dropout": 0.15},
         "loss": {"name": "vicreg", "margin": 0.5, "mining": "semihard-hard", "hard_fraction": 0.4, "tau": 0.07,
                  "supcon_weight": 0.5, "supcon_tau": 0.2, "selfsup_weight": 0.3, "selfsup_tau": 0.25,
                  "barlow_lambda": 1e-4, "vicreg_sim": 10.0, "vicreg_var": 12.5, "vicreg_cov": 2.0,

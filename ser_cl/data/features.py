@@ -1,4 +1,5 @@
-"""Front-ends: the thesis' log-power spectrogram (default) and a log-mel filterbank.
+"""Front-ends: the thesis' log-power spectrogram (default), a log-mel filterbank, a
+self-supervised upstream's hidden states and openSMILE functionals.
 
 Both start from the same STFT of 16 kHz speech (thesis 4.3.1): frames of 400 samples
 (25 ms) every 160 samples (10 ms), no centring or padding, so a signal of N samples gives
@@ -26,6 +27,11 @@ weight, else the parameters are refused (too many bands for the 31.25 Hz bin spa
 data2vec-audio, a Whisper encoder) from a local checkpoint directory, at the upstream's own
 frame rate (50 frames/s); computed in ``ser_cl.data.upstream`` (needs transformers), which
 documents it. Its frames are not the STFT frames above: use ``frames_for(params, N)``.
+
+``functionals``: one frame per utterance holding its openSMILE functionals (``eGeMAPSv02``: 88
+values, ``ComParE_2016``: 6,373; ``ser_cl.data.opensmile_features``, needs the ``[baseline]``
+extra), stored as float32: some ComParE values exceed float16's range (up to ~1e12). The
+models see them standardised (``input_norm`` "speaker" or "global"), never raw.
 
 No mean/variance normalisation is applied here (the thesis uses none); per-band statistics
 of the training speakers are in ``ser_cl.data.normalize``. The parameter dicts
@@ -55,7 +61,7 @@ LOG_FLOOR = 1e-10
 # bump when the computation changes, so that cached features are not reused
 FEATURE_VERSION = 1
 
-FEATURE_KINDS = ("spectrogram", "mel", "ssl")
+FEATURE_KINDS = ("spectrogram", "mel", "ssl", "functionals")
 DEFAULT_N_MELS = 64
 DEFAULT_F_MIN = 0.0
 DEFAULT_F_MAX = SAMPLE_RATE / 2  # 8000 Hz
@@ -72,6 +78,7 @@ def feature_params(
     layers=None,
     chunk_s: Optional[float] = None,
     overlap_s: Optional[float] = None,
+    feature_set: Optional[str] = None,
 ) -> dict:
     """The parameter dict of a front-end (what prepare.json's "features" records).
 
@@ -79,13 +86,22 @@ def feature_params(
     argument), "mel" (log-mel filterbank; ``n_mels`` default 64, ``f_min`` default 0 Hz,
     ``f_max`` default 8000 Hz) or "ssl" (a self-supervised upstream's hidden states: the
     checkpoint directory ``upstream``, ``layer`` or ``layers="all"``, ``chunk_s`` /
-    ``overlap_s``; see ``ser_cl.data.upstream.ssl_params``). Raises ``ValueError`` (one line)
+    ``overlap_s``; see ``ser_cl.data.upstream.ssl_params``) or "functionals" (openSMILE's
+    ``feature_set``, default "ComParE_2016"; one frame per utterance). Raises ``ValueError`` (one line)
     for invalid values, ``FileNotFoundError`` for a missing upstream directory.
     """
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
     ssl_given = [name for name, v in (("upstream", upstream), ("layer", layer), ("layers", layers),
                                       ("chunk_s", chunk_s), ("overlap_s", overlap_s)) if v is not None]
+    if feature_set is not None and kind != "functionals":
+        raise ValueError(f"feature_set: only for the functionals front-end (--features functionals), not for {kind!r}")
+    if kind == "functionals":
+        given = [name for name, v in (("n_mels", n_mels), ("f_min", f_min), ("f_max", f_max))
+                 if v is not None] + ssl_given
+        if given:
+            raise ValueError(f"{', '.join(given)}: not for the functionals front-end (it takes --feature-set)")
+        return functionals_params(feature_set or "ComParE_2016")
     if kind == "ssl":
         stft_given = [name for name, v in (("n_mels", n_mels), ("f_min", f_min), ("f_max", f_max)) if v is not None]
         if stft_given:
@@ -141,8 +157,18 @@ def feature_params(
     return params
 
 
+def functionals_params(feature_set: str) -> dict:
+    """The parameter dict of the ``functionals`` front-end for an openSMILE feature set."""
+    from ser_cl.data.opensmile_features import DIMS, check_feature_set
+
+    check_feature_set(feature_set)
+    return {"name": "functionals", "type": "opensmile_functionals", "feature_set": feature_set,
+            "sample_rate": SAMPLE_RATE, "frames": "one per utterance", "n_freq": DIMS[feature_set],
+            "normalisation": "none", "dtype": "float32", "version": FEATURE_VERSION}
+
+
 def feature_kind(params: dict) -> str:
-    """"spectrogram", "mel" or "ssl" for a parameter dict (dicts written before "name" existed are spectrograms)."""
+    """"spectrogram", "mel", "ssl" or "functionals" for a parameter dict (dicts written before "name" existed are spectrograms)."""
     name = params.get("name")
     if name is None and params.get("type") == "log_power_spectrogram":
         return "spectrogram"
@@ -157,6 +183,8 @@ def canonical_params(params: dict) -> dict:
     validate_params(params)
     if feature_kind(params) == "ssl":  # made from a checkpoint directory: kept as recorded
         return json.loads(json.dumps(params))
+    if feature_kind(params) == "functionals":
+        return functionals_params(params["feature_set"])
     if feature_kind(params) == "spectrogram":
         return feature_params("spectrogram")
     return feature_params("mel", n_mels=int(params["n_mels"]), f_min=float(params["f_min"]), f_max=float(params["f_max"]))
@@ -193,6 +221,17 @@ def validate_params(params: dict) -> None:
         from ser_cl.data.upstream import validate_ssl_params
 
         validate_ssl_params(params)
+        return
+    if kind == "functionals":
+        from ser_cl.data.opensmile_features import DIMS
+
+        feature_set = params.get("feature_set")
+        if feature_set not in DIMS:
+            raise ValueError(f"functionals feature parameters name feature_set={feature_set!r}; "
+                             f"expected one of {', '.join(DIMS)}")
+        if params.get("n_freq", DIMS[feature_set]) != DIMS[feature_set]:
+            raise ValueError(f"functionals feature parameters say n_freq={params['n_freq']}, but {feature_set} "
+                             f"has {DIMS[feature_set]} values")
         return
     fixed = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "win_length": WIN_LENGTH, "hop_length": HOP_LENGTH}
     for key, value in fixed.items():
@@ -319,6 +358,8 @@ def frames_for(params: Optional[dict], n_samples: int) -> int:
         from ser_cl.data.upstream import frame_count as upstream_frames
 
         return upstream_frames(params["upstream"], n_samples)
+    if params and feature_kind(params) == "functionals":
+        return 1 if n_samples > 0 else 0
     return frame_count(n_samples)
 
 
@@ -375,6 +416,10 @@ def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None) -> np.
         from ser_cl.data.upstream import compute_ssl
 
         return compute_ssl(wave_16k, params)
+    if feature_kind(params) == "functionals":
+        from ser_cl.data.opensmile_features import functionals_vector
+
+        return functionals_vector(wave_16k, params["feature_set"])[None, :]
     if feature_kind(params) == "spectrogram":
         return log_spectrogram(wave_16k)
     return log_mel(wave_16k, int(params["n_mels"]), float(params["f_min"]), float(params["f_max"]))

@@ -20,23 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from ser_cl.data.audio import AudioError, load_audio
+from ser_cl.data.opensmile_features import check_feature_set, functionals_vector, opensmile_version
 from ser_cl.data.prepare import cache_key
 from ser_cl.io import save_npy
-
-FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
-INSTALL_HINT = 'the openSMILE baseline needs the opensmile package: pip install "ser-cl[baseline]"'
-
-
-def _smile(feature_set: str):
-    if feature_set not in FEATURE_SETS:
-        raise ValueError(f"baseline.feature_set = {feature_set!r}: choose one of {', '.join(FEATURE_SETS)}")
-    try:
-        import opensmile
-    except ImportError:
-        raise ImportError(INSTALL_HINT) from None
-    return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
-                           feature_level=opensmile.FeatureLevel.Functionals), opensmile.__version__
-
 
 def store_functionals(store, feature_set: str, progress: bool = True) -> np.ndarray:
     """[n_utterances, D] float32 functionals of every utterance of ``store`` (its manifest's
@@ -50,7 +36,8 @@ def functionals_of(paths: Sequence[str], feature_set: str, cache_dir: Path, prog
     """See ``store_functionals``; ``paths`` are audio files, ``cache_dir`` where vectors are kept."""
     from ser_cl.progress import progress_bar
 
-    smile, version = _smile(feature_set)
+    check_feature_set(feature_set)
+    version = opensmile_version()
     out = []
     with progress_bar(total=len(paths), desc=f"openSMILE {feature_set}", unit="utt", disable=not progress,
                       leave=False) as bar:
@@ -67,7 +54,7 @@ def functionals_of(paths: Sequence[str], feature_set: str, cache_dir: Path, prog
                     wave = load_audio(path)
                 except AudioError as err:
                     raise ValueError(f"{path}: cannot read it for openSMILE ({err})") from None
-                vector = np.asarray(smile.process_signal(wave, 16000), dtype=np.float32).reshape(-1)
+                vector = functionals_vector(wave, feature_set)
                 save_npy(cached, vector)
                 out.append(vector)
             bar.update(1)

@@ -132,10 +132,12 @@ class BatchLoader:
 
     # -- host path ---------------------------------------------------------------------------
     def _gather_host(self, plan: BatchPlan):
-        """CPU tensors of one batch: x (pinned float16 for CUDA, float32 for the CPU), lengths, labels."""
+        """CPU tensors of one batch: x (pinned, in the store's dtype, for CUDA; float32 for the CPU), lengths, labels."""
         B, T, F = len(plan.rows), plan.T, self.store.n_freq
         idx = frame_index(self.store.offsets, plan, pad_row=0).reshape(-1)
-        x = torch.empty((B * T, F), dtype=torch.float16, pin_memory=self.pin)
+        # the store's dtype: float16, or float32 for a front-end beyond float16's range (functionals)
+        dtype = torch.float32 if self.store.features.dtype == np.float32 else torch.float16
+        x = torch.empty((B * T, F), dtype=dtype, pin_memory=self.pin)
         np.take(self.store.features, idx, axis=0, out=x.numpy(), mode="clip")  # clip: unbuffered
         x = x.view(B, T, F)
         for b in np.flatnonzero(plan.lengths < T):  # zero the padding (it read row 0)

@@ -110,13 +110,13 @@ def typical_speaker_stats(store, rows: Iterable[int]) -> Tuple[np.ndarray, np.nd
 
 def speaker_normalised(store):
     """A copy of ``store`` whose frames are standardised per speaker (``speaker_stats``), held in
-    memory as float16 like the store's own; every other attribute is shared with ``store``.
+    memory in the store's dtype (float16; float32 for functionals); every other attribute is shared with ``store``.
     The copy is made once per store object and cached on it."""
     cached = getattr(store, "_speaker_normalised", None)
     if cached is not None:
         return cached
     stats = speaker_stats(store)
-    features = np.empty(store.features.shape, dtype=np.float16)
+    features = np.empty(store.features.shape, dtype=store.features.dtype)
     for i, key in enumerate(_speaker_keys(store)):
         mean, std = stats[key]
         lo, hi = int(store.offsets[i]), int(store.offsets[i + 1])

@@ -22,7 +22,7 @@ Either way the run records what it trained on (``seen.json``: stores, speakers a
 ``trained_keys.npy``: the frame hashes), and fine-tuning refuses a fold whose validation or
 test utterances are among them (``check_not_seen``).
 
-The pooled frames are copied into memory (float16): a pool should fit in RAM.
+The pooled frames are copied into memory (float16, float32 for functionals): a pool should fit in RAM.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class PooledStore:
         np.cumsum(lengths, out=self.offsets[1:])
         self.lengths = lengths
         self.n_freq = int(parts[0][0].n_freq)
-        self.features = np.empty((int(self.offsets[-1]), self.n_freq), dtype=np.float16)
+        dtype = np.result_type(*[s.features.dtype for s, _ in parts])  # float16, float32 for functionals
+        self.features = np.empty((int(self.offsets[-1]), self.n_freq), dtype=dtype)
         self.utt_ids: List[str] = []
         self.speakers: List[str] = []
         k = 0

@@ -109,12 +109,20 @@ def _compute_entry(task: tuple[int, str, str, dict]) -> tuple[int, Optional[int]
     wave, reason = _read_entry(task)
     if wave is None:
         return index, None, reason
-    return _cache_entry(index, cache_stem, wave.size, compute_features(wave, params))
+    return _cache_entry(index, cache_stem, wave.size, compute_features(wave, params), store_dtype(params))
 
 
-def _cache_entry(index: int, cache_stem: str, n_samples: int, feats: np.ndarray) -> tuple[int, Optional[int], Optional[str]]:
-    """Store one file's features (float16) in the cache; a ``_compute_entry`` result."""
-    feats = feats.astype(np.float16)
+def store_dtype(params: dict) -> np.dtype:
+    """The dtype a front-end's frames are stored in: float16, or what its parameters say
+    (float32 for openSMILE functionals, whose values exceed float16's range)."""
+    return np.dtype(params.get("dtype", "float16"))
+
+
+def _cache_entry(index: int, cache_stem: str, n_samples: int, feats: np.ndarray,
+                 dtype: np.dtype = np.dtype(np.float16)) -> tuple[int, Optional[int], Optional[str]]:
+    """Store one file's features (float16 unless ``dtype``) in the cache; a ``_compute_entry`` result."""
+    with np.errstate(over="ignore"):  # checked on the next line
+        feats = feats.astype(dtype)
     if not np.isfinite(feats).all():  # float16 overflow is impossible for sane audio; refuse rather than store inf
         reason = "features not finite (samples far outside [-1, 1]?)"
         write_text(cache_stem + ".err", reason)
@@ -367,7 +375,12 @@ def prepare(
     else:
         params = canonical_params(features)
     n_freq = int(params["n_freq"])
+    dtype = store_dtype(params)
     params_key = _params_key(params)
+    if feature_kind(params) == "functionals":  # a new openSMILE may compute other values
+        from ser_cl.data.opensmile_features import opensmile_version
+
+        params_key += f"|opensmile {opensmile_version()}"
     out_dir = Path(out_dir)
     listing = read_corpus(corpus_dir, corpus, speaker_level=speaker_level, speakers_csv=speakers_csv,
                           pattern=pattern, label_map=label_map)
@@ -474,10 +487,10 @@ def prepare(
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     with atomic_path(out_dir / "features.npy", suffix=".npy") as tmp:
-        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(int(offsets[-1]), n_freq))
+        store = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(int(offsets[-1]), n_freq))
         for i, cache_file in enumerate(files):
             feats = np.load(cache_file)
-            if feats.shape != (lengths[i], n_freq) or feats.dtype != np.float16:
+            if feats.shape != (lengths[i], n_freq) or feats.dtype != dtype:
                 os.unlink(cache_file)
                 raise RuntimeError(f"corrupt cache entry {cache_file} (removed); run prepare again")
             store[offsets[i] : offsets[i + 1]] = feats

@@ -27,6 +27,9 @@ mode) whether it is embedded alone or inside a zero-padded batch:
   at each utterance's last valid frame;
 * the Transformer gets a key padding mask, and the pooling sees the valid frames only.
 
+Preset "functionals": the same projection with no Transformer, for one frame of openSMILE
+functionals per utterance (an MLP with one hidden layer; ``input_dropout`` on its inputs).
+
 Preset "upstream" (``frontend = "projection"``), for the frames of a self-supervised upstream
 (``prepare --features ssl``: 768 or 1024 hidden-state values per 20 ms frame, whose order
 carries no frequency neighbourhood for a 2-D conv to exploit, and which already hold the
@@ -112,6 +115,8 @@ class ModelConfig:
     the CPU), "packed" or "padded" (all exact; a speed choice, see benchmarks/gru_impl.py).
     ``frontend``: "conv" (thesis: two 2-D convs and a BiGRU) or "projection" (a per-frame
     Linear(n_freq, d_model) instead of both, for upstream features; module doc).
+    ``input_dropout``: dropout on the (normalised) input values while training (0 = off; the
+    "functionals" preset's regulariser for 6,373 values per utterance).
     """
 
     n_freq: int = 257
@@ -133,6 +138,7 @@ class ModelConfig:
     pooling: str = "mean"
     gru_impl: str = "auto"
     frontend: str = "conv"
+    input_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         # TOML / JSON give lists; keep tuples so configs compare and hash consistently.
@@ -152,6 +158,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.frontend must be one of {FRONTENDS}, got {self.frontend!r}")
         if self.gru_impl not in GRU_IMPLS:
             raise ValueError(f"ModelConfig.gru_impl must be one of {GRU_IMPLS}, got {self.gru_impl!r}")
+        if not 0.0 <= float(self.input_dropout) < 1.0:
+            raise ValueError(f"ModelConfig.input_dropout must lie in [0, 1), got {self.input_dropout}")
         if self.transformer_layers < 0 or self.proj_dim < 0:
             raise ValueError("ModelConfig.transformer_layers and proj_dim must be >= 0")
         if self.d_model % self.n_heads != 0:
@@ -226,6 +234,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # than the rest and would dominate the projection (our choice; not tuned on real weights)
     "upstream": dataclasses.asdict(ModelConfig(frontend="projection", gru_hidden=64, n_heads=4, d_ff=256,
                                                pooling="attention", input_norm="global")),
+    # for openSMILE functionals (prepare --features functionals: one frame per utterance): an MLP,
+    # Linear(n_freq, 256) -> LayerNorm -> GELU -> Dropout(0.5), on speaker-normalised values with
+    # 20% of them dropped while training; no Transformer (one frame has no context to model)
+    "functionals": dataclasses.asdict(ModelConfig(frontend="projection", gru_hidden=128, transformer_layers=0,
+                                                  transformer_dropout=0.5, input_norm="speaker",
+                                                  input_dropout=0.2)),
 }
 
 
@@ -341,6 +355,8 @@ class SERModel(nn.Module):
             x = utterance_standardize(x, valid, lengths_dev)
         elif self.cfg.input_norm == "global":
             x = ((x - self.input_mean) / self.input_std).masked_fill(~valid[:, :, None], 0.0)
+        if self.cfg.input_dropout > 0:
+            x = F.dropout(x, self.cfg.input_dropout, self.training)
         if self.project_in is not None:
             return self._transform(self.project_in(x), lengths_dev)
         y = x.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
