@@ -284,6 +284,26 @@ def test_compare_errors(tmp_path):
         assert "\n" not in str(error)
 
 
+def test_two_stores_of_one_corpus_pair_when_every_fold_tests_the_same_utterances(tmp_path):
+    root = tmp_path / "runs"
+    mel = make_run(root, "mel", "train", [0.6, 0.5, 0.7], data_dir="data/emovo-mel64")
+    func = make_run(root, "func", "train", [0.5, 0.55, 0.4], data_dir="data/emovo-compare")
+    other = make_run(root, "other", "train", [0.5, 0.55, 0.4], data_dir="data/emovo-compare")
+    for k in (1, 2, 3):
+        same = {"fold": f"fold-0{k}", "test": [f"u{k}a", f"u{k}b"], "val": [], "train": []}
+        write_json(mel / f"fold-0{k}" / "split.json", same)
+        write_json(func / f"fold-0{k}" / "split.json", dict(same, test=list(reversed(same["test"]))))
+        write_json(other / f"fold-0{k}" / "split.json", dict(same, test=[f"u{k}a"] if k == 3 else same["test"]))
+    c = compare_runs(root, "mel/train", "func/train")
+    assert c.diffs == pytest.approx([10.0, -5.0, 30.0]) and c.a_values == pytest.approx([60.0, 50.0, 70.0])
+    assert any("every paired fold tests the same utterances" in note for note in c.notes)
+    with pytest.raises(CompareError, match=r"not run on the same data \(data.dir data/emovo-mel64 vs data/emovo-compare\)"):
+        compare_runs(root, "mel/train", "other/train")  # fold-03 tests other utterances
+    (func / "fold-02" / "split.json").unlink()
+    with pytest.raises(CompareError, match="not run on the same data"):
+        compare_runs(root, "mel/train", "func/train")  # unknown test set: not paired
+
+
 def test_cli_compare(tmp_path):
     root = tmp_path / "runs"
     make_run(root, "e1", "train", [0.6, 0.5, 0.7, 0.65, 0.61, 0.58])

@@ -96,18 +96,45 @@ def test_feature_params_of_the_functionals_front_end_refuse_other_flags():
         feature_params("functionals", feature_set="IS09")
 
 
-def test_the_preset_trains_on_a_functionals_store_and_names_the_store_it_needs(egemaps_store, tmp_path):
+@pytest.fixture(scope="module")
+def trained_fold(egemaps_store, tmp_path_factory) -> Path:
+    """Fold 1 of the cpu-functionals preset on the eGeMAPS store (3 epochs), its fold dir."""
+    runs = tmp_path_factory.mktemp("func-runs")
     args = ["run", str(ROOT / "experiments/ce_baseline.toml"), "--preset", "cpu-functionals", "--fold", "1",
-            "--set", f"data.dir={egemaps_store}", "--set", f"runs_dir={tmp_path / 'runs'}", "--set", "optim.epochs=3",
+            "--set", f"data.dir={egemaps_store}", "--set", f"runs_dir={runs}", "--set", "optim.epochs=3",
             "--set", "data.protocol=speaker", "--no-report"]
     mismatch = CliRunner().invoke(app, args)  # the preset was chosen on ComParE, the store is eGeMAPS
     assert mismatch.exit_code == 2
     assert "--features functionals --feature-set ComParE_2016" in mismatch.output, mismatch.output
     res = CliRunner().invoke(app, args + ["--force"])
     assert res.exit_code == 0, res.output
-    (metrics,) = (tmp_path / "runs").rglob("metrics.json")
-    result = json.loads(metrics.read_text())
+    (metrics,) = runs.rglob("metrics.json")
+    return metrics.parent
+
+
+def test_the_preset_trains_on_a_functionals_store_and_names_the_store_it_needs(trained_fold):
+    result = json.loads((trained_fold / "metrics.json").read_text())
     assert result["status"] == "complete" and 0.0 <= result["test"]["ua"] <= 1.0
+
+
+def test_predict_standardises_a_files_functionals_with_the_enrolled_recordings(trained_fold, tiny_emodb_raw):
+    from ser_cl.predict import predict_files
+    from ser_cl.train.checkpoint import load_model
+
+    target, *enrol = sorted(tiny_emodb_raw.glob("08*.wav"))
+    (result,) = predict_files(trained_fold / "best.pt", [target], enrol=enrol)
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    E = np.stack([smile.process_file(str(p)).to_numpy().reshape(-1) for p in enrol]).astype(np.float64)
+    x = smile.process_file(str(target)).to_numpy().reshape(-1)
+    z = (x - E.mean(0)) / np.maximum(E.std(0), 1e-5)
+    model, ckpt = load_model(trained_fold / "best.pt", torch.device("cpu"))
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor(z, dtype=torch.float32)[None, None], torch.tensor([1])), 1)[0]
+    assert result["normalisation"].startswith("enrol")
+    expected = {c: round(float(p), 4) for c, p in zip(ckpt["classes"], probs)}
+    for c, p in expected.items():
+        assert result["probabilities"][c] == pytest.approx(p, abs=2e-4)
 
 
 def test_input_dropout_drops_input_values_only_while_training():

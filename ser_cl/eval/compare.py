@@ -3,7 +3,9 @@
 A and B are variants (or seed groups, ``ser_cl.eval.seeds``) under RUNS_DIR, named by their path
 relative to it (``exp/variant``), by ``experiment/variant`` as run.json says, or by the variant's
 name alone when no other variant has it. Both must have been run on the same data
-(run.json ``data_dir``) with the same protocol; otherwise nothing is compared.
+(run.json ``data_dir``) with the same protocol, or, from two stores of one corpus (e.g. log-mel
+and openSMILE functionals), on folds whose test utterances are the same (each paired fold's
+``split.json`` ``test`` ids); otherwise nothing is compared.
 
 Pairing: by fold name, over the folds where both have the metric (the method's score of a complete
 fold, as in the report). A seed group's value for a fold is the mean over its seeds of that fold,
@@ -166,10 +168,34 @@ def _check_same_data(a: Side, b: Side) -> Tuple[Optional[str], Optional[str], Li
         differ.append(f"data.dir {a_data} vs {b_data}")
     if a_protocol and b_protocol and a_protocol != b_protocol:
         differ.append(f"protocol {a_protocol} vs {b_protocol}")
+    if differ and not differ[1:] and differ[0].startswith("data.dir") and _same_test_sets(a, b):
+        notes.append(f"two stores ({a_data} vs {b_data}): every paired fold tests the same utterances")
+        return f"{a_data} | {b_data}", a_protocol or b_protocol, notes
     if differ:
         raise CompareError(f"{a.name} and {b.name} were not run on the same data ({'; '.join(differ)}): "
                            "their folds cannot be paired")
     return a_data or b_data, a_protocol or b_protocol, notes
+
+
+def _test_ids(fold_dir: Path) -> Optional[Tuple[str, ...]]:
+    try:
+        split = json.loads((fold_dir / "split.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return tuple(sorted(split.get("test") or ())) if isinstance(split, dict) else None
+
+
+def _same_test_sets(a: Side, b: Side) -> bool:
+    """Whether every fold both sides completed tests the same utterances in every variant of both
+    (split.json's ``test`` ids; a fold without a readable split.json does not count as the same)."""
+    per_fold: Dict[str, List[set]] = {}
+    for side_index, side in enumerate((a, b)):
+        for result in side.variants:
+            for fold in result.complete_folds:
+                per_fold.setdefault(fold.name, [set(), set()])[side_index].add(_test_ids(fold.path))
+    shared = [sets for sets in per_fold.values() if sets[0] and sets[1]]
+    return bool(shared) and all(len(sets[0] | sets[1]) == 1 and None not in sets[0] and sets[0] == sets[1]
+                                for sets in shared)
 
 
 def wilcoxon_test(diffs: Sequence[float]) -> Tuple[Optional[float], float, int, Optional[float], str]:
