@@ -191,17 +191,14 @@ def test_cli_pattern(emovo_root, tmp_path):
     assert "--pattern" in runner.invoke(app, ["prepare", "--help"]).output
 
 
-@pytest.mark.skipif(not EMODB.is_dir(), reason=f"EmoDB not found at {EMODB}")
-def test_real_emodb_listing_equals_builtin():
-    builtin = read_corpus(EMODB, "emodb")
-    listing = read_pattern(EMODB, EMODB_PATTERN, EMODB_MAP)
-    assert len(listing.utterances) == len(builtin.utterances) == 535
-    assert _rows(listing) == _rows(builtin) and _skipped(listing) == _skipped(builtin)
-
-
-@pytest.mark.skipif(not EMOVO.is_dir(), reason=f"EMOVO not found at {EMOVO}")
-def test_real_emovo_listing_equals_builtin():
-    builtin = read_corpus(EMOVO, "emovo")
-    listing = read_pattern(EMOVO, EMOVO_PATTERN, EMOVO_MAP)
-    assert len(listing.utterances) == len(builtin.utterances) == 588
+@pytest.mark.parametrize("root, corpus, pattern, label_map, count", [
+    pytest.param(EMODB, "emodb", EMODB_PATTERN, EMODB_MAP, 535, id="emodb",
+                 marks=pytest.mark.skipif(not EMODB.is_dir(), reason=f"EmoDB not found at {EMODB}")),
+    pytest.param(EMOVO, "emovo", EMOVO_PATTERN, EMOVO_MAP, 588, id="emovo",
+                 marks=pytest.mark.skipif(not EMOVO.is_dir(), reason=f"EMOVO not found at {EMOVO}")),
+])
+def test_real_corpus_listing_equals_builtin(root, corpus, pattern, label_map, count):
+    builtin = read_corpus(root, corpus)
+    listing = read_pattern(root, pattern, label_map)
+    assert len(listing.utterances) == len(builtin.utterances) == count
     assert _rows(listing) == _rows(builtin) and _skipped(listing) == _skipped(builtin)

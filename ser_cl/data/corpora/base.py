@@ -66,6 +66,18 @@ def _wav_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+def _named_files(root: Path, name: re.Pattern, corpus: str, example: str,
+                 skipped: list[dict]) -> Iterator[tuple[Path, re.Match]]:
+    """``(file, match)`` for every audio file under ``root`` whose name matches ``name``; each other
+    file goes to ``skipped`` as not following the ``corpus`` naming (``example`` shows it)."""
+    for wav in _wav_files(root):
+        m = name.match(wav.name)
+        if m is None:
+            skipped.append({"path": str(wav), "reason": f"file name does not follow the {corpus} pattern (e.g. {example})"})
+            continue
+        yield wav, m
+
+
 def _abs(path: Path) -> str:
     return str(path.resolve())
 

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _normalise_gender, _wav_files
+from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _normalise_gender, _named_files
 
 _CREMAD_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})" + _AUDIO_EXT + "$")
 CREMAD_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -31,11 +31,7 @@ def read_cremad(root: str | os.PathLike) -> CorpusListing:
     root = Path(root)
     genders = _cremad_genders(root)
     utterances, skipped = [], []
-    for wav in _wav_files(root):
-        m = _CREMAD_NAME.match(wav.name)
-        if not m:
-            skipped.append({"path": str(wav), "reason": "file name does not follow the CREMA-D pattern (e.g. 1001_DFA_ANG_XX.wav)"})
-            continue
+    for wav, m in _named_files(root, _CREMAD_NAME, "CREMA-D", "1001_DFA_ANG_XX.wav", skipped):
         speaker, _sentence, emotion, _intensity = m.groups()
         label = CREMAD_EMOTIONS.get(emotion, emotion.lower())
         utterances.append(Utterance(wav.stem, _abs(wav), label, speaker, "", genders.get(speaker, "")))

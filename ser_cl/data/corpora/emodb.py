@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _wav_files
+from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _named_files
 
 _EMODB_NAME = re.compile(r"^(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])" + _AUDIO_EXT + "$")
 EMODB_EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
@@ -17,11 +17,7 @@ def read_emodb(root: str | os.PathLike) -> CorpusListing:
     """Read EmoDB: ``03a01Fa.wav`` = speaker 03, text a01, emotion F (happy), version a. No sessions."""
     root = Path(root)
     utterances, skipped = [], []
-    for wav in _wav_files(root):
-        m = _EMODB_NAME.match(wav.name)
-        if not m:
-            skipped.append({"path": str(wav), "reason": "file name does not follow the EmoDB pattern (e.g. 03a01Fa.wav)"})
-            continue
+    for wav, m in _named_files(root, _EMODB_NAME, "EmoDB", "03a01Fa.wav", skipped):
         speaker, _text, emotion, _version = m.groups()
         utterances.append(
             Utterance(wav.stem, _abs(wav), EMODB_EMOTIONS[emotion], speaker, "", EMODB_GENDERS.get(speaker, ""))

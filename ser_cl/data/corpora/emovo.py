@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _wav_files
+from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _named_files
 
 # dis-f1-b1.wav = emotion dis, speaker f1, sentence b1 (b1-b3, d1-d2, l1-l4, n1-n5)
 _EMOVO_NAME = re.compile(r"^([a-z]{3})-([fm]\d+)-([a-z]\d+)" + _AUDIO_EXT + "$", re.IGNORECASE)
@@ -33,11 +33,7 @@ def read_emovo(root: str | os.PathLike) -> CorpusListing:
     """
     root = Path(root)
     utterances, skipped = [], []
-    for wav in _wav_files(root):
-        m = _EMOVO_NAME.match(wav.name)
-        if not m:
-            skipped.append({"path": str(wav), "reason": "file name does not follow the EMOVO pattern (e.g. dis-f1-b1.wav)"})
-            continue
+    for wav, m in _named_files(root, _EMOVO_NAME, "EMOVO", "dis-f1-b1.wav", skipped):
         emotion, speaker, _sentence = (g.lower() for g in m.groups())
         folder = wav.parent.name.lower()
         if _EMOVO_SPEAKER.match(folder) and folder != speaker:

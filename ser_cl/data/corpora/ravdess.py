@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _wav_files
+from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _named_files
 
 _RAVDESS_ACTOR = re.compile(r"Actor_(\d+)")
 _RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)" + _AUDIO_EXT + "$")
@@ -23,11 +23,7 @@ def read_ravdess(root: str | os.PathLike) -> CorpusListing:
     """
     root = Path(root)
     utterances, skipped = [], []
-    for wav in _wav_files(root):
-        m = _RAVDESS_NAME.match(wav.name)
-        if not m:
-            skipped.append({"path": str(wav), "reason": "file name does not follow the RAVDESS pattern (e.g. 03-01-05-01-02-01-12.wav)"})
-            continue
+    for wav, m in _named_files(root, _RAVDESS_NAME, "RAVDESS", "03-01-05-01-02-01-12.wav", skipped):
         modality, channel, emotion, _intensity, _statement, _rep, actor = m.groups()
         if modality != "03":
             skipped.append({"path": str(wav), "reason": f"modality {modality} is not audio-only (03)"})

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _wav_files
+from ser_cl.data.corpora.base import _AUDIO_EXT, CorpusListing, Utterance, _abs, _finish, _named_files
 
 _TESS_NAME = re.compile(r"^(OAF|YAF)_(.+)_([A-Za-z]+)" + _AUDIO_EXT + "$", re.IGNORECASE)
 _TESS_FOLDER = re.compile(r"^(OAF|YAF)_", re.IGNORECASE)
@@ -21,11 +21,7 @@ def read_tess(root: str | os.PathLike) -> CorpusListing:
     """
     root = Path(root)
     utterances, skipped = [], []
-    for wav in _wav_files(root):
-        m = _TESS_NAME.match(wav.name)
-        if not m:
-            skipped.append({"path": str(wav), "reason": "file name does not follow the TESS pattern (e.g. OAF_back_angry.wav)"})
-            continue
+    for wav, m in _named_files(root, _TESS_NAME, "TESS", "OAF_back_angry.wav", skipped):
         speaker = m.group(1).upper()
         utterances.append(Utterance(wav.stem, _abs(wav), m.group(3).lower(), speaker, "", TESS_GENDERS.get(speaker, "")))
     return _finish("tess", root, utterances, skipped)
