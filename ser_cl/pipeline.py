@@ -261,7 +261,7 @@ def front_end_mismatch(preset: str, declared: Dict[str, Any], data_dir: str | Pa
     import re
     import shlex
 
-    from ser_cl.data.features import DEFAULT_N_MELS, N_FREQ, canonical_params, feature_kind
+    from ser_cl.data.features import canonical_params, feature_kind, feature_params
     from ser_cl.data.store import FeatureStore
 
     try:
@@ -271,16 +271,12 @@ def front_end_mismatch(preset: str, declared: Dict[str, Any], data_dir: str | Pa
     except (OSError, ValueError):
         return None
     kind = declared["features"]
-    feature_set = declared.get("feature_set") or "ComParE_2016"
-    if kind == "functionals":
-        from ser_cl.data.opensmile_features import DIMS
-        n_freq = DIMS[feature_set]
-    else:
-        n_freq = N_FREQ if kind == "spectrogram" else int(declared.get("n_mels") or DEFAULT_N_MELS)
+    # the declared front-end with prepare's defaults filled in (n_freq, a functionals feature set)
+    wanted = feature_params(kind, **{k: declared.get(k) for k in FRONT_END_KEYS[1:]})
+    n_freq, feature_set = int(wanted["n_freq"]), wanted.get("feature_set")
     keys = [k for k in ("f_min", "f_max") if declared.get(k) is not None]
-    same = (have_kind == kind and store.n_freq == n_freq
-            and all(float(have.get(k, -1)) == float(declared[k]) for k in keys)
-            and (kind != "functionals" or have.get("feature_set") == feature_set))
+    same = (have_kind == kind and store.n_freq == n_freq and have.get("feature_set") == feature_set
+            and all(float(have.get(k, -1)) == float(declared[k]) for k in keys))
     if same:
         return None
     want_range = (declared.get("f_min", 0), declared.get("f_max", 8000)) if keys else None

@@ -122,6 +122,8 @@ class BatchLoader:
         self.pin = device.type == "cuda"
         self.wait_seconds = 0.0
         self.labels = torch.from_numpy(np.ascontiguousarray(store.labels, dtype=np.int64))
+        # batches gather in the store's dtype: float16, or float32 for a front-end beyond float16's range (functionals)
+        self._host_dtype = torch.float32 if store.features.dtype == np.float32 else torch.float16
         self._dev_features: Optional[torch.Tensor] = None
         if self.on_device:
             feats = torch.from_numpy(np.array(store.features))  # read the memory map once
@@ -135,9 +137,7 @@ class BatchLoader:
         """CPU tensors of one batch: x (pinned, in the store's dtype, for CUDA; float32 for the CPU), lengths, labels."""
         B, T, F = len(plan.rows), plan.T, self.store.n_freq
         idx = frame_index(self.store.offsets, plan, pad_row=0).reshape(-1)
-        # the store's dtype: float16, or float32 for a front-end beyond float16's range (functionals)
-        dtype = torch.float32 if self.store.features.dtype == np.float32 else torch.float16
-        x = torch.empty((B * T, F), dtype=dtype, pin_memory=self.pin)
+        x = torch.empty((B * T, F), dtype=self._host_dtype, pin_memory=self.pin)
         np.take(self.store.features, idx, axis=0, out=x.numpy(), mode="clip")  # clip: unbuffered
         x = x.view(B, T, F)
         for b in np.flatnonzero(plan.lengths < T):  # zero the padding (it read row 0)

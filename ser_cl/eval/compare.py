@@ -163,14 +163,13 @@ def _check_same_data(a: Side, b: Side) -> Tuple[Optional[str], Optional[str], Li
 
     a_data, b_data = one(a, "data_dir"), one(b, "data_dir")
     a_protocol, b_protocol = one(a, "protocol"), one(b, "protocol")
-    differ = []
-    if a_data and b_data and a_data != b_data:
-        differ.append(f"data.dir {a_data} vs {b_data}")
-    if a_protocol and b_protocol and a_protocol != b_protocol:
-        differ.append(f"protocol {a_protocol} vs {b_protocol}")
-    if differ and not differ[1:] and differ[0].startswith("data.dir") and _same_test_sets(a, b):
+    data_differs = bool(a_data and b_data and a_data != b_data)
+    protocol_differs = bool(a_protocol and b_protocol and a_protocol != b_protocol)
+    if data_differs and not protocol_differs and _same_test_sets(a, b):
         notes.append(f"two stores ({a_data} vs {b_data}): every paired fold tests the same utterances")
         return f"{a_data} | {b_data}", a_protocol or b_protocol, notes
+    differ = ([f"data.dir {a_data} vs {b_data}"] if data_differs else []) + \
+             ([f"protocol {a_protocol} vs {b_protocol}"] if protocol_differs else [])
     if differ:
         raise CompareError(f"{a.name} and {b.name} were not run on the same data ({'; '.join(differ)}): "
                            "their folds cannot be paired")
@@ -194,8 +193,7 @@ def _same_test_sets(a: Side, b: Side) -> bool:
             for fold in result.complete_folds:
                 per_fold.setdefault(fold.name, [set(), set()])[side_index].add(_test_ids(fold.path))
     shared = [sets for sets in per_fold.values() if sets[0] and sets[1]]
-    return bool(shared) and all(len(sets[0] | sets[1]) == 1 and None not in sets[0] and sets[0] == sets[1]
-                                for sets in shared)
+    return bool(shared) and all(len(sets[0] | sets[1]) == 1 and None not in sets[0] for sets in shared)
 
 
 def wilcoxon_test(diffs: Sequence[float]) -> Tuple[Optional[float], float, int, Optional[float], str]:
