@@ -519,6 +519,28 @@ def crosstest(run_dir: Path = typer.Argument(..., help="A variant dir runs/<exp>
 
 
 @app.command()
+def ensemble(out: Path = typer.Argument(..., help="The ensemble's variant dir to write, e.g. runs/emovo/ce_3seeds."),
+             members: List[Path] = typer.Argument(..., help="Two or more variant dirs runs/<exp>/<variant> "
+                                                  "trained over the same folds."),
+             device: Optional[str] = _DEVICE) -> None:
+    """Average several runs' class probabilities fold by fold (seeds of a recipe, or recipes on
+    different stores of one corpus) and score the mean like a run.
+
+    Writes OUT/run.json and OUT/fold-NN/{split,metrics,predictions}.json, so `ser-cl report`
+    lists the ensemble (method `ensemble`) and `report --compare` pairs it with any run.
+
+    Example: ser-cl ensemble runs/seeds/ce_ensemble runs/seed0/ce/train runs/seed1/ce/train runs/seed2/ce/train
+    """
+    from ser_cl.eval.ensemble import ensemble_runs, ensemble_summary
+
+    try:
+        written = ensemble_runs(members, out, device or "auto")
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    _echo_lines(ensemble_summary(written))
+
+
+@app.command()
 def report(runs_dir: Path = typer.Argument(Path("runs"), help="The runs dir, or one experiment's dir."),
            format: str = typer.Option("md", "--format", help="md, csv or json."),
            out: Optional[Path] = typer.Option(None, "--out", help="Write the table to this file."),

@@ -13,9 +13,10 @@ Rules (also in the README):
 
 * Method. A variant whose run.json says ``"head": true`` is scored with its classifier head
   ("ce head"): probe.json's ``"classifier"`` block when present, else metrics.json's val/test.
-  Otherwise it is scored with the linear SVM of probe.json ("svm"). A head variant also shows
-  the SVM's UA on the same embeddings (``svm_ua``) when every complete fold has probe.json's
-  ``"svm"`` block; otherwise (and for svm variants, where it would repeat UA) it is empty.
+  Otherwise it is scored with the linear SVM of probe.json ("svm"). A run.json ``"stage"`` of
+  ``"baseline"`` or ``"ensemble"`` names its method "opensmile svm" or "ensemble" instead. A
+  head variant also shows the SVM's UA on the same embeddings (``svm_ua``) when every complete
+  fold has probe.json's ``"svm"`` block; otherwise (and for svm variants, where it would repeat UA) it is empty.
 * A fold is complete when its metrics.json parses and has ``"status": "complete"``, the scores
   of the method are there, and none of its JSON files is corrupt. Only complete folds are ever
   averaged. A variant is complete when every fold listed in run.json's ``"folds"`` is complete.
@@ -138,6 +139,7 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         "`svm` = linear SVM fitted on the train embeddings; svm test UA = that SVM's UA for a",
         "`ce head` variant (only when all its averaged folds have probe.json). `opensmile svm` =",
         "the classical baseline (openSMILE functionals + linear SVM, `stage = \"baseline\"`).",
+        "`ensemble` = the mean class probabilities of several runs' heads (`ser-cl ensemble`).",
     ]
     legend_best = legend_incomplete = legend_seeds = False
     experiments: Dict[str, List[Dict[str, Any]]] = {}

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ser_cl.data.pool import serves_every_fold
-from ser_cl.eval.variant_result import (METHOD_BASELINE, METHOD_HEAD, METHOD_SVM, FoldResult, VariantResult,
+from ser_cl.eval.variant_result import (METHOD_BASELINE, METHOD_ENSEMBLE, METHOD_HEAD, METHOD_SVM, FoldResult, VariantResult,
                                         _Corrupt, _read_json, clear_data_caches, data_info, mean_std,
                                         number_or_none, store_label)
 
 # names other modules import from here
-__all__ = ["METHOD_BASELINE", "METHOD_HEAD", "METHOD_SVM", "FoldResult", "VariantResult", "collect_runs",
+__all__ = ["METHOD_BASELINE", "METHOD_ENSEMBLE", "METHOD_HEAD", "METHOD_SVM", "FoldResult", "VariantResult", "collect_runs",
            "data_info", "mean_std", "number_or_none", "store_label"]
 
 _SPLITS = ("val", "test")
+_STAGE_METHODS = {"baseline": METHOD_BASELINE, "ensemble": METHOD_ENSEMBLE}  # other stages with a head: METHOD_HEAD
 
 
 def _scores_block(block: Any) -> Optional[Dict[str, Any]]:
@@ -176,7 +177,7 @@ def _read_variant(path: Path) -> VariantResult:
         path=path,
         run=run,
         head=head,
-        method=(METHOD_BASELINE if run.get("stage") == "baseline" else METHOD_HEAD) if head else METHOD_SVM,
+        method=_STAGE_METHODS.get(run.get("stage"), METHOD_HEAD) if head else METHOD_SVM,
         expected_folds=expected,
         folds=folds,
         problems=problems,

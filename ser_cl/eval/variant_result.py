@@ -18,6 +18,7 @@ from ser_cl.data.pool import serves_every_fold
 
 METHOD_HEAD = "ce head"
 METHOD_BASELINE = "opensmile svm"  # a stage = "baseline" run: openSMILE functionals + linear SVM
+METHOD_ENSEMBLE = "ensemble"  # a stage = "ensemble" run: mean probabilities of several heads (ser-cl ensemble)
 METHOD_SVM = "svm"
 
 
@@ -65,7 +66,7 @@ class VariantResult:
     path: Path
     run: Dict[str, Any]  # run.json ({} when missing or corrupt)
     head: bool
-    method: str  # METHOD_HEAD or METHOD_SVM
+    method: str  # METHOD_HEAD, METHOD_SVM, METHOD_BASELINE or METHOD_ENSEMBLE
     expected_folds: Optional[List[str]]  # run.json "folds"; None when unknown
     folds: List[FoldResult]
     problems: List[str] = field(default_factory=list)  # run-level + fold-level, in order

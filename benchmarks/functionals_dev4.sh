@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Choosing the functionals recipe for corpora with few training speakers, on EmoDB only.
+#
+# EMOVO's leave-one-speaker-out folds train on 4 speakers. This script builds the same regime on
+# EmoDB (protocol speaker_groups, 2 folds: 5 test speakers, 1 validation speaker, 4 training
+# speakers) and runs each candidate change to --preset cpu-functionals with seeds 0, 1, 2, then
+# the 3-seed ensemble of each candidate (`ser-cl ensemble`). EmoDB is the development corpus
+# (docs/selection.md, rule 1): every figure here is a development figure, and no EMOVO label is read.
+#
+#   bash benchmarks/functionals_dev4.sh [CANDIDATE ...]     (default: all candidates below)
+#
+# Needs data/emodb-compare (bash benchmarks/corpora_cpu.sh emodb fce prepares it). Resumable.
+# Prints, per candidate: mean val and test UA over (2 folds x 3 seeds), the spread over seeds of
+# the fold means, and the ensemble's test UA.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source benchmarks/lib.sh
+CLI="${CLI:-.venv/bin/ser-cl}"
+DATA="${DATA:-data/emodb-compare}"
+RUNS="${RUNS:-runs/dev4}"
+declare -A SETS=(
+    [base]=""
+    [lr3e-4]="optim.lr=3e-4"
+    [lr1e-4]="optim.lr=1e-4"
+    [wd0.1]="optim.weight_decay=0.1"
+    [indrop0.5]="model.input_dropout=0.5"
+    [hidden64]="model.gru_hidden=32"
+    [smooth0.3]="loss.label_smoothing=0.3"
+    [refit]="optim.refit_head=true"
+)
+ORDER=(base lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit)
+[ $# -gt 0 ] && ORDER=("$@")
+[ -f "$DATA/prepare.json" ] || { echo "$DATA: not prepared; run: bash benchmarks/corpora_cpu.sh emodb fce" >&2; exit 2; }
+for name in "${ORDER[@]}"; do
+    extra=()
+    for kv in ${SETS[$name]}; do extra+=(--set "$kv"); done
+    for seed in 0 1 2; do
+        log="$RUNS/logs/${name}_seed$seed.log"
+        mkdir -p "$RUNS/logs"
+        timed "dev4 $name seed $seed" "$CLI" run experiments/ce_baseline.toml --preset cpu-functionals \
+            --set data.dir="$DATA" --set data.protocol=speaker_groups --set data.n_folds=2 \
+            --set experiment="dev4_$name" --set runs_dir="$RUNS/seed$seed" --set optim.seed="$seed" \
+            --set probe=false --no-report --devices cpu,cpu "${extra[@]}" > "$log" 2>&1 \
+            || { tail -5 "$log"; exit 1; }
+    done
+    "$CLI" ensemble "$RUNS/ensembles/dev4_$name" "$RUNS"/seed{0,1,2}/"dev4_$name"/train --device cpu > /dev/null
+done
+.venv/bin/python - "$RUNS" "${ORDER[@]}" <<'PY'
+import json, sys
+import numpy as np
+runs, names = sys.argv[1], sys.argv[2:]
+def fold_uas(path, part):
+    return [json.load(open(f"{path}/fold-0{k}/metrics.json"))[part]["ua"] * 100 for k in (1, 2)]
+print("| candidate | val UA | test UA | test UA per seed (fold mean) | per fold (seed mean) | ensemble test UA |")
+print("|---|---:|---:|---|---|---:|")
+for name in names:
+    seeds = [f"{runs}/seed{s}/dev4_{name}/train" for s in (0, 1, 2)]
+    val = np.array([fold_uas(p, "val") for p in seeds]); test = np.array([fold_uas(p, "test") for p in seeds])
+    ens = fold_uas(f"{runs}/ensembles/dev4_{name}", "test")
+    print(f"| {name} | {val.mean():.2f} | {test.mean():.2f} +- {test.mean(1).std():.2f} | "
+          + " / ".join(f"{v:.2f}" for v in test.mean(1)) + " | " + " / ".join(f"{v:.2f}" for v in test.mean(0))
+          + f" | {np.mean(ens):.2f} |")
+PY

@@ -1,0 +1,127 @@
+"""`ser-cl ensemble`: the mean of several runs' class probabilities, fold by fold.
+
+Checked against a brute-force reference: each member's best checkpoint run on one utterance at a
+time (no batching, no length sorting), softmax, mean, argmax, and scikit-learn's balanced accuracy
+(= UA); and, with one member, against the UA the training loop wrote in metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score
+from typer.testing import CliRunner
+
+from ser_cl.cli import app
+from ser_cl.data.normalize import model_inputs
+from ser_cl.data.store import FeatureStore
+from ser_cl.eval.ensemble import EnsembleError, ensemble_runs
+from ser_cl.eval.report import collect_runs
+from ser_cl.experiment import Variant
+from ser_cl.train.checkpoint import load_model
+from ser_cl.train.run import run_variant
+
+from conftest import tiny_stage
+
+
+@pytest.fixture(scope="module")
+def members(synth_mel_dir, tmp_path_factory):
+    """Two seeds of a tiny CE run, fold 1 of protocol speaker only (the other folds never run)."""
+    runs = tmp_path_factory.mktemp("runs")
+    out = []
+    for seed in (0, 1):
+        cfg = tiny_stage(data={"dir": str(synth_mel_dir), "protocol": "speaker"}, optim={"seed": seed},
+                         runs_dir=str(runs / f"seed{seed}"), experiment="ce")
+        out.append(run_variant(Variant(cfg, "train", {}), folds=[1], progress=False))
+    return out
+
+
+def _brute_force_probs(fold_dir, store, part):
+    model, _ = load_model(fold_dir / "best.pt", "cpu")
+    inputs = model_inputs(store, model.cfg.input_norm)
+    ids = json.loads((fold_dir / "split.json").read_text())[part]
+    rows = []
+    with torch.no_grad():
+        for u in ids:
+            x = torch.tensor(np.array(inputs[store.utt_ids.index(u)], dtype=np.float32))[None]
+            logits = model.classify(model.embed(x, torch.tensor([x.shape[1]])))
+            rows.append(torch.softmax(logits.double(), 1)[0].numpy())
+    return ids, np.array(rows)
+
+
+def test_two_members_give_the_mean_of_their_probabilities(members, synth_mel_dir, tmp_path):
+    store = FeatureStore(synth_mel_dir)
+    out = ensemble_runs(members, tmp_path / "ens" / "two", device_spec="cpu", progress=False)
+    metrics = json.loads((out / "fold-01" / "metrics.json").read_text())
+    predictions = json.loads((out / "fold-01" / "predictions.json").read_text())
+    for part in ("val", "test"):
+        ids, p0 = _brute_force_probs(members[0] / "fold-01", store, part)
+        ids1, p1 = _brute_force_probs(members[1] / "fold-01", store, part)
+        assert ids1 == ids
+        mean = (p0 + p1) / 2
+        written = np.array([predictions["probabilities"][part][u] for u in ids])
+        np.testing.assert_allclose(written, mean, atol=1e-4)
+        y = np.array([store.labels[store.utt_ids.index(u)] for u in ids])
+        assert metrics[part]["ua"] == pytest.approx(balanced_accuracy_score(y, mean.argmax(1)))
+        assert [predictions[part][u] for u in ids] == [store.classes[k] for k in mean.argmax(1)]
+        for member, score in zip(members, metrics["members"]):
+            trained = json.loads((member / "fold-01" / "metrics.json").read_text())
+            assert score[part] == pytest.approx(trained[part]["ua"])  # the member as it was trained
+
+
+def test_one_member_reproduces_its_own_metrics(members, tmp_path):
+    out = ensemble_runs(members[:1], tmp_path / "ens" / "one", device_spec="cpu", progress=False)
+    mine = json.loads((out / "fold-01" / "metrics.json").read_text())
+    trained = json.loads((members[0] / "fold-01" / "metrics.json").read_text())
+    for part in ("val", "test"):
+        assert mine[part]["ua"] == pytest.approx(trained[part]["ua"])
+        assert mine[part]["confusion"] == trained[part]["confusion"]
+
+
+def test_the_report_lists_the_ensemble_with_only_the_folds_every_member_completed(members, tmp_path):
+    out = ensemble_runs(members, tmp_path / "ens" / "two", device_spec="cpu", progress=False)
+    assert not (out / "fold-02").exists()  # no member trained fold 2
+    [result] = collect_runs(tmp_path / "ens")
+    assert result.method == "ensemble"
+    assert [f.name for f in result.folds if f.complete] == ["fold-01"]
+    expected = json.loads((out / "fold-01" / "metrics.json").read_text())["test"]["ua"]
+    assert result.folds[0].scores["test"]["ua"] == pytest.approx(expected)
+
+
+def test_members_with_different_splits_are_refused_naming_the_file(members, tmp_path):
+    other = tmp_path / "other" / "train"
+    shutil.copytree(members[1], other)
+    split = json.loads((other / "fold-01" / "split.json").read_text())
+    split["test"], split["val"] = split["val"], split["test"]
+    (other / "fold-01" / "split.json").write_text(json.dumps(split))
+    with pytest.raises(EnsembleError, match=r"other/train/fold-01/split.json") as err:
+        ensemble_runs([members[0], other], tmp_path / "ens" / "bad", device_spec="cpu", progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_a_baseline_or_a_missing_run_is_not_a_member(members, tmp_path):
+    baseline = tmp_path / "svm" / "baseline"
+    shutil.copytree(members[1], baseline)
+    run = json.loads((baseline / "run.json").read_text())
+    (baseline / "run.json").write_text(json.dumps({**run, "stage": "baseline"}))
+    with pytest.raises(EnsembleError, match="no classifier head"):
+        ensemble_runs([members[0], baseline], tmp_path / "ens" / "x", device_spec="cpu", progress=False)
+    with pytest.raises(EnsembleError, match="no run.json"):
+        ensemble_runs([members[0], tmp_path / "nowhere"], tmp_path / "ens" / "x", device_spec="cpu", progress=False)
+    with pytest.raises(EnsembleError, match="overwrite a member"):
+        ensemble_runs(members, members[0], device_spec="cpu", progress=False)
+
+
+def test_cli_prints_each_fold_and_the_ensemble_score(members, tmp_path):
+    result = CliRunner().invoke(app, ["ensemble", str(tmp_path / "ens" / "cli"), *map(str, members),
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    ua = json.loads((tmp_path / "ens" / "cli" / "fold-01" / "metrics.json").read_text())["test"]["ua"]
+    assert f"-> ensemble {100 * ua:.2f}" in result.output
+    assert f"ensemble UA {100 * ua:.2f}" in result.output
+    bad = CliRunner().invoke(app, ["ensemble", str(tmp_path / "ens" / "cli2"), str(tmp_path / "nowhere")])
+    assert bad.exit_code != 0 and "no run.json" in bad.output
