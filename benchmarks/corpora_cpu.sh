@@ -5,8 +5,10 @@
 # functionals, speaker normalisation), and openSMILE functionals + linear SVM (eGeMAPS v02 and
 # ComParE 2016; global and speaker normalisation), leave-one-speaker-out, one report, wall times.
 # Run from the repository root (needs `pip install "ser-cl[baseline]"` for the openSMILE rows):
-#   bash benchmarks/corpora_cpu.sh [emovo|emodb|all] [what: all|baseline|ce|ssl|fce|fssl]   (default: all all)
-# (fce / fssl: CE / NT-Xent -> CE with --preset cpu-functionals on a functionals store)
+#   bash benchmarks/corpora_cpu.sh [emovo|emodb|all] [what: all|baseline|ce|ssl|fce|fssl|ens]   (default: all all)
+# (fce / fssl: CE / NT-Xent -> CE with --preset cpu-functionals on a functionals store; ens: after
+# fce / fssl ran with seeds 0, 1 and 2 (SEED unset, SEED=1, SEED=2), their 3-seed ensembles
+# `ser-cl ensemble`, written to runs/corpora-cpu/CORPUS/<experiment>/ensemble_3seeds)
 # Corpora: EMOVO from ../shared/data/emovo (EMOVO_SRC=...), EmoDB from ../shared/data/emodb (EMODB_SRC=...).
 # SEED=N: --set optim.seed=N and runs/corpora-cpu-seedN. SETS="k=v k=v": more --set overrides for the
 # CE and SSL runs, with TAG=NAME naming their runs folder (runs/corpora-cpu-NAME). Resumable:
@@ -54,6 +56,18 @@ for CORPUS in emovo emodb; do
     if [ "$WHAT" = all ] || [ "$WHAT" = fssl ]; then
         timed "$CORPUS functionals selfsup_ntxent" "$CLI" run experiments/selfsup_ntxent.toml --stage pretrain \
             --stage ft_ce_aug --preset cpu-functionals --set experiment=functionals_selfsup_ntxent "${seed[@]}" "${fcommon[@]}"
+    fi
+    if [ "$WHAT" = ens ]; then
+        base=runs/corpora-cpu/$CORPUS
+        for exp in functionals_ce/train functionals_selfsup_ntxent/ft_ce_aug; do
+            members=("$base/$exp" "runs/corpora-cpu-seed1/$CORPUS/$exp" "runs/corpora-cpu-seed2/$CORPUS/$exp")
+            if [ -f "${members[1]}/run.json" ] && [ -f "${members[2]}/run.json" ]; then
+                timed "$CORPUS ensemble of 3 seeds: $exp" "$CLI" ensemble "$base/${exp%%/*}/ensemble_3seeds" "${members[@]}"
+            else
+                echo "== $CORPUS $exp: seeds 1 and 2 not run (SEED=1 / SEED=2 bash $0 $CORPUS fce|fssl); no ensemble"
+            fi
+        done
+        RUNS=runs/corpora-cpu
     fi
     "$CLI" report "$RUNS/$CORPUS" --no-plots
 done

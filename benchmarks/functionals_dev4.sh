@@ -45,6 +45,12 @@ for name in "${ORDER[@]}"; do
     done
     "$CLI" ensemble "$RUNS/ensembles/dev4_$name" "$RUNS"/seed{0,1,2}/"dev4_$name"/train --device cpu > /dev/null
 done
+# the classical baseline on the same folds: ComParE 2016 + linear SVM, speaker-normalised
+BASELINE_DATA="${BASELINE_DATA:-data/emodb-mel64}"  # any store of EmoDB: the baseline reads the audio
+[ -f "$BASELINE_DATA/prepare.json" ] || BASELINE_DATA="$DATA"
+"$CLI" run experiments/opensmile_svm.toml --set data.dir="$BASELINE_DATA" --set data.protocol=speaker_groups \
+    --set data.n_folds=2 --set runs_dir="$RUNS/baseline" --set "sweep={}" --set baseline.feature_set=ComParE_2016 \
+    --set baseline.norm=speaker --no-report > "$RUNS/logs/baseline.log" 2>&1 || { tail -5 "$RUNS/logs/baseline.log"; exit 1; }
 .venv/bin/python - "$RUNS" "${ORDER[@]}" <<'PY'
 import json, sys
 import numpy as np
@@ -60,4 +66,10 @@ for name in names:
     print(f"| {name} | {val.mean():.2f} | {test.mean():.2f} +- {test.mean(1).std():.2f} | "
           + " / ".join(f"{v:.2f}" for v in test.mean(1)) + " | " + " / ".join(f"{v:.2f}" for v in test.mean(0))
           + f" | {np.mean(ens):.2f} |")
+import glob
+for path in glob.glob(f"{runs}/baseline/opensmile_svm/*/run.json"):
+    base = path.rsplit("/", 1)[0]
+    val, test = fold_uas(base, "val"), fold_uas(base, "test")
+    print(f"| ComParE + SVM, speaker (baseline) | {np.mean(val):.2f} | {np.mean(test):.2f} | - | "
+          + " / ".join(f"{v:.2f}" for v in test) + " | - |")
 PY

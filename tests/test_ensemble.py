@@ -125,3 +125,13 @@ def test_cli_prints_each_fold_and_the_ensemble_score(members, tmp_path):
     assert f"ensemble UA {100 * ua:.2f}" in result.output
     bad = CliRunner().invoke(app, ["ensemble", str(tmp_path / "ens" / "cli2"), str(tmp_path / "nowhere")])
     assert bad.exit_code != 0 and "no run.json" in bad.output
+
+
+def test_the_report_header_names_every_stage_of_an_experiment(members, tmp_path):
+    from ser_cl.eval.report import build_table, render
+
+    runs = tmp_path / "runs"
+    shutil.copytree(members[0], runs / "ce" / "train")
+    ensemble_runs(members, runs / "ce" / "ens", device_spec="cpu", progress=False)
+    md = render(build_table(collect_runs(runs)), "md")
+    assert "## ce (stages: ensemble + train, protocol: speaker)" in md  # not the first row's stage alone

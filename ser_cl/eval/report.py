@@ -129,6 +129,13 @@ def _cross_md(rows: List[Dict[str, Any]]) -> List[str]:
     return out
 
 
+def _header_values(group: List[Dict[str, Any]], name: str) -> str:
+    """``stage: train`` for an experiment's rows, or ``stages: ensemble + train`` when they differ
+    (every value in row order, not only the first row's)."""
+    values = list(dict.fromkeys(str(row[name]) for row in group if row.get(name) not in (None, "")))
+    return f"{name}{'s' if len(values) > 1 else ''}: {' + '.join(values)}"
+
+
 def _render_md(rows: List[Dict[str, Any]]) -> str:
     out = [
         "# ser-cl report",
@@ -197,10 +204,8 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
             cells += [f"{row['n_folds']}/{expected}", row["status"]]
             body.append(cells)
 
-        first = group[0]
-        about = ", ".join(
-            f"{name}: {first[name]}" for name in ("stage", "protocol") if first.get(name) not in (None, "")
-        )
+        about = ", ".join(_header_values(group, name) for name in ("stage", "protocol")
+                          if any(row.get(name) not in (None, "") for row in group))
         out += ["", f"## {experiment}" + (f" ({about})" if about else ""), ""]
         out += md_table(header, body, right)
         other = sorted({row["corpus"] for row in group if row["thesis_hidden"]})
