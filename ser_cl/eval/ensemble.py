@@ -33,6 +33,7 @@ from ser_cl.data.store import FeatureStore
 from ser_cl.io import write_json
 from ser_cl.metrics import classification_report
 from ser_cl.models.embed import class_probabilities
+from ser_cl.eval.run_probe import split_rows
 from ser_cl.progress import progress_bar
 from ser_cl.train.build import resolve_device
 from ser_cl.train.checkpoint import load_model
@@ -88,11 +89,7 @@ def member_probabilities(fold_dir: Path, store: FeatureStore, device: torch.devi
     index_of = {u: i for i, u in enumerate(store.utt_ids)}
     out = {}
     for part in SPLITS:
-        try:
-            idx = np.array([index_of[u] for u in split[part]], dtype=np.int64)
-        except KeyError as err:
-            raise EnsembleError(f"{fold_dir / 'split.json'}: utterance {err} is not in {store.data_dir}; "
-                                "was the data re-prepared? re-train this member") from None
+        idx = split_rows(fold_dir, split[part], index_of, store)
         out[part] = (class_probabilities(model, inputs, idx, device) if idx.size
                      else np.zeros((0, len(store.classes))))
     return out

@@ -41,6 +41,16 @@ def find_variant_dirs(path: str | Path) -> List[Path]:
     return found
 
 
+def split_rows(fold_dir: Path, ids: Sequence[str], index_of: Dict[str, int], store: FeatureStore) -> np.ndarray:
+    """The store rows of utterance ids from ``fold_dir``'s split.json; one line naming both files
+    when the store lacks one (re-prepared data: the run must be trained again)."""
+    try:
+        return np.array([index_of[u] for u in ids], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"{fold_dir / 'split.json'}: utterance {err} is not in {store.data_dir}; "
+                         "was the data re-prepared? re-train this run") from None
+
+
 def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torch.device,
                seed: int = 0) -> Dict:
     """Embed, save embeddings, fit the probes; write and return probe.json."""
@@ -52,11 +62,7 @@ def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torc
         raise ValueError(f"{fold_dir / 'best.pt'}: classes {ckpt['classes']} differ from the data's {store.classes}")
     data, preds = {}, {}
     for part in PARTS:
-        try:
-            idx = np.array([index_of[u] for u in split[part]], dtype=np.int64)
-        except KeyError as err:
-            raise ValueError(f"{fold_dir / 'split.json'}: utterance {err} is not in {store.data_dir}; "
-                             "was the data re-prepared? re-train this run") from None
+        idx = split_rows(fold_dir, split[part], index_of, store)
         if idx.size:
             X, p = embed_utterances(model, store, idx, device)
         else:  # an empty part (protocol holdout's test): empty arrays, null scores in probe.json
