@@ -135,3 +135,15 @@ def test_the_report_header_names_every_stage_of_an_experiment(members, tmp_path)
     ensemble_runs(members, runs / "ce" / "ens", device_spec="cpu", progress=False)
     md = render(build_table(collect_runs(runs)), "md")
     assert "## ce (stages: ensemble + train, protocol: speaker)" in md  # not the first row's stage alone
+
+
+def test_a_split_naming_an_utterance_the_store_lacks_is_one_line_naming_both(members, tmp_path):
+    runs = [tmp_path / "a" / "train", tmp_path / "b" / "train"]
+    for member, copy in zip(members, runs):
+        shutil.copytree(member, copy)
+        split = json.loads((copy / "fold-01" / "split.json").read_text())
+        split["test"][0] = "not-an-utterance"
+        (copy / "fold-01" / "split.json").write_text(json.dumps(split))
+    with pytest.raises(ValueError, match=r"a/train/fold-01/split.json: utterance 'not-an-utterance' is not in") as err:
+        ensemble_runs(runs, tmp_path / "ens", device_spec="cpu", progress=False)
+    assert "\n" not in str(err.value) and "re-prepared" in str(err.value)
