@@ -101,6 +101,10 @@ class OptimConfig:
     lr_factor: float = 0.1
     monitor: str = "auto"  # auto | val_ua | val_loss (auto: val_ua with a classifier head)
     early_stop: int = 0  # stop after this many epochs without improvement (0 = never; thesis)
+    # which weights the fold keeps in best.pt and is scored with: best (the best validation epoch;
+    # thesis) | last (the last epoch's: one validation speaker picks an epoch noisily; validation
+    # still drives the lr schedule and early_stop)
+    keep: str = "best"
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     seed: int = 0
     sync_batchnorm: bool = False  # torchrun: BatchNorm statistics over the global batch
@@ -305,6 +309,7 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(cfg.data.val_speakers >= 1, "data.val_speakers must be >= 1")
     check(cfg.data.n_folds >= 2, "data.n_folds must be >= 2 (protocol speaker_groups)")
     check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
+    check(cfg.optim.keep in ("best", "last"), "optim.keep must be best or last")
     check(cfg.optim.epochs >= 1, "optim.epochs must be >= 1")
     check(cfg.optim.max_steps >= 0, "optim.max_steps must be >= 0 (0: no step budget)")
     check(cfg.optim.batch_size >= 2, "optim.batch_size must be >= 2")

@@ -52,7 +52,7 @@ def _train() -> StageConfig:
     """A valid train stage with what a pretrain stage cannot have (mixup, store on the device)."""
     return stage_from_dict({"stage": "train", "augment": {"enabled": True, "mixup_alpha": 0.2},
                             "data": {"store_on_device": True, "protocol": "file", "folds_file": "folds/\u00e9 x.csv"},
-                            "optim": {"monitor": "val_ua", "refit_head": True, "tensorboard": "off"}},
+                            "optim": {"monitor": "val_ua", "refit_head": True, "tensorboard": "off", "keep": "last"}},
                            "test")
 
 

@@ -419,7 +419,7 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
                 best_value is None or (value > best_value if mode == "max" else value < best_value))
             if improved:
                 best_value, best_epoch, bad_epochs = value, epoch, 0
-                if main:
+                if main and cfg.optim.keep == "best":  # keep "last": best.pt is written once, at the end
                     save_checkpoint(best_path, scored, model_cfg, store.classes, epoch=epoch, value=value, **extra)
             else:
                 bad_epochs += 1
@@ -450,11 +450,13 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
     if not main:  # rank 0 evaluates and writes metrics.json
         distributed.barrier()
         return json.loads(metrics_path.read_text())
-    if best_path.exists():
+    if cfg.optim.keep == "best" and best_path.exists():
         model.load_state_dict(load_checkpoint(best_path)["model"])
-    else:  # no epoch gave a finite monitored value: keep the last weights, and say so
+    else:  # keep "last", or no epoch gave a finite monitored value: the last weights
         model.load_state_dict(scored.state_dict())
-        save_checkpoint(best_path, model, model_cfg, store.classes, epoch=n_epochs - 1, value=None, **extra)
+        last_value = history[-1]["val_ua" if cfg.monitor == "val_ua" else "val_loss"] if history else None
+        save_checkpoint(best_path, model, model_cfg, store.classes, epoch=len(history) - 1,
+                        value=last_value if cfg.optim.keep == "last" else None, **extra)
     trained_head = None
     if cfg.optim.refit_head and cfg.has_head and fold.val.size:
         trained_head = {part: evaluate(model, store, getattr(fold, part), cfg, device) if getattr(fold, part).size
@@ -465,7 +467,9 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
     metrics: Dict[str, Any] = {
         "status": "complete", "fold": fold.name, "epochs_run": len(history),
         "best_epoch": best_epoch + 1 if best_epoch >= 0 else None,
-        "monitor": cfg.monitor, "best_value": best_value, "classes": list(store.classes),
+        "monitor": cfg.monitor, "best_value": best_value, "kept": cfg.optim.keep,
+        "kept_epoch": len(history) if cfg.optim.keep == "last" else (best_epoch + 1 if best_epoch >= 0 else None),
+        "classes": list(store.classes),
         "val": None, "test": None,
     }
     if cfg.has_head:

@@ -61,7 +61,8 @@ FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device"
 # with), so that a pretrained fold's fingerprint.json, and the hash of it that its fine-tuning
 # folds keep (source.config), stay what they were.
 OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.refit_head": False,
-                      "data.val_speakers": 1, "data.n_folds": 5, "data.folds_file": "", "model.input_dropout": None}
+                      "data.val_speakers": 1, "data.n_folds": 5, "data.folds_file": "", "model.input_dropout": None,
+                      "optim.keep": "best"}
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
