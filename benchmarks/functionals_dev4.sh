@@ -27,8 +27,9 @@ declare -A SETS=(
     [hidden64]="model.gru_hidden=32"
     [smooth0.3]="loss.label_smoothing=0.3"
     [refit]="optim.refit_head=true"
+    [keep-best]="optim.keep=best"
 )
-ORDER=(base lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit)
+ORDER=(base keep-best lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit)
 [ $# -gt 0 ] && ORDER=("$@")
 [ -f "$DATA/prepare.json" ] || { echo "$DATA: not prepared; run: bash benchmarks/corpora_cpu.sh emodb fce" >&2; exit 2; }
 for name in "${ORDER[@]}"; do
