@@ -21,7 +21,7 @@ from ser_cl.train.checkpoint import load_checkpoint, load_model
 
 from conftest import tiny_stage as stage
 
-EPOCHS = 3
+EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
