@@ -8,7 +8,8 @@
 #   bash benchmarks/corpora_cpu.sh [emovo|emodb|all] [what: all|baseline|ce|ssl|fce|fssl|ens]   (default: all all)
 # (fce / fssl: CE / NT-Xent -> CE with --preset cpu-functionals on a functionals store; ens: after
 # fce / fssl ran with seeds 0, 1 and 2 (SEED unset, SEED=1, SEED=2), their 3-seed ensembles
-# `ser-cl ensemble`, written to runs/corpora-cpu/CORPUS/<experiment>/ensemble_3seeds)
+# `ser-cl ensemble`, written to runs/corpora-cpu/CORPUS/<experiment>/ensemble_3seeds, and the
+# ensemble of both recipes' 3 seeds, runs/corpora-cpu/CORPUS/functionals_ensemble/ce3_ntxent3)
 # Corpora: EMOVO from ../shared/data/emovo (EMOVO_SRC=...), EmoDB from ../shared/data/emodb (EMODB_SRC=...).
 # SEED=N: --set optim.seed=N and runs/corpora-cpu-seedN. SETS="k=v k=v": more --set overrides for the
 # CE and SSL runs, with TAG=NAME naming their runs folder (runs/corpora-cpu-NAME). Resumable:
@@ -59,14 +60,20 @@ for CORPUS in emovo emodb; do
     fi
     if [ "$WHAT" = ens ]; then
         base=runs/corpora-cpu/$CORPUS
+        all_members=()
         for exp in functionals_ce/train functionals_selfsup_ntxent/ft_ce_aug; do
             members=("$base/$exp" "runs/corpora-cpu-seed1/$CORPUS/$exp" "runs/corpora-cpu-seed2/$CORPUS/$exp")
             if [ -f "${members[1]}/run.json" ] && [ -f "${members[2]}/run.json" ]; then
                 timed "$CORPUS ensemble of 3 seeds: $exp" "$CLI" ensemble "$base/${exp%%/*}/ensemble_3seeds" "${members[@]}"
+                all_members+=("${members[@]}")
             else
                 echo "== $CORPUS $exp: seeds 1 and 2 not run (SEED=1 / SEED=2 bash $0 $CORPUS fce|fssl); no ensemble"
             fi
         done
+        if [ "${#all_members[@]}" -eq 6 ]; then  # both recipes, 3 seeds each
+            timed "$CORPUS ensemble of CE and NT-Xent -> CE, 3 seeds each" "$CLI" ensemble \
+                "$base/functionals_ensemble/ce3_ntxent3" "${all_members[@]}"
+        fi
         RUNS=runs/corpora-cpu
     fi
     "$CLI" report "$RUNS/$CORPUS" --no-plots
