@@ -28,8 +28,9 @@ declare -A SETS=(
     [smooth0.3]="loss.label_smoothing=0.3"
     [refit]="optim.refit_head=true"
     [keep-best]="optim.keep=best"
+    [noval]="data.val_speakers=0"
 )
-ORDER=(base keep-best lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit)
+ORDER=(base keep-best noval lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit)
 [ $# -gt 0 ] && ORDER=("$@")
 [ -f "$DATA/prepare.json" ] || { echo "$DATA: not prepared; run: bash benchmarks/corpora_cpu.sh emodb fce" >&2; exit 2; }
 for name in "${ORDER[@]}"; do
@@ -56,8 +57,9 @@ BASELINE_DATA="${BASELINE_DATA:-data/emodb-mel64}"  # any store of EmoDB: the ba
 import json, sys
 import numpy as np
 runs, names = sys.argv[1], sys.argv[2:]
-def fold_uas(path, part):
-    return [json.load(open(f"{path}/fold-0{k}/metrics.json"))[part]["ua"] * 100 for k in (1, 2)]
+def fold_uas(path, part):  # nan: no validation speakers (data.val_speakers = 0)
+    blocks = [json.load(open(f"{path}/fold-0{k}/metrics.json"))[part] for k in (1, 2)]
+    return [block["ua"] * 100 if block else float("nan") for block in blocks]
 print("| candidate | val UA | test UA | test UA per seed (fold mean) | per fold (seed mean) | ensemble test UA |")
 print("|---|---:|---:|---|---|---:|")
 for name in names:

@@ -306,7 +306,13 @@ def validate(cfg: StageConfig, where: str) -> None:
           "data.protocol = 'file' needs data.folds_file = DIR (EmoBox fold_K/ folders) or FILE.csv")
     check(not cfg.data.folds_file or cfg.data.protocol == "file",
           "data.folds_file is read by data.protocol = 'file' only: set that too")
-    check(cfg.data.val_speakers >= 1, "data.val_speakers must be >= 1")
+    check(cfg.data.val_speakers >= 0, "data.val_speakers must be >= 0 (0: train on every speaker but the test ones)")
+    if cfg.data.val_speakers == 0:  # no validation set: nothing to pick an epoch, a C or a head on
+        check(cfg.kind == "train" and cfg.data.protocol in ("speaker", "speaker_groups", "file", "auto"),
+              "data.val_speakers = 0 is for train stages with protocol speaker, speaker_groups or file")
+        check(cfg.optim.keep == "last" and not cfg.optim.early_stop and not cfg.optim.refit_head,
+              "data.val_speakers = 0 leaves no validation speakers: set optim.keep = \"last\", "
+              "optim.early_stop = 0 and optim.refit_head = false")
     check(cfg.data.n_folds >= 2, "data.n_folds must be >= 2 (protocol speaker_groups)")
     check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
     check(cfg.optim.keep in ("best", "last"), "optim.keep must be best or last")

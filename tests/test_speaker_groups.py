@@ -118,8 +118,8 @@ def test_speaker_protocol_takes_the_next_val_speakers():
     assert [f.name for f in folds] == [f"fold-{k:02d}" for k in range(1, 6)] and all(f.train.size == 4 for f in folds)
     with pytest.raises(ValueError, match="needs at least 5 speakers, found 4"):
         make_folds(rows[:8], "speaker", val_speakers=3)
-    with pytest.raises(ValueError, match="val_speakers must be >= 1"):
-        make_folds(rows, "speaker", val_speakers=0)
+    with pytest.raises(ValueError, match="val_speakers must be >= 0"):
+        make_folds(rows, "speaker", val_speakers=-1)
 
 
 def test_cli_lists_speaker_groups(synth_data_dir):

@@ -14,7 +14,7 @@ Protocols (``ALL_FOLD_PROTOCOLS``); in all of them no speaker is in two of train
   alternates F/M on IEMOCAP. 5 folds for IEMOCAP.
 - ``speaker`` (leave-one-speaker-out, corpora without sessions): speakers sorted; fold k tests
   on speaker k and validates on speaker k+1 (cyclic; with ``val_speakers`` = N on speakers k+1
-  .. k+N); the rest is train. One fold per speaker.
+  .. k+N; with 0 on none); the rest is train. One fold per speaker.
 - ``speaker_groups`` (K-fold over speakers, ``n_folds`` = K, default 5): for corpora with many
   speakers (more than ~12), where leave-one-speaker-out means many folds that each test on
   little. Speakers are dealt into K groups (``speaker_groups_of``: balanced by gender and by
@@ -273,8 +273,8 @@ def make_folds(store_or_rows: Any, protocol: str = "auto", holdout_speakers: int
     rows = _rows_of(store_or_rows)
     if protocol not in ALL_FOLD_PROTOCOLS:
         raise ValueError(f"unknown fold protocol {protocol!r}; choose one of {', '.join(ALL_FOLD_PROTOCOLS)}")
-    if val_speakers < 1:
-        raise ValueError(f"data.val_speakers must be >= 1, got {val_speakers}")
+    if val_speakers < 0:
+        raise ValueError(f"data.val_speakers must be >= 0, got {val_speakers}")
     if protocol == "auto":
         protocol = auto_protocol(rows)
     speakers = np.array([r["speaker"] for r in rows], dtype=object)

@@ -111,6 +111,9 @@ def probe_run(path: str | Path, folds: Optional[Sequence[int]] = None, device_sp
             continue
         store = FeatureStore(info["data_dir"])
         for fdir in complete_fold_dirs(vdir, info["folds"], folds, f"probe {vdir.name}", progress):
+            if not json.loads((fdir / "split.json").read_text()).get("val"):
+                tqdm.write(f"{fdir}: no validation speakers (data.val_speakers = 0) to choose the probe's C on; skipped")
+                continue
             if skip_done and (fdir / "probe.json").is_file():
                 written.append(fdir / "probe.json")
                 continue

@@ -41,14 +41,16 @@ def _scores_block(block: Any) -> Optional[Dict[str, Any]]:
 
 def _split_scores(parent: Any) -> Optional[Dict[str, Dict[str, Any]]]:
     """``{"val": block, "test": block}`` from a dict holding both, else None. A fold without a
-    test set (protocol holdout) says ``"test": null``: then ``"test"`` is None."""
+    test set (protocol holdout) says ``"test": null``, one without validation speakers
+    (``data.val_speakers = 0``) ``"val": null``: then that split is None (not both)."""
     if not isinstance(parent, dict):
         return None
     blocks = {split: _scores_block(parent.get(split)) for split in _SPLITS}
-    if blocks["val"] is None:
+    if all(blocks[split] is None for split in _SPLITS):
         return None
-    if blocks["test"] is None and not ("test" in parent and parent["test"] is None):
-        return None
+    for split in _SPLITS:
+        if blocks[split] is None and not (split in parent and parent[split] is None):
+            return None
     return blocks  # type: ignore[return-value]
 
 

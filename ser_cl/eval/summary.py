@@ -53,18 +53,23 @@ def summarize_variant(variant_dir: Union[str, Path]) -> List[str]:
     vals: List[float] = []
     tests: List[float] = []
     losses: List[float] = []
+    scored = 0  # complete folds with a classifier head's scores
     for fold in expected:
         metrics = _read(vdir / fold / "metrics.json")
         if metrics is None or metrics.get("status") != "complete":
             continue
         if head:
             val, test = _ua(metrics, "val"), _ua(metrics, "test")
-            if val is None or (test is None and metrics.get("test", {}) is not None):
-                continue  # a test of null is a fold without a test set (protocol holdout)
-            vals.append(val)
+            # null: a fold without a test set (protocol holdout) or without validation (val_speakers = 0)
+            if (val is None and metrics.get("val", {}) is not None) or (test is None and metrics.get("test", {}) is not None):
+                continue
+            scored += 1
+            if val is not None:
+                vals.append(val)
             if test is not None:
                 tests.append(test)
-            lines.append(f"  {fold}: val UA {val:.2f}, " + (f"test UA {test:.2f}" if test is not None else "no test set"))
+            lines.append(f"  {fold}: " + (f"val UA {val:.2f}" if val is not None else "no validation set") + ", "
+                         + (f"test UA {test:.2f}" if test is not None else "no test set"))
         else:
             try:
                 loss = float(metrics["best_value"])
@@ -73,14 +78,15 @@ def summarize_variant(variant_dir: Union[str, Path]) -> List[str]:
             losses.append(loss)
             epoch = metrics.get("best_epoch")
             lines.append(f"  {fold}: best val loss {loss:.4f}" + (f" (epoch {epoch})" if epoch else ""))
-    done = len(vals) if head else len(losses)
+    done = scored if head else len(losses)
     over = f"over {done}/{len(expected)} folds"
     if done == 0:
         return lines + [f"{name}: no complete fold yet"]
     if head and not tests:  # no fold has a test set (protocol holdout)
         return lines + [f"{name}: val UA {_pm(vals, 2)} {over} (no test set)"]
     if head:
-        return lines + [f"{name}: test UA {_pm(tests, 2)} (val {_pm(vals, 2)}) {over}"]
+        return lines + [f"{name}: test UA {_pm(tests, 2)} " + (f"(val {_pm(vals, 2)})" if vals else "(no validation set)")
+                        + f" {over}"]
     return lines + [
         f"{name}: best val loss {_pm(losses, 4)} {over}; no classifier head, so no UA here:",
         f"  `ser-cl probe {vdir}` then `ser-cl report {vdir.parent}` give the linear SVM's UA",

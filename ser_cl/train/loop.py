@@ -413,8 +413,10 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
                     "lower optim.lr or raise loss.tau, then delete last.pt to restart this fold")
             train_stats = {f"train_{k}": float(v) / max(n_steps, 1) for k, v in sums.items()}
 
-            val = evaluate(scored, store, fold.val, cfg, device, val_objective, loader)
-            value = distributed.broadcast_float(val["ua"] if cfg.monitor == "val_ua" else val["loss"], device)
+            # data.val_speakers = 0: no validation; no epoch improves, so the lr steps down every
+            # optim.patience + 1 epochs, and optim.keep = "last" scores the last weights
+            val = evaluate(scored, store, fold.val, cfg, device, val_objective, loader) if fold.val.size else {}
+            value = distributed.broadcast_float(val.get("ua" if cfg.monitor == "val_ua" else "loss", math.nan), device)
             improved = math.isfinite(value) and (
                 best_value is None or (value > best_value if mode == "max" else value < best_value))
             if improved:

@@ -1,0 +1,97 @@
+"""``data.val_speakers = 0``: train on every speaker but the test ones, score the last epoch.
+
+Checked: the folds (every non-test speaker in train, brute force over the speakers), the config
+rules (one line naming the keys to set), a trained fold (no validation scores; the lr steps down
+every ``patience + 1`` epochs, as ReduceLROnPlateau does when no epoch improves; test UA equal to
+scikit-learn's balanced accuracy of best.pt's predictions, which are last.pt's weights), the
+report and the end-of-run summary (the fold counts, val shown as absent) and the probe (skipped,
+said why).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score
+
+from ser_cl.config import ConfigError
+from ser_cl.data.folds import make_folds
+from ser_cl.data.normalize import model_inputs
+from ser_cl.data.store import FeatureStore
+from ser_cl.eval.report import collect_runs
+from ser_cl.eval.run_probe import probe_run
+from ser_cl.eval.summary import summarize_variant
+from ser_cl.experiment import Variant
+from ser_cl.train.checkpoint import load_checkpoint, load_model
+from ser_cl.train.run import run_variant
+
+from conftest import tiny_stage
+
+
+def test_the_folds_train_on_every_speaker_but_the_test_ones():
+    rows = [{"speaker": s, "session": ""} for s in "abcde" for _ in range(3)]
+    for protocol, extra in (("speaker", {}), ("speaker_groups", {"n_folds": 2})):
+        for fold in make_folds(rows, protocol, val_speakers=0, **extra):
+            assert fold.val.size == 0 and fold.val_speakers == []
+            test = {rows[i]["speaker"] for i in fold.test}
+            assert {rows[i]["speaker"] for i in fold.train} == set("abcde") - test
+            assert fold.train.size + fold.test.size == len(rows)
+
+
+def test_the_config_names_what_to_set():
+    with pytest.raises(ConfigError, match='set optim.keep = "last", optim.early_stop = 0'):
+        tiny_stage(data={"val_speakers": 0, "protocol": "speaker"})
+    with pytest.raises(ConfigError, match="for train stages with protocol speaker, speaker_groups or file"):
+        tiny_stage(data={"val_speakers": 0, "protocol": "session5"}, optim={"keep": "last"})
+    with pytest.raises(ConfigError, match="for train stages"):
+        tiny_stage(stage="pretrain", loss={"name": "supcon"}, data={"val_speakers": 0, "protocol": "speaker"},
+                   optim={"keep": "last", "monitor": "val_loss"})
+    cfg = tiny_stage(data={"val_speakers": 0, "protocol": "speaker"}, optim={"keep": "last"})
+    assert cfg.data.val_speakers == 0
+
+
+@pytest.fixture(scope="module")
+def trained(synth_mel_dir, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = tiny_stage(data={"dir": str(synth_mel_dir), "protocol": "speaker", "val_speakers": 0},
+                     optim={"keep": "last", "epochs": 3, "patience": 0}, runs_dir=str(runs), experiment="noval")
+    return run_variant(Variant(cfg, "train", {}), folds=[1], progress=False), runs
+
+
+def test_a_fold_trains_on_every_other_speaker_and_scores_its_last_weights(trained, synth_mel_dir):
+    out, _ = trained
+    store = FeatureStore(synth_mel_dir)
+    metrics = json.loads((out / "fold-01" / "metrics.json").read_text())
+    split = json.loads((out / "fold-01" / "split.json").read_text())
+    assert metrics["status"] == "complete" and metrics["val"] is None and metrics["kept_epoch"] == 3
+    assert split["val"] == [] and len(split["train"]) + len(split["test"]) == len(store.utt_ids)
+    history = [json.loads(line) for line in (out / "fold-01" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_ua"] for r in history] == [None] * 3
+    assert [r["lr"] for r in history] == pytest.approx([3e-3, 3e-4, 3e-5])  # patience 0: down every epoch
+    best, last = load_checkpoint(out / "fold-01" / "best.pt"), load_checkpoint(out / "fold-01" / "last.pt")
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    model, _ = load_model(out / "fold-01" / "best.pt")
+    inputs = model_inputs(store, model.cfg.input_norm)
+    rows = [store.utt_ids.index(u) for u in split["test"]]
+    with torch.no_grad():
+        preds = [int(model.classify(model.embed(torch.tensor(np.array(inputs[i], dtype=np.float32))[None],
+                                                torch.tensor([store.lengths[i]]))).argmax()) for i in rows]
+    assert metrics["test"]["ua"] == pytest.approx(balanced_accuracy_score(store.labels[rows], preds))
+
+
+def test_the_report_the_summary_and_the_probe(trained, capsys):
+    out, runs = trained
+    [result] = collect_runs(runs)
+    [fold] = [f for f in result.folds if f.complete]
+    assert fold.name == "fold-01" and fold.scores["val"] is None
+    ua = json.loads((out / "fold-01" / "metrics.json").read_text())["test"]["ua"]
+    assert result.values("test", "ua") == pytest.approx([ua]) and result.values("val", "ua").size == 0
+    lines = summarize_variant(out)
+    assert f"  fold-01: no validation set, test UA {100 * ua:.2f}" in lines
+    assert lines[-1].endswith("(no validation set) over 1/10 folds"), lines[-1]
+    assert probe_run(out, progress=False) == []
+    captured = capsys.readouterr()
+    assert "no validation speakers (data.val_speakers = 0)" in captured.out + captured.err
