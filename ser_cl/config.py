@@ -308,8 +308,7 @@ def validate(cfg: StageConfig, where: str) -> None:
           "data.folds_file is read by data.protocol = 'file' only: set that too")
     check(cfg.data.val_speakers >= 0, "data.val_speakers must be >= 0 (0: train on every speaker but the test ones)")
     if cfg.data.val_speakers == 0:  # no validation set: nothing to pick an epoch, a C or a head on
-        check(cfg.kind == "train" and cfg.data.protocol in ("speaker", "speaker_groups", "file", "auto"),
-              "data.val_speakers = 0 is for train stages with protocol speaker, speaker_groups or file")
+        check(cfg.kind == "train", "data.val_speakers = 0 is for train stages (protocol holdout ignores it)")
         check(cfg.optim.keep == "last" and not cfg.optim.early_stop and not cfg.optim.refit_head,
               "data.val_speakers = 0 leaves no validation speakers: set optim.keep = \"last\", "
               "optim.early_stop = 0 and optim.refit_head = false")

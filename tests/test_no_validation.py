@@ -41,11 +41,23 @@ def test_the_folds_train_on_every_speaker_but_the_test_ones():
             assert fold.train.size + fold.test.size == len(rows)
 
 
+def test_session_protocols_leave_validation_out_and_session5_trains_on_that_speaker():
+    rows = [{"speaker": f"{sess}{g}", "session": sess} for sess in "ABC" for g in "FM" for _ in range(2)]
+    for protocol in ("session10", "session5"):
+        with_val, without = make_folds(rows, protocol), make_folds(rows, protocol, val_speakers=0)
+        assert len(with_val) == len(without)
+        for a, b in zip(with_val, without):
+            assert b.val.size == 0 and list(b.test) == list(a.test)
+            if protocol == "session5":  # the validation speaker (next session) joins train
+                assert sorted(b.train) == sorted(np.concatenate([a.train, a.val]))
+            else:  # session10: the held-out session's other speaker stays out of train
+                assert list(b.train) == list(a.train)
+
+
 def test_the_config_names_what_to_set():
     with pytest.raises(ConfigError, match='set optim.keep = "last", optim.early_stop = 0'):
         tiny_stage(data={"val_speakers": 0, "protocol": "speaker"})
-    with pytest.raises(ConfigError, match="for train stages with protocol speaker, speaker_groups or file"):
-        tiny_stage(data={"val_speakers": 0, "protocol": "session5"}, optim={"keep": "last"})
+    assert tiny_stage(data={"val_speakers": 0, "protocol": "holdout"}, optim={"keep": "last"})  # ignored there
     with pytest.raises(ConfigError, match="for train stages"):
         tiny_stage(stage="pretrain", loss={"name": "supcon"}, data={"val_speakers": 0, "protocol": "speaker"},
                    optim={"keep": "last", "monitor": "val_loss"})

@@ -267,7 +267,7 @@ def make_folds(store_or_rows: Any, protocol: str = "auto", holdout_speakers: int
 
     Indices refer to row order. ``holdout_speakers``: the validation speakers of protocol
     ``holdout``; ``val_speakers``: of ``speaker``, ``speaker_groups`` and ``file`` (where the file
-    gives none); ``n_folds``: of ``speaker_groups``; ``folds_file``: of ``file`` (each ignored by
+    gives none), and 0 for any protocol but ``holdout``: no validation set; ``n_folds``: of ``speaker_groups``; ``folds_file``: of ``file`` (each ignored by
     the other protocols). Raises ValueError when the data does not fit the protocol.
     """
     rows = _rows_of(store_or_rows)
@@ -296,13 +296,13 @@ def make_folds(store_or_rows: Any, protocol: str = "auto", holdout_speakers: int
                     raise ValueError(
                         f"protocol session10 needs exactly 2 speakers per session; {session} has {held_out}"
                     )
-                a, b = held_out
-                folds.append(_fold(len(folds), speakers, train_mask, [a], [b]))
-                folds.append(_fold(len(folds), speakers, train_mask, [b], [a]))
+                a, b = held_out  # val_speakers = 0: no validation (the other speaker stays out of train)
+                folds.append(_fold(len(folds), speakers, train_mask, [a] if val_speakers else [], [b]))
+                folds.append(_fold(len(folds), speakers, train_mask, [b] if val_speakers else [], [a]))
             else:
                 nxt = by_session[names[(si + 1) % len(names)]]
-                val_spk = nxt[si % len(nxt)]
-                folds.append(_fold(len(folds), speakers, train_mask, [val_spk], list(held_out)))
+                val_spk = [nxt[si % len(nxt)]] if val_speakers else []  # 0: that speaker trains too
+                folds.append(_fold(len(folds), speakers, train_mask, val_spk, list(held_out)))
     elif protocol == "holdout":
         held_out = holdout_speakers_of(rows, holdout_speakers)
         folds.append(_fold(0, speakers, np.ones(len(rows), dtype=bool), held_out, []))
