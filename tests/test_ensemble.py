@@ -147,3 +147,20 @@ def test_a_split_naming_an_utterance_the_store_lacks_is_one_line_naming_both(mem
     with pytest.raises(ValueError, match=r"a/train/fold-01/split.json: utterance 'not-an-utterance' is not in") as err:
         ensemble_runs(runs, tmp_path / "ens", device_spec="cpu", progress=False)
     assert "\n" not in str(err.value) and "re-prepared" in str(err.value)
+
+
+def test_members_validated_on_other_speakers_give_an_ensemble_without_validation(members, tmp_path):
+    other = tmp_path / "noval" / "train"
+    shutil.copytree(members[1], other)
+    split = json.loads((other / "fold-01" / "split.json").read_text())
+    split["val"], split["val_speakers"] = [], []  # as data.val_speakers = 0 writes it
+    (other / "fold-01" / "split.json").write_text(json.dumps(split))
+    out = ensemble_runs([members[0], other], tmp_path / "ens" / "mixed", device_spec="cpu", progress=False)
+    metrics = json.loads((out / "fold-01" / "metrics.json").read_text())
+    both = json.loads((ensemble_runs(members, tmp_path / "ens" / "both", device_spec="cpu", progress=False)
+                       / "fold-01" / "metrics.json").read_text())
+    assert metrics["val"] is None and [m["val"] for m in metrics["members"]] == [None, None]
+    assert metrics["test"] == both["test"]  # the same members' test probabilities
+    assert json.loads((out / "fold-01" / "split.json").read_text())["val"] == []
+    [result] = collect_runs(tmp_path / "ens" / "mixed")
+    assert result.folds[0].complete and result.folds[0].scores["val"] is None

@@ -105,18 +105,22 @@ def ensemble_fold(member_dirs: Sequence[Path], stores: Sequence[FeatureStore], d
     """metrics, predictions and split of one fold: the members' mean probabilities, scored."""
     splits = [_split_ids(d) for d in member_dirs]
     for d, split in zip(member_dirs[1:], splits[1:]):
-        for part in SPLITS:
-            if sorted(split[part]) != sorted(splits[0][part]):
-                raise EnsembleError(f"{d / 'split.json'}: its {part} utterances differ from "
-                                    f"{member_dirs[0] / 'split.json'}'s; members must share the folds")
-    ref = splits[0]
+        if sorted(split["test"]) != sorted(splits[0]["test"]):
+            raise EnsembleError(f"{d / 'split.json'}: its test utterances differ from "
+                                f"{member_dirs[0] / 'split.json'}'s; members must share the folds")
+    # validation: scored when every member validated on the same utterances; members trained
+    # with data.val_speakers = 0 (or on other validation speakers) leave the ensemble without one
+    shared_val = all(sorted(split["val"]) == sorted(splits[0]["val"]) for split in splits[1:])
+    ref = {"test": splits[0]["test"], "val": splits[0]["val"] if shared_val else []}
     classes = list(stores[0].classes)
     mean = {part: np.zeros((len(ref[part]), len(classes))) for part in SPLITS}
     member_scores = []
     for d, split, store in zip(member_dirs, splits, stores):
         probs = member_probabilities(d, store, device)
-        scores = {}
+        scores: Dict[str, Any] = {"val": None}
         for part in SPLITS:
+            if not ref[part]:
+                continue
             row_of = {u: i for i, u in enumerate(split[part])}
             aligned = probs[part][[row_of[u] for u in ref[part]]]  # the first member's order
             mean[part] += aligned / len(member_dirs)
@@ -136,7 +140,8 @@ def ensemble_fold(member_dirs: Sequence[Path], stores: Sequence[FeatureStore], d
         predictions[part] = {u: classes[p] for u, p in zip(ref[part], pred)}
         predictions["probabilities"][part] = {u: [round(float(v), 6) for v in row]
                                               for u, row in zip(ref[part], mean[part])}
-    return metrics, predictions, ref
+    split_out = dict(splits[0]) if shared_val else {**splits[0], "val": [], "val_speakers": []}
+    return metrics, predictions, split_out
 
 
 def ensemble_runs(members: Sequence[str | Path], out: str | Path, device_spec: str = "auto",
