@@ -78,6 +78,10 @@ def _split_ids(fold_dir: Path) -> Dict[str, List[str]]:
     return json.loads((fold_dir / "split.json").read_text())
 
 
+def _row_index(store: FeatureStore) -> Dict[str, int]:
+    return {u: i for i, u in enumerate(store.utt_ids)}
+
+
 def member_probabilities(fold_dir: Path, store: FeatureStore, device: torch.device) -> Dict[str, np.ndarray]:
     """A member fold's softmax probabilities of its val and test utterances (rows in split.json's
     order), from its best checkpoint on its own store (normalised as the model was trained)."""
@@ -86,18 +90,13 @@ def member_probabilities(fold_dir: Path, store: FeatureStore, device: torch.devi
     if list(ckpt["classes"]) != list(store.classes):
         raise EnsembleError(f"{fold_dir / 'best.pt'}: classes {ckpt['classes']} differ from {store.data_dir}'s")
     inputs = model_inputs(store, model.cfg.input_norm)
-    index_of = {u: i for i, u in enumerate(store.utt_ids)}
+    index_of = _row_index(store)
     out = {}
     for part in SPLITS:
         idx = split_rows(fold_dir, split[part], index_of, store)
         out[part] = (class_probabilities(model, inputs, idx, device) if idx.size
                      else np.zeros((0, len(store.classes))))
     return out
-
-
-def _labels(store: FeatureStore, ids: Sequence[str]) -> np.ndarray:
-    index_of = {u: i for i, u in enumerate(store.utt_ids)}
-    return store.labels[np.array([index_of[u] for u in ids], dtype=np.int64)]
 
 
 def ensemble_fold(member_dirs: Sequence[Path], stores: Sequence[FeatureStore], device: torch.device
@@ -113,30 +112,31 @@ def ensemble_fold(member_dirs: Sequence[Path], stores: Sequence[FeatureStore], d
     shared_val = all(sorted(split["val"]) == sorted(splits[0]["val"]) for split in splits[1:])
     ref = {"test": splits[0]["test"], "val": splits[0]["val"] if shared_val else []}
     classes = list(stores[0].classes)
+    labels = {part: stores[0].labels[split_rows(member_dirs[0], ref[part], _row_index(stores[0]), stores[0])]
+              for part in SPLITS}
     mean = {part: np.zeros((len(ref[part]), len(classes))) for part in SPLITS}
     member_scores = []
     for d, split, store in zip(member_dirs, splits, stores):
         probs = member_probabilities(d, store, device)
-        scores: Dict[str, Any] = {"val": None}
+        index_of = _row_index(store)
+        scores: Dict[str, Any] = {part: None for part in SPLITS}
         for part in SPLITS:
             if not ref[part]:
                 continue
+            if not np.array_equal(store.labels[split_rows(d, ref[part], index_of, store)], labels[part]):
+                raise EnsembleError(f"{store.data_dir}: labels of fold {d.name}'s {part} utterances differ from "
+                                    f"{stores[0].data_dir}'s; members must be stores of one corpus")
             row_of = {u: i for i, u in enumerate(split[part])}
             aligned = probs[part][[row_of[u] for u in ref[part]]]  # the first member's order
             mean[part] += aligned / len(member_dirs)
-            y = _labels(store, ref[part])
-            if not np.array_equal(y, _labels(stores[0], ref[part])):
-                raise EnsembleError(f"{store.data_dir}: labels of fold {d.name}'s {part} utterances differ from "
-                                    f"{stores[0].data_dir}'s; members must be stores of one corpus")
-            scores[part] = (classification_report(y, aligned.argmax(1), len(classes))["ua"] if len(y) else None)
+            scores[part] = classification_report(labels[part], aligned.argmax(1), len(classes))["ua"]
         member_scores.append({"member": str(d.parent), **scores})
     metrics: Dict[str, Any] = {"status": "complete", "fold": member_dirs[0].name, "classes": classes,
                                "members": member_scores}
     predictions: Dict[str, Any] = {"probabilities": {}}
     for part in SPLITS:
-        y = _labels(stores[0], ref[part])
         pred = mean[part].argmax(1)
-        metrics[part] = classification_report(y, pred, len(classes)) if len(y) else None
+        metrics[part] = classification_report(labels[part], pred, len(classes)) if ref[part] else None
         predictions[part] = {u: classes[p] for u, p in zip(ref[part], pred)}
         predictions["probabilities"][part] = {u: [round(float(v), 6) for v in row]
                                               for u, row in zip(ref[part], mean[part])}
