@@ -267,8 +267,9 @@ def make_folds(store_or_rows: Any, protocol: str = "auto", holdout_speakers: int
 
     Indices refer to row order. ``holdout_speakers``: the validation speakers of protocol
     ``holdout``; ``val_speakers``: of ``speaker``, ``speaker_groups`` and ``file`` (where the file
-    gives none), and 0 for any protocol but ``holdout``: no validation set; ``n_folds``: of ``speaker_groups``; ``folds_file``: of ``file`` (each ignored by
-    the other protocols). Raises ValueError when the data does not fit the protocol.
+    gives none), and 0 for any protocol but ``holdout``: no validation set; ``n_folds``: of
+    ``speaker_groups``; ``folds_file``: of ``file`` (each ignored by the other protocols).
+    Raises ValueError when the data does not fit the protocol.
     """
     rows = _rows_of(store_or_rows)
     if protocol not in ALL_FOLD_PROTOCOLS:

@@ -26,25 +26,27 @@ def check_feature_set(feature_set: str) -> str:
     return feature_set
 
 
-@functools.lru_cache(maxsize=None)
-def smile(feature_set: str):
-    """``(opensmile.Smile, opensmile version)`` for ``feature_set`` (functionals level)."""
-    check_feature_set(feature_set)
+def _opensmile():
+    """The opensmile module, or an ImportError naming the pip command."""
     try:
         import opensmile
     except ImportError:
         raise ImportError(INSTALL_HINT) from None
+    return opensmile
+
+
+@functools.lru_cache(maxsize=None)
+def smile(feature_set: str):
+    """``(opensmile.Smile, opensmile version)`` for ``feature_set`` (functionals level)."""
+    check_feature_set(feature_set)
+    opensmile = _opensmile()
     return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
                            feature_level=opensmile.FeatureLevel.Functionals), opensmile.__version__
 
 
 def opensmile_version() -> str:
     """The installed opensmile package's version (ImportError with the install hint without it)."""
-    try:
-        import opensmile
-    except ImportError:
-        raise ImportError(INSTALL_HINT) from None
-    return opensmile.__version__
+    return _opensmile().__version__
 
 
 def functionals_vector(wave_16k: np.ndarray, feature_set: str) -> np.ndarray:

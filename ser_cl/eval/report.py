@@ -16,7 +16,8 @@ Rules (also in the README):
   Otherwise it is scored with the linear SVM of probe.json ("svm"). A run.json ``"stage"`` of
   ``"baseline"`` or ``"ensemble"`` names its method "opensmile svm" or "ensemble" instead. A
   head variant also shows the SVM's UA on the same embeddings (``svm_ua``) when every complete
-  fold has probe.json's ``"svm"`` block; otherwise (and for svm variants, where it would repeat UA) it is empty.
+  fold has probe.json's ``"svm"`` block; otherwise (and for svm variants, where it would repeat
+  UA) it is empty.
 * A fold is complete when its metrics.json parses and has ``"status": "complete"``, the scores
   of the method are there, and none of its JSON files is corrupt. Only complete folds are ever
   averaged. A variant is complete when every fold listed in run.json's ``"folds"`` is complete.

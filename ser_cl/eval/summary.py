@@ -60,8 +60,9 @@ def summarize_variant(variant_dir: Union[str, Path]) -> List[str]:
             continue
         if head:
             val, test = _ua(metrics, "val"), _ua(metrics, "test")
-            # null: a fold without a test set (protocol holdout) or without validation (val_speakers = 0)
-            if (val is None and metrics.get("val", {}) is not None) or (test is None and metrics.get("test", {}) is not None):
+            # null: a fold without a test set (protocol holdout) or without validation (val_speakers = 0);
+            # absent or unreadable: not scored
+            if any(ua is None and metrics.get(split, {}) is not None for split, ua in (("val", val), ("test", test))):
                 continue
             scored += 1
             if val is not None:
