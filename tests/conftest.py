@@ -99,3 +99,23 @@ def tiny_stage(**tables):
         else:
             table[key] = value
     return stage_from_dict(table, "test")
+
+
+def one_at_a_time_probabilities(checkpoint, store, rows):
+    """Softmax probabilities (float64 [len(rows), classes]) of a checkpoint's model on store rows,
+    each utterance alone (no batching, padding or length sorting), inputs normalised as the model
+    was trained: the reference the batched evaluation is checked against."""
+    import numpy as np
+    import torch
+
+    from ser_cl.data.normalize import model_inputs
+    from ser_cl.train.checkpoint import load_model
+
+    model, _ = load_model(checkpoint, "cpu")
+    inputs = model_inputs(store, model.cfg.input_norm)
+    out = []
+    with torch.no_grad():
+        for i in rows:
+            x = torch.tensor(np.array(inputs[i], dtype=np.float32))[None]
+            out.append(torch.softmax(model.classify(model.embed(x, torch.tensor([x.shape[1]]))).double(), 1)[0].numpy())
+    return np.array(out)

@@ -12,20 +12,17 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import balanced_accuracy_score
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.normalize import model_inputs
 from ser_cl.data.store import FeatureStore
 from ser_cl.eval.ensemble import EnsembleError, ensemble_runs
 from ser_cl.eval.report import collect_runs
 from ser_cl.experiment import Variant
-from ser_cl.train.checkpoint import load_model
 from ser_cl.train.run import run_variant
 
-from conftest import tiny_stage
+from conftest import one_at_a_time_probabilities, tiny_stage
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +38,8 @@ def members(synth_mel_dir, tmp_path_factory):
 
 
 def _brute_force_probs(fold_dir, store, part):
-    model, _ = load_model(fold_dir / "best.pt", "cpu")
-    inputs = model_inputs(store, model.cfg.input_norm)
     ids = json.loads((fold_dir / "split.json").read_text())[part]
-    rows = []
-    with torch.no_grad():
-        for u in ids:
-            x = torch.tensor(np.array(inputs[store.utt_ids.index(u)], dtype=np.float32))[None]
-            logits = model.classify(model.embed(x, torch.tensor([x.shape[1]])))
-            rows.append(torch.softmax(logits.double(), 1)[0].numpy())
-    return ids, np.array(rows)
+    return ids, one_at_a_time_probabilities(fold_dir / "best.pt", store, [store.utt_ids.index(u) for u in ids])
 
 
 def test_two_members_give_the_mean_of_their_probabilities(members, synth_mel_dir, tmp_path):

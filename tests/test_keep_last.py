@@ -7,19 +7,17 @@ independent evaluation of them (one utterance at a time, scikit-learn's balanced
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from ser_cl.config import ConfigError
 from ser_cl.data.folds import make_folds
-from ser_cl.data.normalize import model_inputs
 from ser_cl.data.store import FeatureStore
 from ser_cl.train import loop
-from ser_cl.train.checkpoint import load_checkpoint, load_model
+from ser_cl.train.checkpoint import load_checkpoint
 
-from conftest import tiny_stage as stage
+from conftest import one_at_a_time_probabilities, tiny_stage as stage
 
 EPOCHS = 2
 
@@ -69,12 +67,7 @@ def test_keep_last_scores_the_last_epoch(store, tmp_path, monkeypatch):
     assert metrics["kept_epoch"] == EPOCHS and metrics["kept"] == "last"
     assert best["epoch"] == EPOCHS - 1
     assert _same(best["model"], last["model"])
-    model, _ = load_model(tmp_path / "best.pt")
-    inputs = model_inputs(store, model.cfg.input_norm)
-    with torch.no_grad():
-        preds = [int(model.classify(model.embed(torch.tensor(np.array(inputs[i], dtype=np.float32))[None],
-                                                torch.tensor([store.lengths[i]]))).argmax())
-                 for i in fold.test]
+    preds = one_at_a_time_probabilities(tmp_path / "best.pt", store, fold.test).argmax(1)
     assert metrics["test"]["ua"] == pytest.approx(balanced_accuracy_score(store.labels[fold.test], preds))
 
 
