@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_workers import run_workers
 
 from ser_cl.train import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 TINY = dict(n_freq=257, conv_channels=4, gru_hidden=8, n_heads=2, d_ff=16, gru_dropout=0.0,
@@ -62,7 +54,8 @@ def _step(case: str, x, lengths, labels, gather: bool):
     return model, TrainStep(model, objective), (x, lengths, lengths, labels)
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _worker(rank: int, port: int, out: str) -> None:
+    world = 2
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
@@ -89,11 +82,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("ddp") / "ddp.pt")
-    # fork where it is safe (no other threads): a spawned child re-imports torch (~10 s on 2 busy cores)
-    fork = "fork" in mp.get_all_start_methods() and threading.active_count() == 1
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True,
-                       start_method="fork" if fork else "spawn")
+    out = tmp_path_factory.mktemp("ddp") / "ddp.pt"
+    run_workers("test_distributed", "_worker", out)  # 2 processes forked from a fresh interpreter
     return torch.load(out)
 
 

@@ -9,25 +9,20 @@ the brute-force loop implementations of tests/test_losses.py and tests/test_loss
 whole batch (float64). Without gathering both differ (the test can fail). With the shard sizes
 passed in, forward + backward make no host read; without, exactly one (the size exchange).
 
-All cases run in one start of the 2 processes (module fixture). They are started with
-``torch.multiprocessing.start_processes`` (what ``mp.spawn`` calls) by ``fork`` where possible: a
-spawned child re-imports torch, which takes ~10 s on a loaded 2-core machine, a fork ~0.1 s.
-The workers set one intra-op thread first thing (as DataLoader workers do after a fork); with
-other Python threads alive in the test process it falls back to ``spawn``.
+All cases run in one start of the 2 processes (module fixture), forked from a fresh interpreter
+(tests/gloo_workers.py says why). The workers set one intra-op thread first thing.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import socket
-import threading
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo_workers import run_workers
 
 from ser_cl.losses import build_loss, gather_rows, strided_shard_sizes
 
@@ -49,12 +44,6 @@ CASES = {
     "vicreg": ("vicreg", {}, True),
 }
 MODES = ("gather_sizes", "gather_exchange", "local")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fixed_inputs(multiview: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,10 +108,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("gather")
-    fork = "fork" in mp.get_all_start_methods() and threading.active_count() == 1
-    mp.start_processes(
-        _worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method="fork" if fork else "spawn"
-    )
+    run_workers("test_gather", "_worker", out, nprocs=WORLD)
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
