@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ser_cl"
 FLOOR = ("io", "progress", "metrics", "config")
 RANK = {**{name: 0 for name in FLOOR}, "linear_svm": 0.5, "experiment": 1, "data": 1, "models": 2, "losses": 2,
-        "train": 3, "eval": 4, "pipeline": 5, "predict": 5, "cli_style": 5, "launch": 5.5, "cli": 6}
+        "train": 3, "eval": 4, "pipeline": 5, "predict": 5, "launch": 5.5, "cli": 6}
 
 
 def _room(module: str) -> str:

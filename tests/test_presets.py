@@ -104,12 +104,12 @@ def test_force_goes_on_with_a_one_line_warning(command, synth_data_dir):
 
 
 def test_force_trains(synth_data_dir, tmp_path, monkeypatch):
-    import ser_cl.cli as cli
+    import ser_cl.cli.train_commands as train_commands
     import ser_cl.train.run as run_mod
 
     ran = []
     monkeypatch.setattr(run_mod, "run_variant", lambda v, *a, **k: ran.append(v.name) or tmp_path)
-    monkeypatch.setattr(cli, "_print_summary", lambda out: None)
+    monkeypatch.setattr(train_commands, "print_summary", lambda out: None)
     res = invoke("train", CE, "--preset", "cpu", "--set", data(synth_data_dir), "--force")
     assert ran == ["train"] and res.output.startswith("warning: preset 'cpu'")
 

@@ -1,0 +1,3 @@
+from ser_cl.cli import app
+
+app()
