@@ -196,6 +196,7 @@ def test_a_cached_not_a_wav_reason_from_the_old_reader_is_read_again(tmp_path, m
     """DATA_DIR/cache keeps each bad file's reason; the WAV-only reader's verdict on a FLAC listed in a
     CSV manifest ("not a WAV file"), or on a mu-law WAV, must not outlive it: the next prepare reads
     those files again (and still trusts the other cached reasons)."""
+    from ser_cl.data import feature_cache
     from ser_cl.data import prepare as prepare_module
 
     root = tmp_path / "corpus"
@@ -215,7 +216,7 @@ def test_a_cached_not_a_wav_reason_from_the_old_reader_is_read_again(tmp_path, m
     lines.append("empty.wav,a,s0")
     (root / "list.csv").write_text("\n".join(lines) + "\n")
 
-    real = prepare_module.load_audio
+    real = feature_cache.load_audio
 
     def wav_only(path, *args, **kwargs):  # what the reader said before FLAC support
         if not open(path, "rb").read(4) == b"RIFF" and os.path.getsize(path):
@@ -224,10 +225,10 @@ def test_a_cached_not_a_wav_reason_from_the_old_reader_is_read_again(tmp_path, m
             raise AudioError("unsupported WAV encoding: format tag 0x0007, 8 bits in 1-byte samples")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(prepare_module, "load_audio", wav_only)
+    monkeypatch.setattr(feature_cache, "load_audio", wav_only)
     first = prepare_module.prepare(root / "list.csv", tmp_path / "data", jobs=1, progress=False)
     assert first.n_utterances == 2
-    monkeypatch.setattr(prepare_module, "load_audio", real)
+    monkeypatch.setattr(feature_cache, "load_audio", real)
     again = prepare_module.prepare(root / "list.csv", tmp_path / "data", jobs=1, progress=False)
     assert again.n_utterances == 4 and again.n_computed == 2 and again.n_cached == 3  # empty.wav's reason holds
     info = json.loads((tmp_path / "data" / "prepare.json").read_text())

@@ -61,13 +61,13 @@ def test_speaker_statistics_are_each_speakers_mean_and_std_over_its_utterances(e
 
 
 def test_values_beyond_float16_survive_the_cache_and_the_loader(tmp_path):
-    from ser_cl.data.prepare import _cache_entry
+    from ser_cl.data.feature_cache import cache_entry
 
     big = np.array([[1.0e12, -3.5e9, 0.25]], dtype=np.float32)  # float16 would make these inf
-    index, n, reason = _cache_entry(0, str(tmp_path / "k"), 16000, big, np.dtype(np.float32))
+    index, n, reason = cache_entry(0, str(tmp_path / "k"), 16000, big, np.dtype(np.float32))
     assert reason is None and n == 16000
     np.testing.assert_array_equal(np.load(tmp_path / "k_16000.npy"), big)
-    _, _, refused = _cache_entry(1, str(tmp_path / "h"), 16000, big)  # the float16 default refuses them
+    _, _, refused = cache_entry(1, str(tmp_path / "h"), 16000, big)  # the float16 default refuses them
     assert refused is not None and "not finite" in refused
 
 

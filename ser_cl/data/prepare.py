@@ -22,19 +22,14 @@ before anything is computed: they are not in the store, not in the speaker stati
 in ``skipped`` (prepare.json's ``selection`` records the options and how many were left out).
 What the command prints about a run: ``ser_cl.data.summary``.
 
-Over 400 lines on purpose: one concern, corpus -> store with the per-file feature cache and the
-workers that fill it (~530 lines; the workers read audio through this module's ``load_audio``).
+The per-file feature cache and the workers that fill it: ``ser_cl.data.feature_cache``.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
-import multiprocessing
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -44,10 +39,9 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from ser_cl import __version__
-from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_audio
 from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, parse_label_map, read_corpus
-from ser_cl.data.features import (FEATURE_PARAMS, SAMPLE_RATE, canonical_params, compute_features, feature_kind,
-                                  feature_params, frames_for)
+from ser_cl.data.feature_cache import cache_key, params_key, run_ssl_tasks, run_tasks, scan_cache, store_dtype
+from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, canonical_params, feature_kind, feature_params, frames_for
 from ser_cl.data.selection import select_utterances
 from ser_cl.io import atomic_path, save_npy, write_json, write_text
 
@@ -75,135 +69,6 @@ class PrepareResult:
     @property
     def real_time_factor(self) -> float:
         return self.audio_seconds / max(self.wall_seconds, 1e-9)
-
-
-def _params_key(params: dict) -> str:
-    """The feature parameters as canonical text (part of every cache key)."""
-    return json.dumps(params, sort_keys=True)
-
-
-def cache_key(path: str, stat: os.stat_result, params_key: str = _params_key(FEATURE_PARAMS)) -> str:
-    """A file's cache name: its path, size and modification time, and what is computed from it."""
-    text = f"{params_key}|{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:32]
-
-
-def _read_entry(task: tuple[int, str, str, dict]) -> tuple[Optional[np.ndarray], Optional[str]]:
-    """One task's waveform, or (None, the reason it cannot be read; cached when it is the file's fault)."""
-    _, path, cache_stem, _ = task
-    try:
-        return load_audio(path, SAMPLE_RATE), None
-    except AudioReadError as err:  # not cached: permissions or I/O may be fixed without touching the file
-        return None, str(err)
-    except AudioError as err:
-        reason = str(err)
-        write_text(cache_stem + ".err", reason)
-        return None, reason
-    except Exception as err:  # noqa: BLE001 -- report, do not cache: may be transient (permissions, I/O)
-        return None, f"{type(err).__name__}: {err}"
-
-
-def _compute_entry(task: tuple[int, str, str, dict]) -> tuple[int, Optional[int], Optional[str]]:
-    """Worker: features of one file -> cache. Returns (index, n_samples or None, error reason or None)."""
-    index, _, cache_stem, params = task
-    wave, reason = _read_entry(task)
-    if wave is None:
-        return index, None, reason
-    return _cache_entry(index, cache_stem, wave.size, compute_features(wave, params), store_dtype(params))
-
-
-def store_dtype(params: dict) -> np.dtype:
-    """The dtype a front-end's frames are stored in: float16, or what its parameters say
-    (float32 for openSMILE functionals, whose values exceed float16's range)."""
-    return np.dtype(params.get("dtype", "float16"))
-
-
-def _cache_entry(index: int, cache_stem: str, n_samples: int, feats: np.ndarray,
-                 dtype: np.dtype = np.dtype(np.float16)) -> tuple[int, Optional[int], Optional[str]]:
-    """Store one file's features (float16 unless ``dtype``) in the cache; a ``_compute_entry`` result."""
-    with np.errstate(over="ignore"):  # checked on the next line
-        feats = feats.astype(dtype)
-    if not np.isfinite(feats).all():  # float16 overflow is impossible for sane audio; refuse rather than store inf
-        reason = "features not finite (samples far outside [-1, 1]?)"
-        write_text(cache_stem + ".err", reason)
-        return index, None, reason
-    save_npy(f"{cache_stem}_{n_samples}.npy", feats)
-    return index, int(n_samples), None
-
-
-#: Reasons only the WAV-only reader (before FLAC, OGG, AIFF, mu-law ... support) gave: a cached
-#: one is stale (the file may read now), so the file is read again.
-_STALE_REASONS = ("not a WAV file (no RIFF/WAVE header)", "unsupported WAV variant ", "unsupported WAV encoding")
-
-
-def _stale_reason(path: Path) -> bool:
-    try:
-        reason = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return False
-    return reason.startswith(_STALE_REASONS) and not reason.endswith("(libsndfile cannot decode it either)")
-
-
-def _scan_cache(cache_dir: Path) -> dict[str, tuple[str, str]]:
-    """key -> ("ok", n_samples) or ("err", reason-file) for every finished cache entry."""
-    found: dict[str, tuple[str, str]] = {}
-    for name in os.listdir(cache_dir):
-        if name.startswith("."):
-            continue  # temporary files of an interrupted write
-        if name.endswith(".npy") and "_" in name:
-            key, _, n = name[:-4].rpartition("_")
-            if n.isdigit():
-                found[key] = ("ok", n)
-        elif name.endswith(".err") and not _stale_reason(cache_dir / name):
-            found.setdefault(name[:-4], ("err", name))
-    return found
-
-
-def _mp_context():
-    methods = multiprocessing.get_all_start_methods()
-    # fork is cheap (no re-import); macOS and Windows lack a safe fork
-    if "fork" in methods and sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
-def _preload_resampler(sample_path: str) -> None:
-    """Import scipy.signal once in the parent (before forking) when the corpus needs resampling.
-
-    Importing it takes ~1 s; done here, forked workers share it instead of each paying for it
-    (as they share ``soundfile``, imported here when the sample is not a WAV).
-    """
-    try:
-        _, rate = read_audio(sample_path)
-    except AudioError:
-        return
-    if rate != SAMPLE_RATE:
-        import scipy.signal  # noqa: F401
-
-
-def _run_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
-    """Compute the tasks (in ``jobs`` processes when > 1) with a progress bar on a terminal's stderr."""
-    from ser_cl.progress import progress_bar
-
-    results = []
-    if not tasks:
-        return results
-    if jobs > 1:
-        _preload_resampler(tasks[0][1])
-    if jobs <= 1 or len(tasks) < 4:
-        with progress_bar(total=len(tasks), desc="features", unit="utt", disable=not progress, leave=False) as bar:
-            for task in tasks:
-                results.append(_compute_entry(task))
-                bar.update(1)
-        return results
-    chunksize = max(1, min(32, len(tasks) // (jobs * 8)))
-    # the pool is forked before the progress bar starts its monitor thread
-    with _mp_context().Pool(processes=min(jobs, len(tasks))) as pool:
-        with progress_bar(total=len(tasks), desc="features", unit="utt", disable=not progress, leave=False) as bar:
-            for result in pool.imap_unordered(_compute_entry, tasks, chunksize=chunksize):
-                results.append(result)
-                bar.update(1)
-    return results
 
 
 #: the ssl front-end refuses a store larger than this by default (``--max-store-gb``)
@@ -235,57 +100,6 @@ def _check_ssl_store_size(params: dict, paths: Sequence[str], max_store_gb: floa
                          f"--max-store-gb to {np.ceil(size_gb):g} or more")
     if notify is not None:
         notify(line)
-
-
-#: the ssl front-end decodes files in groups of about this much audio (memory: the waveforms and
-#: their features), then runs the upstream over each group's chunks in batches
-SSL_GROUP_SECONDS = 600.0
-SSL_GROUP_FILES = 256
-
-
-def _run_ssl_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
-    """The ssl front-end's ``_run_tasks``: one upstream model in this process (GPU when there is
-    one), files decoded in groups of similar size so that batches pad little, each file's features
-    cached like the other front-ends'. On the CPU torch uses at most ``jobs`` threads. The bar
-    shows the real-time factor (compute seconds per audio second)."""
-    import torch
-
-    from ser_cl.data.upstream import get_upstream
-    from ser_cl.progress import progress_bar
-
-    results: list[tuple[int, Optional[int], Optional[str]]] = []
-    if not tasks:
-        return results
-    upstream = get_upstream(tasks[0][3])
-    threads = torch.get_num_threads()
-    if upstream.device.type == "cpu":
-        torch.set_num_threads(max(1, min(jobs, threads)))
-    order = sorted(tasks, key=lambda t: os.path.getsize(t[1]) if os.path.exists(t[1]) else 0)
-    started, audio_s = time.perf_counter(), 0.0
-    try:
-        with progress_bar(total=len(tasks), desc="ssl features", unit="utt", disable=not progress, leave=False) as bar:
-            group: list[tuple[tuple, np.ndarray]] = []
-            group_samples = 0
-            for k, task in enumerate(order):
-                wave, reason = _read_entry(task)
-                if wave is None:
-                    results.append((task[0], None, reason))
-                    bar.update(1)
-                else:
-                    group.append((task, wave))
-                    group_samples += wave.size
-                full = group_samples >= SSL_GROUP_SECONDS * SAMPLE_RATE or len(group) >= SSL_GROUP_FILES
-                if group and (full or k == len(order) - 1):
-                    feats = upstream.extract([w for _, w in group])
-                    for (task_g, wave_g), f in zip(group, feats):
-                        results.append(_cache_entry(task_g[0], task_g[2], wave_g.size, f))
-                    audio_s += group_samples / SAMPLE_RATE
-                    bar.update(len(group))
-                    bar.set_postfix_str(f"RTF {(time.perf_counter() - started) / max(audio_s, 1e-9):.3f}")
-                    group, group_samples = [], 0
-    finally:
-        torch.set_num_threads(threads)
-    return results
 
 
 class _CachedFeatures:
@@ -376,11 +190,11 @@ def prepare(
         params = canonical_params(features)
     n_freq = int(params["n_freq"])
     dtype = store_dtype(params)
-    params_key = _params_key(params)
+    cache_text = params_key(params)
     if feature_kind(params) == "functionals":  # a new openSMILE may compute other values
         from ser_cl.data.opensmile_features import opensmile_version
 
-        params_key += f"|opensmile {opensmile_version()}"
+        cache_text += f"|opensmile {opensmile_version()}"
     out_dir = Path(out_dir)
     listing = read_corpus(corpus_dir, corpus, speaker_level=speaker_level, speakers_csv=speakers_csv,
                           pattern=pattern, label_map=label_map)
@@ -417,7 +231,7 @@ def prepare(
         marker.unlink()  # the directory is incomplete from here until the new marker is written
     cache_dir = out_dir / CACHE_DIR
     cache_dir.mkdir(exist_ok=True)
-    cached = _scan_cache(cache_dir)
+    cached = scan_cache(cache_dir)
 
     skipped = list(listing.skipped)
     # every utterance's features are computed: the kept ones' [0, len(kept)), then the dropped ones'
@@ -428,7 +242,7 @@ def prepare(
     n_cached = 0
     for i, utt in enumerate(every):
         try:
-            key = cache_key(utt.path, os.stat(utt.path), params_key)
+            key = cache_key(utt.path, os.stat(utt.path), cache_text)
         except OSError as err:
             reasons[i] = f"cannot read file: {err.strerror or err}"
             continue
@@ -444,8 +258,8 @@ def prepare(
 
     jobs = max(1, int(jobs or os.cpu_count() or 1))
     stem_of = {index: stem for index, _, stem, _ in tasks}
-    run_tasks = _run_ssl_tasks if feature_kind(params) == "ssl" else _run_tasks
-    for index, n_samples, reason in run_tasks(tasks, jobs, progress):
+    compute = run_ssl_tasks if feature_kind(params) == "ssl" else run_tasks
+    for index, n_samples, reason in compute(tasks, jobs, progress):
         if reason is not None:
             reasons[index] = reason
         else:
