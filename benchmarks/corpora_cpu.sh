@@ -37,6 +37,10 @@ for CORPUS in emovo emodb; do
     if [ "$WHAT" = all ] || [ "$WHAT" = fce ] || [ "$WHAT" = fssl ]; then
         [ -f "$FDATA/prepare.json" ] || timed "$CORPUS prepare functionals" "$CLI" prepare "$SRC" --out "$FDATA" \
             --features functionals --feature-set ComParE_2016 -q
+        for speed in 0.9 1.1; do  # the preset's CE also trains on copies at these speeds (data.train_copies)
+            [ -f "$FDATA-sp$speed/prepare.json" ] || timed "$CORPUS prepare functionals, speed $speed" "$CLI" prepare \
+                "$SRC" --out "$FDATA-sp$speed" --features functionals --feature-set ComParE_2016 --speed "$speed" -q
+        done
     fi
     common=(--set data.dir="$DATA" --set runs_dir="$RUNS/$CORPUS" --no-report)
     fcommon=(--set data.dir="$FDATA" --set runs_dir="$RUNS/$CORPUS" --no-report)

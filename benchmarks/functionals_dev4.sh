@@ -30,23 +30,38 @@ declare -A SETS=(
     [hidden64]="model.gru_hidden=32"
     [smooth0.3]="loss.label_smoothing=0.3"
     [refit]="data.val_speakers=1 optim.refit_head=true"
+    # no speed-perturbed copies (0.9 and 1.1) of each fold's training utterances (the preset's CE has them)
+    [nocopies]="data.train_copies=[]"
+    # ssl*: self-supervised NT-Xent -> CE fine-tuning (the preset's; its fine-tuning has no copies)
+    [ssl]=""
+    [ssl-copies]="kind.finetune.data.train_copies=[\"$DATA-sp0.9\",\"$DATA-sp1.1\"]"
 )
-ORDER=(base val1 keep-best lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit)
+ORDER=(base nocopies val1 keep-best lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit ssl ssl-copies)
 [ $# -gt 0 ] && ORDER=("$@")
 [ -f "$DATA/prepare.json" ] || { echo "$DATA: not prepared; run: bash benchmarks/corpora_cpu.sh emodb fce" >&2; exit 2; }
+if true; then  # the copies' stores (the preset's CE trains on them), from the audio $DATA was prepared from
+    source_dir=$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["source"])' "$DATA/prepare.json")
+    for speed in 0.9 1.1; do
+        [ -f "$DATA-sp$speed/prepare.json" ] || timed "prepare --speed $speed" "$CLI" prepare "$source_dir" \
+            -o "$DATA-sp$speed" --features functionals --feature-set ComParE_2016 --speed "$speed" -q
+    done
+fi
+variant_of() { if [[ "$1" == ssl* ]]; then echo ft_ce_aug; else echo train; fi; }
 for name in "${ORDER[@]}"; do
+    recipe=(experiments/ce_baseline.toml)
+    [[ "$name" == ssl* ]] && recipe=(experiments/selfsup_ntxent.toml --stage pretrain --stage ft_ce_aug)
     extra=()
     for kv in ${SETS[$name]}; do extra+=(--set "$kv"); done
     for seed in 0 1 2; do
         log="$RUNS/logs/${name}_seed$seed.log"
         mkdir -p "$RUNS/logs"
-        timed "dev4 $name seed $seed" "$CLI" run experiments/ce_baseline.toml --preset cpu-functionals \
+        timed "dev4 $name seed $seed" "$CLI" run "${recipe[@]}" --preset cpu-functionals \
             --set data.dir="$DATA" --set data.protocol=speaker_groups --set data.n_folds=2 \
             --set experiment="dev4_$name" --set runs_dir="$RUNS/seed$seed" --set optim.seed="$seed" \
             --set probe=false --no-report --devices cpu,cpu "${extra[@]}" > "$log" 2>&1 \
             || { tail -5 "$log"; exit 1; }
     done
-    "$CLI" ensemble "$RUNS/ensembles/dev4_$name" "$RUNS"/seed{0,1,2}/"dev4_$name"/train --device cpu > /dev/null
+    "$CLI" ensemble "$RUNS/ensembles/dev4_$name" "$RUNS"/seed{0,1,2}/"dev4_$name/$(variant_of "$name")" --device cpu > /dev/null
 done
 # the classical baseline on the same folds: ComParE 2016 + linear SVM, speaker-normalised
 BASELINE_DATA="${BASELINE_DATA:-data/emodb-mel64}"  # any store of EmoDB: the baseline reads the audio
@@ -64,7 +79,8 @@ def fold_uas(path, part):  # nan: no validation speakers (data.val_speakers = 0)
 print("| candidate | val UA | test UA | test UA per seed (fold mean) | per fold (seed mean) | ensemble test UA |")
 print("|---|---:|---:|---|---|---:|")
 for name in names:
-    seeds = [f"{runs}/seed{s}/dev4_{name}/train" for s in (0, 1, 2)]
+    variant = "ft_ce_aug" if name.startswith("ssl") else "train"
+    seeds = [f"{runs}/seed{s}/dev4_{name}/{variant}" for s in (0, 1, 2)]
     val = np.array([fold_uas(p, "val") for p in seeds]); test = np.array([fold_uas(p, "test") for p in seeds])
     ens = fold_uas(f"{runs}/ensembles/dev4_{name}", "test")
     print(f"| {name} | {val.mean():.2f} | {test.mean():.2f} +- {test.mean(1).std():.2f} | "

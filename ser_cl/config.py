@@ -35,6 +35,10 @@ class DataConfig:
     pool_weights: List[float] = field(default_factory=list)  # per pool store; unset: by size
     pool_epoch_size: int = 0  # utterances a pool epoch draws (by pool_weights); 0 = the pool's size
     pool_val_fraction: float = 0.1  # a pool that serves every fold validates on this share of its speakers
+    # train / finetune stages: stores of data.dir's recordings perturbed (prepare --speed); each
+    # fold also trains on the copies of its training utterances, each copy's speaker a speaker of
+    # its own (ser_cl.data.copies)
+    train_copies: List[str] = field(default_factory=list)
     # cross-corpus testing (README, "Cross-corpus"): after training, each fold's model is also
     # tested on these DATA_DIRs, its classes mapped onto the shared ones by class_map
     test_on: List[str] = field(default_factory=list)
@@ -312,6 +316,8 @@ def validate(cfg: StageConfig, where: str) -> None:
         check(cfg.optim.keep == "last" and not cfg.optim.early_stop and not cfg.optim.refit_head,
               "data.val_speakers = 0 leaves no validation speakers: set optim.keep = \"last\", "
               "optim.early_stop = 0 and optim.refit_head = false")
+    check(not cfg.data.train_copies or cfg.kind in ("train", "finetune"),
+          "data.train_copies is for train and finetune stages (pretraining reads data.pool)")
     check(cfg.data.n_folds >= 2, "data.n_folds must be >= 2 (protocol speaker_groups)")
     check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
     check(cfg.optim.keep in ("best", "last"), "optim.keep must be best or last")

@@ -51,7 +51,8 @@ def _pretrain() -> StageConfig:
 def _train() -> StageConfig:
     """A valid train stage with what a pretrain stage cannot have (mixup, store on the device)."""
     return stage_from_dict({"stage": "train", "augment": {"enabled": True, "mixup_alpha": 0.2},
-                            "data": {"store_on_device": True, "protocol": "file", "folds_file": "folds/\u00e9 x.csv"},
+                            "data": {"store_on_device": True, "protocol": "file", "folds_file": "folds/\u00e9 x.csv",
+                                     "train_copies": ["data/sp 0.9", "data/\u00e9\"1.1\""]},
                             "optim": {"monitor": "val_ua", "refit_head": True, "tensorboard": "off", "keep": "last"}},
                            "test")
 

@@ -97,7 +97,7 @@ def test_feature_params_of_the_functionals_front_end_refuse_other_flags():
 
 
 @pytest.fixture(scope="module")
-def trained_fold(egemaps_store, tmp_path_factory) -> Path:
+def trained_fold(egemaps_store, tiny_emodb_raw, tmp_path_factory) -> Path:
     """Fold 1 of the cpu-functionals preset on the eGeMAPS store (3 epochs), its fold dir."""
     runs = tmp_path_factory.mktemp("func-runs")
     args = ["run", str(ROOT / "experiments/ce_baseline.toml"), "--preset", "cpu-functionals", "--fold", "1",
@@ -106,9 +106,20 @@ def trained_fold(egemaps_store, tmp_path_factory) -> Path:
     mismatch = CliRunner().invoke(app, args)  # the preset was chosen on ComParE, the store is eGeMAPS
     assert mismatch.exit_code == 2
     assert "--features functionals --feature-set ComParE_2016" in mismatch.output, mismatch.output
+    no_copies = CliRunner().invoke(app, args + ["--force"])  # its CE also trains on copies at speeds 0.9, 1.1
+    assert no_copies.exit_code == 2
+    assert f"{egemaps_store}-sp0.9 is not a prepared store; prepare it with: ser-cl prepare" in no_copies.output
+    assert "--features functionals --feature-set eGeMAPSv02 --speed 0.9" in no_copies.output, no_copies.output
+    for speed in ("0.9", "1.1"):
+        prep = CliRunner().invoke(app, ["prepare", str(tiny_emodb_raw), "--out", f"{egemaps_store}-sp{speed}",
+                                        "--features", "functionals", "--feature-set", "eGeMAPSv02", "--classes",
+                                        "angry,sad,neutral", "--speed", speed, "-j", "1", "-q"])
+        assert prep.exit_code == 0, prep.output
     res = CliRunner().invoke(app, args + ["--force"])
     assert res.exit_code == 0, res.output
     (metrics,) = runs.rglob("metrics.json")
+    split = json.loads((metrics.parent / "split.json").read_text())
+    assert len(split["train_copies"]) == 2 * len(split["train"])
     return metrics.parent
 
 

@@ -77,6 +77,10 @@ def prepare(
         None, "--speaker-level", help="--corpus unlabeled: the speaker is the folder this deep below CORPUS_DIR (0 = first)."),
     speakers_csv: Optional[Path] = typer.Option(
         None, "--speakers-csv", help="--corpus unlabeled: a CSV with header path,speaker naming each file's speaker."),
+    speed: float = typer.Option(
+        1.0, "--speed", help="Features of every file played this many times as fast (tempo and pitch, 0.5-2; e.g. 0.9): "
+                             "a store of perturbed copies that training adds to its folds' training speakers "
+                             "(data.train_copies; docs/functionals.md)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Compute the features of a corpus into a feature store DATA_DIR.
@@ -110,6 +114,8 @@ def prepare(
 
       ser-cl prepare /data/emodb -o data/emodb-compare --features functionals --feature-set ComParE_2016
 
+      ser-cl prepare /data/emodb -o data/emodb-compare-sp0.9 --features functionals --speed 0.9
+
       ser-cl prepare /data/IEMOCAP -o data/iemocap-impro --subset improvised
 
       ser-cl prepare /data/emodb -o data/emodb-9 --exclude-speakers 03
@@ -133,7 +139,8 @@ def prepare(
                              speaker_level=speaker_level, speakers_csv=speakers_csv,
                              pattern=pattern, label_map=label_map, subset=subset,
                              include_speakers=include_speakers, exclude_speakers=exclude_speakers,
-                             max_store_gb=max_store_gb, notify=lambda line: typer.echo(line, err=True))
+                             max_store_gb=max_store_gb, notify=lambda line: typer.echo(line, err=True),
+                             speed=speed)
     except (CorpusError, ValueError, FileNotFoundError, ImportError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2)

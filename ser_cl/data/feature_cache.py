@@ -22,9 +22,12 @@ from typing import Optional
 
 import numpy as np
 
-from ser_cl.data.audio import AudioError, AudioReadError, load_audio, read_audio
+from ser_cl.data.audio import AudioError, AudioReadError, change_speed, load_audio, read_audio
 from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, compute_features
 from ser_cl.io import save_npy, write_text
+
+#: one file's work: (index, audio path, cache entry stem, front-end parameters, speed)
+Task = tuple[int, str, str, dict, float]
 
 
 def params_key(params: dict) -> str:
@@ -38,11 +41,12 @@ def cache_key(path: str, stat: os.stat_result, params_key: str = params_key(FEAT
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:32]
 
 
-def read_entry(task: tuple[int, str, str, dict]) -> tuple[Optional[np.ndarray], Optional[str]]:
-    """One task's waveform, or (None, the reason it cannot be read; cached when it is the file's fault)."""
-    _, path, cache_stem, _ = task
+def read_entry(task: Task) -> tuple[Optional[np.ndarray], Optional[str]]:
+    """One task's waveform (at its speed), or (None, the reason it cannot be read; cached when it
+    is the file's fault)."""
+    _, path, cache_stem, _, speed = task
     try:
-        return load_audio(path, SAMPLE_RATE), None
+        return change_speed(load_audio(path, SAMPLE_RATE), speed), None
     except AudioReadError as err:  # not cached: permissions or I/O may be fixed without touching the file
         return None, str(err)
     except AudioError as err:
@@ -53,9 +57,9 @@ def read_entry(task: tuple[int, str, str, dict]) -> tuple[Optional[np.ndarray], 
         return None, f"{type(err).__name__}: {err}"
 
 
-def compute_entry(task: tuple[int, str, str, dict]) -> tuple[int, Optional[int], Optional[str]]:
+def compute_entry(task: Task) -> tuple[int, Optional[int], Optional[str]]:
     """Worker: features of one file -> cache. Returns (index, n_samples or None, error reason or None)."""
-    index, _, cache_stem, params = task
+    index, _, cache_stem, params, _ = task
     wave, reason = read_entry(task)
     if wave is None:
         return index, None, reason
@@ -117,21 +121,22 @@ def _mp_context():
     return multiprocessing.get_context("spawn")
 
 
-def _preload_resampler(sample_path: str) -> None:
-    """Import scipy.signal once in the parent (before forking) when the corpus needs resampling.
+def _preload_resampler(task: Task) -> None:
+    """Import scipy.signal once in the parent (before forking) when the corpus needs resampling
+    (another sample rate, or a speed other than 1).
 
     Importing it takes ~1 s; done here, forked workers share it instead of each paying for it
     (as they share ``soundfile``, imported here when the sample is not a WAV).
     """
     try:
-        _, rate = read_audio(sample_path)
+        _, rate = read_audio(task[1])
     except AudioError:
         return
-    if rate != SAMPLE_RATE:
+    if rate != SAMPLE_RATE or task[4] != 1:
         import scipy.signal  # noqa: F401
 
 
-def run_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
+def run_tasks(tasks: list[Task], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
     """Compute the tasks (in ``jobs`` processes when > 1) with a progress bar on a terminal's stderr."""
     from ser_cl.progress import progress_bar
 
@@ -139,7 +144,7 @@ def run_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: bool
     if not tasks:
         return results
     if jobs > 1:
-        _preload_resampler(tasks[0][1])
+        _preload_resampler(tasks[0])
     if jobs <= 1 or len(tasks) < 4:
         with progress_bar(total=len(tasks), desc="features", unit="utt", disable=not progress, leave=False) as bar:
             for task in tasks:
@@ -162,7 +167,7 @@ SSL_GROUP_SECONDS = 600.0
 SSL_GROUP_FILES = 256
 
 
-def run_ssl_tasks(tasks: list[tuple[int, str, str, dict]], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
+def run_ssl_tasks(tasks: list[Task], jobs: int, progress: bool) -> list[tuple[int, Optional[int], Optional[str]]]:
     """The ssl front-end's ``run_tasks``: one upstream model in this process (GPU when there is
     one), files decoded in groups of similar size so that batches pad little, each file's features
     cached like the other front-ends'. On the CPU torch uses at most ``jobs`` threads. The bar

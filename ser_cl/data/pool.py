@@ -67,12 +67,14 @@ def utterance_keys(store, indices: Optional[Sequence[int]] = None) -> np.ndarray
 class PooledStore:
     """Rows of several stores as one store (the ``FeatureStore`` attributes training reads).
 
-    ``parts``: (store, row indices) pairs, in order. Labels are all -1: a pool only serves
-    self-supervised losses. Ids are ``<store name>:<id>`` so that they stay unique.
+    ``parts``: (store, row indices) pairs, in order. Ids are ``<store name>:<id>`` and speakers
+    ``<store name>:<speaker>`` so that they stay unique (a part named "" keeps its own). Labels
+    are all -1 (a pretraining pool only serves self-supervised losses) unless ``labels`` gives
+    each row's class index (``ser_cl.data.copies``).
     """
 
     def __init__(self, parts: Sequence[Tuple[FeatureStore, np.ndarray]], names: Sequence[str],
-                 classes: Sequence[str], info: dict):
+                 classes: Sequence[str], info: dict, labels: Optional[np.ndarray] = None):
         lengths = np.concatenate([s.lengths[rows] for s, rows in parts]).astype(np.int64)
         self.offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.offsets[1:])
@@ -84,17 +86,19 @@ class PooledStore:
         self.speakers: List[str] = []
         k = 0
         for (store, rows), name in zip(parts, names):
+            prefix = f"{name}:" if name else ""
             for i in rows:
                 self.features[self.offsets[k]:self.offsets[k + 1]] = store[int(i)]
-                self.utt_ids.append(f"{name}:{store.utt_ids[i]}")
-                self.speakers.append(f"{name}:{store.speakers[i]}" if store.speakers[i] else "")
+                self.utt_ids.append(f"{prefix}{store.utt_ids[i]}")
+                self.speakers.append(f"{prefix}{store.speakers[i]}" if store.speakers[i] else "")
                 k += 1
         # each part's stored speaker statistics (over all of a speaker's audio), under the pool's names
-        self.speaker_band_stats = {f"{name}:{speaker}": stats for (store, _), name in zip(parts, names)
+        self.speaker_band_stats = {(f"{name}:" if name else "") + speaker: stats
+                                   for (store, _), name in zip(parts, names)
                                    for speaker, stats in (getattr(store, "speaker_band_stats", None) or {}).items()}
-        self.labels = np.full(len(lengths), -1, dtype=np.int64)
+        self.labeled = labels is not None
+        self.labels = np.full(len(lengths), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
         self.classes = list(classes)
-        self.labeled = False
         self.info = dict(info)
         self.feature_params = dict(self.info.get("features") or {})
         self.data_dir = Path("pool")

@@ -163,6 +163,7 @@ def prepare(
     exclude_speakers: Union[str, Sequence[str], None] = None,
     max_store_gb: float = DEFAULT_MAX_STORE_GB,
     notify: Optional[Callable[[str], None]] = None,
+    speed: float = 1.0,
 ) -> PrepareResult:
     """Prepare the corpus at ``corpus_dir`` into the feature store ``out_dir``; see the module doc.
 
@@ -178,10 +179,17 @@ def prepare(
     ``ValueError`` for invalid feature parameters. The ssl front-end (``ser_cl.data.upstream``):
     the store's estimated size goes to ``notify`` (a line), and a store above ``max_store_gb``
     (decimal GB) is refused (``ValueError``) before anything is computed or removed.
+    ``speed``: compute the features of every file played this many times as fast
+    (``audio.change_speed``; e.g. 0.9 or 1.1): a store of perturbed copies with the corpus' utterance
+    ids and speakers, which a training stage adds to its folds' training utterances
+    (``data.train_copies``, ``ser_cl.data.copies``); prepare.json records it.
     """
     from ser_cl.data.folds import auto_protocol, fold_summary, make_folds
 
     started = time.perf_counter()
+    if not (isinstance(speed, (int, float)) and 0.5 <= float(speed) <= 2.0):
+        raise ValueError(f"--speed {speed!r}: give a factor from 0.5 to 2 (e.g. 0.9 or 1.1)")
+    speed = float(speed)
     if features is None:
         params = dict(FEATURE_PARAMS)
     elif isinstance(features, str):
@@ -195,6 +203,8 @@ def prepare(
         from ser_cl.data.opensmile_features import opensmile_version
 
         cache_text += f"|opensmile {opensmile_version()}"
+    if speed != 1:
+        cache_text += f"|speed {speed!r}"
     out_dir = Path(out_dir)
     listing = read_corpus(corpus_dir, corpus, speaker_level=speaker_level, speakers_csv=speakers_csv,
                           pattern=pattern, label_map=label_map)
@@ -248,7 +258,7 @@ def prepare(
             continue
         hit = cached.get(key)
         if hit is None:
-            tasks.append((i, utt.path, str(cache_dir / key), params))
+            tasks.append((i, utt.path, str(cache_dir / key), params, speed))
         elif hit[0] == "ok":
             entries[i] = (str(cache_dir / f"{key}_{hit[1]}.npy"), int(hit[1]))
             n_cached += 1
@@ -257,7 +267,7 @@ def prepare(
             n_cached += 1
 
     jobs = max(1, int(jobs or os.cpu_count() or 1))
-    stem_of = {index: stem for index, _, stem, _ in tasks}
+    stem_of = {task[0]: task[2] for task in tasks}
     compute = run_ssl_tasks if feature_kind(params) == "ssl" else run_tasks
     for index, n_samples, reason in compute(tasks, jobs, progress):
         if reason is not None:
@@ -338,6 +348,7 @@ def prepare(
         "class_spec": class_map.spec if class_map is not None else None,
         "class_map": dict(class_map.mapping) if class_map is not None else {},
         "features": params,
+        **({"speed": speed} if speed != 1 else {}),
         "min_duration_s": min_duration,
         "n_utterances": len(rows),
         "total_frames": int(offsets[-1]),

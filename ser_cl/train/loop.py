@@ -259,10 +259,15 @@ def init_head(model: SERModel, store: FeatureStore, fold: Fold, cfg: StageConfig
 
 
 def write_split(fold_dir: Path, store, fold: Fold) -> None:
-    """``split.json``: the fold's speakers and the utterance ids of its three parts."""
-    write_json(fold_dir / "split.json", {
-        "fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
-        **{part: [store.utt_ids[i] for i in getattr(fold, part)] for part in ("train", "val", "test")}})
+    """``split.json``: the fold's speakers and the utterance ids of its three parts (ids of
+    data.dir's store); training copies (``data.train_copies``) as ``<copy store>:<id>`` under
+    ``train_copies``."""
+    n_target = getattr(store, "n_target", len(store))
+    split = {"fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
+             **{part: [store.utt_ids[i] for i in getattr(fold, part) if i < n_target] for part in ("train", "val", "test")}}
+    if n_target < len(store):
+        split["train_copies"] = [store.utt_ids[i] for i in fold.train if i >= n_target]
+    write_json(fold_dir / "split.json", split)
 
 
 def complete_metrics(fold_dir: Path) -> Optional[Dict[str, Any]]:

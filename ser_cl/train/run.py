@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, as_table
 from ser_cl.experiment import Variant, expand, load_experiment
+from ser_cl.data.copies import copy_dirs, load_copies, with_copies
 from ser_cl.data.folds import Fold, auto_protocol, make_folds_for
 from ser_cl.data.pool import (KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, check_source_fold, pool_units,
                               serves_every_fold)
@@ -62,7 +63,7 @@ FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device"
 # folds keep (source.config), stay what they were.
 OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.refit_head": False,
                       "data.val_speakers": 1, "data.n_folds": 5, "data.folds_file": "", "model.input_dropout": None,
-                      "optim.keep": "best"}
+                      "optim.keep": "best", "data.train_copies": []}
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
@@ -165,6 +166,8 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
     if pools not in (ALL_RUNS, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED):
         raise ValueError(f"pools must be one of {ALL_RUNS}, {SHARED_POOLS_ONLY}, {SHARED_POOLS_TRAINED}; got {pools!r}")
     cfg = variant.config
+    if cfg.data.train_copies:  # "{data.dir}-sp0.9" -> the store's path, in config.toml and the fingerprint too
+        cfg = replace(cfg, data=replace(cfg.data, train_copies=copy_dirs(cfg.data.train_copies, cfg.data.dir)))
     device = distributed.setup() or resolve_device(device_spec or cfg.device)  # torchrun: this rank's GPU
     store = FeatureStore(cfg.data.dir)
     self_supervised = cfg.kind == "pretrain" and cfg.loss.name in SELF_SUPERVISED_LOSSES
@@ -199,6 +202,10 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         })
     if cfg.kind == "baseline":
         return _run_baseline(cfg, store, selected, out, progress, restart)
+    try:
+        copies = load_copies(store, cfg.data.train_copies) if cfg.data.train_copies else []
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from err
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / (POOL_FOLD if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
@@ -215,7 +222,10 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
             check_fold_config(out / fold.name, fingerprint, restart)
             write_json(out / fold.name / "fingerprint.json", fingerprint)
         distributed.barrier()
-        train_fold(cfg, store, fold, out / fold.name, device, source_checkpoint=src_ckpt, progress=progress)
+        fold_store, fold_rows = store, fold
+        if copies and not fold_is_complete(out / fold.name):
+            fold_store, fold_rows = with_copies(store, fold, copies)
+        train_fold(cfg, fold_store, fold_rows, out / fold.name, device, source_checkpoint=src_ckpt, progress=progress)
     return out
 
 
