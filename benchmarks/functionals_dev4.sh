@@ -32,11 +32,11 @@ declare -A SETS=(
     [refit]="data.val_speakers=1 optim.refit_head=true"
     # no speed-perturbed copies (0.9 and 1.1) of each fold's training utterances (the preset's CE has them)
     [nocopies]="data.train_copies=[]"
-    # ssl*: self-supervised NT-Xent -> CE fine-tuning (the preset's; its fine-tuning has no copies)
+    # ssl*: self-supervised NT-Xent -> CE fine-tuning (the preset's), and without the copies
     [ssl]=""
-    [ssl-copies]="kind.finetune.data.train_copies=[\"$DATA-sp0.9\",\"$DATA-sp1.1\"]"
+    [ssl-nocopies]="kind.finetune.data.train_copies=[]"
 )
-ORDER=(base nocopies val1 keep-best lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit ssl ssl-copies)
+ORDER=(base nocopies val1 keep-best lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit ssl ssl-nocopies)
 [ $# -gt 0 ] && ORDER=("$@")
 [ -f "$DATA/prepare.json" ] || { echo "$DATA: not prepared; run: bash benchmarks/corpora_cpu.sh emodb fce" >&2; exit 2; }
 if true; then  # the copies' stores (the preset's CE trains on them), from the audio $DATA was prepared from
