@@ -7,7 +7,8 @@
 #   bash benchmarks/scale_check.sh 3              (folds 1-3 only, and the 24-fold time they imply)
 #   bash benchmarks/scale_check.sh 24 cpu-v1      (the first CPU preset, as measured in the README)
 #   bash benchmarks/scale_check.sh 24 cpu-functionals   (the functionals recipe: ComParE 2016
-#                                                       functionals store, experiments/ce_baseline.toml)
+#                                                       functionals store and its copies at speeds
+#                                                       0.9 and 1.1, experiments/ce_baseline.toml)
 # Two fold workers of one thread each (--devices cpu,cpu), as for EmoDB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,12 @@ t0=$(date +%s)
 from ser_cl.data.synth import synthesize_corpus
 print(synthesize_corpus('$RAW', per_speaker=15, seed=7, n_sessions=12, duration=(3.2, 4.2), n_dropped=0))"
 [ -f "$DATA/prepare.json" ] || "$CLI" prepare "$RAW" --out "$DATA" "${FEATURES[@]}" --quiet
+if [ "$PRESET" = cpu-functionals ]; then  # its CE also trains on copies at speeds 0.9 and 1.1
+    for speed in 0.9 1.1; do
+        [ -f "$DATA-sp$speed/prepare.json" ] || "$CLI" prepare "$RAW" --out "$DATA-sp$speed" "${FEATURES[@]}" \
+            --speed "$speed" --quiet
+    done
+fi
 echo "== corpus ready: $(( $(date +%s) - t0 )) s"
 t1=$(date +%s)
 N="${1:-24}"
