@@ -112,6 +112,13 @@ def test_copies_that_are_not_the_same_recordings_are_refused(synth_corpus_dir, s
             classes="neu=neutral,sad=sad,ang=angry")
     with pytest.raises(ValueError, match="has classes"):
         load_copies(target, [str(other_classes)])
+    from ser_cl.experiment import Variant
+    from ser_cl.train.run import run_variant
+
+    cfg = tiny_stage(runs_dir=str(tmp_path / "runs"), data={"dir": str(synth_mel_dir), "train_copies": ["{data.dir}-sp0.7"]})
+    with pytest.raises(ConfigError, match="-sp0.7 is not a prepared store"):
+        run_variant(Variant(cfg, "train", {}), folds=[1], device_spec="cpu", progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before run.json or a fold folder is written
     with pytest.raises(ConfigError, match="data.train_copies is for train and finetune"):
         tiny_stage(stage="pretrain", loss={"name": "selfsup_ntxent"}, data={"train_copies": [str(slow_copy)]})
 

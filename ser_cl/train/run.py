@@ -191,6 +191,10 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         if not one_source and info["folds"] != [f.name for f in all_folds]:
             raise ConfigError(f"{source}: its folds {info['folds']} differ from this data's protocol")
     selected = _select_folds(all_folds, folds, cfg)
+    try:  # before anything is written: a missing copy store stops with the command that makes it
+        copies = load_copies(store, cfg.data.train_copies) if cfg.data.train_copies else []
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from err
     if distributed.is_main():
         write_json(out / "run.json", {
             "experiment": cfg.experiment, "variant": variant.name, "stage": cfg.kind, "description": cfg.description,
@@ -202,10 +206,6 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         })
     if cfg.kind == "baseline":
         return _run_baseline(cfg, store, selected, out, progress, restart)
-    try:
-        copies = load_copies(store, cfg.data.train_copies) if cfg.data.train_copies else []
-    except (ValueError, FileNotFoundError) as err:
-        raise ConfigError(str(err)) from err
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / (POOL_FOLD if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
