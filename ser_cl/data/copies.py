@@ -18,7 +18,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from .folds import Fold
-from .pool import PooledStore, check_front_ends
+from .pool import PooledStore, check_front_ends, store_names
 from .store import FeatureStore
 
 __all__ = ["copy_dirs", "load_copies", "with_copies", "DATA_DIR_FIELD"]
@@ -69,17 +69,12 @@ def load_copies(target: FeatureStore, entries: Sequence[str]) -> List[FeatureSto
             raise ValueError(f"{where} has classes {list(store.classes)}, data.dir {list(target.classes)}; "
                              "prepare both with the same --classes")
         for utt, speaker in zip(store.utt_ids, store.speakers):
-            if speaker_of.get(utt, speaker) != speaker:
-                raise ValueError(f"{where}: utterance {utt} has speaker {speaker!r}, in data.dir {speaker_of[utt]!r}")
             if utt not in speaker_of:
                 raise ValueError(f"{where}: utterance {utt} is not in data.dir {target.data_dir}; "
                                  "copies are the same recordings, prepared with the same selection")
+            if speaker_of[utt] != speaker:
+                raise ValueError(f"{where}: utterance {utt} has speaker {speaker!r}, in data.dir {speaker_of[utt]!r}")
     return copies
-
-
-def _names(copies: Sequence[FeatureStore]) -> List[str]:
-    names = [s.data_dir.resolve().name for s in copies]
-    return [n if names.count(n) == 1 else f"{n}#{k + 1}" for k, n in enumerate(names)]
 
 
 def with_copies(target: FeatureStore, fold: Fold, copies: Sequence[FeatureStore]) -> Tuple[PooledStore, Fold]:
@@ -93,7 +88,7 @@ def with_copies(target: FeatureStore, fold: Fold, copies: Sequence[FeatureStore]
         rows = np.array([j for j, utt in enumerate(store.utt_ids) if utt in train_ids], dtype=np.int64)
         parts.append((store, rows))
         labels.append(store.labels[rows])
-    combined = PooledStore(parts, [""] + _names(copies), target.classes, target.info, labels=np.concatenate(labels))
+    combined = PooledStore(parts, [""] + store_names(copies), target.classes, target.info, labels=np.concatenate(labels))
     combined.data_dir = Path(target.data_dir)
     combined.n_target = len(target)
     added = np.arange(len(target), len(combined), dtype=np.int64)

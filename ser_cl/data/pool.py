@@ -84,17 +84,16 @@ class PooledStore:
         self.features = np.empty((int(self.offsets[-1]), self.n_freq), dtype=dtype)
         self.utt_ids: List[str] = []
         self.speakers: List[str] = []
+        prefixes = [f"{name}:" if name else "" for name in names]
         k = 0
-        for (store, rows), name in zip(parts, names):
-            prefix = f"{name}:" if name else ""
+        for (store, rows), prefix in zip(parts, prefixes):
             for i in rows:
                 self.features[self.offsets[k]:self.offsets[k + 1]] = store[int(i)]
                 self.utt_ids.append(f"{prefix}{store.utt_ids[i]}")
                 self.speakers.append(f"{prefix}{store.speakers[i]}" if store.speakers[i] else "")
                 k += 1
         # each part's stored speaker statistics (over all of a speaker's audio), under the pool's names
-        self.speaker_band_stats = {(f"{name}:" if name else "") + speaker: stats
-                                   for (store, _), name in zip(parts, names)
+        self.speaker_band_stats = {prefix + speaker: stats for (store, _), prefix in zip(parts, prefixes)
                                    for speaker, stats in (getattr(store, "speaker_band_stats", None) or {}).items()}
         self.labeled = labels is not None
         self.labels = np.full(len(lengths), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
@@ -123,7 +122,9 @@ class PoolUnit:
     trained_keys: np.ndarray
 
 
-def _store_names(stores: Sequence[FeatureStore]) -> List[str]:
+def store_names(stores: Sequence[FeatureStore]) -> List[str]:
+    """Each store's folder name, numbered ``#k`` where two stores share one (the prefix of its
+    ids and speakers in a ``PooledStore``)."""
     names = [s.data_dir.resolve().name for s in stores]
     return [n if names.count(n) == 1 else f"{n}#{k + 1}" for k, n in enumerate(names)]
 
@@ -203,7 +204,7 @@ def pool_units(pool_dirs: Sequence[str], weights: Sequence[float], target: Optio
     """
     stores = [FeatureStore(d) for d in pool_dirs]
     check_front_ends(stores, target)
-    names = _store_names(stores)
+    names = store_names(stores)
     keys = [utterance_keys(s) for s in stores]  # once: matching and what each run trained on
     index = _TargetIndex(target) if target is not None else None
     matches = [index.match(s, k) if index is not None else (np.full(len(s), -1), np.full(len(s), "", dtype=object))

@@ -33,7 +33,7 @@ from ser_cl.data.store import FeatureStore
 from ser_cl.io import write_json
 from ser_cl.metrics import classification_report
 from ser_cl.models.embed import class_probabilities
-from ser_cl.eval.run_probe import split_rows
+from ser_cl.eval.run_probe import row_index, split_rows
 from ser_cl.progress import progress_bar
 from ser_cl.train.build import resolve_device
 from ser_cl.train.checkpoint import load_model
@@ -78,19 +78,16 @@ def _split_ids(fold_dir: Path) -> Dict[str, List[str]]:
     return json.loads((fold_dir / "split.json").read_text())
 
 
-def _row_index(store: FeatureStore) -> Dict[str, int]:
-    return {u: i for i, u in enumerate(store.utt_ids)}
-
-
-def member_probabilities(fold_dir: Path, store: FeatureStore, device: torch.device) -> Dict[str, np.ndarray]:
+def member_probabilities(fold_dir: Path, store: FeatureStore, index_of: Dict[str, int],
+                         device: torch.device) -> Dict[str, np.ndarray]:
     """A member fold's softmax probabilities of its val and test utterances (rows in split.json's
-    order), from its best checkpoint on its own store (normalised as the model was trained)."""
+    order), from its best checkpoint on its own store (normalised as the model was trained);
+    ``index_of``: the store's row of each utterance id (``row_index``)."""
     split = _split_ids(fold_dir)
     model, ckpt = load_model(fold_dir / "best.pt", device)
     if list(ckpt["classes"]) != list(store.classes):
         raise EnsembleError(f"{fold_dir / 'best.pt'}: classes {ckpt['classes']} differ from {store.data_dir}'s")
     inputs = model_inputs(store, model.cfg.input_norm)
-    index_of = _row_index(store)
     out = {}
     for part in SPLITS:
         idx = split_rows(fold_dir, split[part], index_of, store)
@@ -112,13 +109,12 @@ def ensemble_fold(member_dirs: Sequence[Path], stores: Sequence[FeatureStore], d
     shared_val = all(sorted(split["val"]) == sorted(splits[0]["val"]) for split in splits[1:])
     ref = {"test": splits[0]["test"], "val": splits[0]["val"] if shared_val else []}
     classes = list(stores[0].classes)
-    labels = {part: stores[0].labels[split_rows(member_dirs[0], ref[part], _row_index(stores[0]), stores[0])]
-              for part in SPLITS}
+    indexes = [row_index(store) for store in stores]
+    labels = {part: stores[0].labels[split_rows(member_dirs[0], ref[part], indexes[0], stores[0])] for part in SPLITS}
     mean = {part: np.zeros((len(ref[part]), len(classes))) for part in SPLITS}
     member_scores = []
-    for d, split, store in zip(member_dirs, splits, stores):
-        probs = member_probabilities(d, store, device)
-        index_of = _row_index(store)
+    for d, split, store, index_of in zip(member_dirs, splits, stores, indexes):
+        probs = member_probabilities(d, store, index_of, device)
         scores: Dict[str, Any] = {part: None for part in SPLITS}
         for part in SPLITS:
             if not ref[part]:

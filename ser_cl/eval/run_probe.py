@@ -41,6 +41,11 @@ def find_variant_dirs(path: str | Path) -> List[Path]:
     return found
 
 
+def row_index(store: FeatureStore) -> Dict[str, int]:
+    """The store's row of each utterance id (what ``split_rows`` looks ids up in)."""
+    return {u: i for i, u in enumerate(store.utt_ids)}
+
+
 def split_rows(fold_dir: Path, ids: Sequence[str], index_of: Dict[str, int], store: FeatureStore) -> np.ndarray:
     """The store rows of utterance ids from ``fold_dir``'s split.json; one line naming both files
     when the store lacks one (re-prepared data: the run must be trained again)."""
@@ -55,7 +60,7 @@ def probe_fold(fold_dir: Path, store: FeatureStore, has_head: bool, device: torc
                seed: int = 0) -> Dict:
     """Embed, save embeddings, fit the probes; write and return probe.json."""
     split = json.loads((fold_dir / "split.json").read_text())
-    index_of = {u: i for i, u in enumerate(store.utt_ids)}
+    index_of = row_index(store)
     model, ckpt = load_model(fold_dir / "best.pt", device)
     store = model_inputs(store, model.cfg.input_norm)
     if list(ckpt["classes"]) != list(store.classes):
