@@ -35,6 +35,12 @@ declare -A SETS=(
     # ssl*: self-supervised NT-Xent -> CE fine-tuning (the preset's), and without the copies
     [ssl]=""
     [ssl-nocopies]="kind.finetune.data.train_copies=[]"
+    # the lr schedule of CE without validation (by epoch): lr / 10 every 9 epochs (what the plateau
+    # schedule did when no epoch could improve), every 20 epochs, a half cosine, a constant lr
+    [step9]="kind.train.optim.schedule=step kind.train.optim.step_epochs=9"
+    [step20]="kind.train.optim.schedule=step kind.train.optim.step_epochs=20"
+    [cosine]="kind.train.optim.schedule=cosine"
+    [constant]="kind.train.optim.schedule=step kind.train.optim.step_epochs=1000"
 )
 ORDER=(base nocopies val1 keep-best lr3e-4 lr1e-4 wd0.1 indrop0.5 hidden64 smooth0.3 refit ssl ssl-nocopies)
 [ $# -gt 0 ] && ORDER=("$@")

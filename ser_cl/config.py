@@ -103,6 +103,12 @@ class OptimConfig:
     weight_decay: float = 0.0
     patience: int = 3  # epochs without improvement before lr is divided by 10 (thesis)
     lr_factor: float = 0.1
+    # how the lr moves over a phase's epochs (it is set once per epoch): plateau (x lr_factor after
+    # `patience` epochs without a better validation value; needs validation speakers) | step
+    # (x lr_factor every `step_epochs` epochs) | cosine (lr x (1 + cos(pi e / E)) / 2 at epoch e
+    # of the phase's E epochs: from lr towards 0)
+    schedule: str = "plateau"
+    step_epochs: int = 10  # schedule = "step": epochs between two steps of the lr
     monitor: str = "auto"  # auto | val_ua | val_loss (auto: val_ua with a classifier head)
     early_stop: int = 0  # stop after this many epochs without improvement (0 = never; thesis)
     # which weights the fold keeps in best.pt and is scored with: best (the best validation epoch;
@@ -214,6 +220,7 @@ LOSS_NAMES = ("ce", "triplet", "smooth_triplet", "ntxent", "supcon", "selfsup_nt
 MINING = ("all", "semihard", "hard", "semihard-hard")
 PROTOCOLS = ("auto", "session10", "session5", "speaker", "holdout", "speaker_groups", "file")
 TENSORBOARD_MODES = ("auto", "on", "off")  # optim.tensorboard
+SCHEDULES = ("plateau", "step", "cosine")  # optim.schedule
 
 
 # -- typed conversion -------------------------------------------------------------------------
@@ -316,11 +323,17 @@ def validate(cfg: StageConfig, where: str) -> None:
         check(cfg.optim.keep == "last" and not cfg.optim.early_stop and not cfg.optim.refit_head,
               "data.val_speakers = 0 leaves no validation speakers: set optim.keep = \"last\", "
               "optim.early_stop = 0 and optim.refit_head = false")
+        check(cfg.optim.schedule != "plateau" or cfg.data.protocol == "holdout",  # holdout validates anyway
+              "data.val_speakers = 0 leaves no validation speakers for optim.schedule = \"plateau\": "
+              "set optim.schedule = \"cosine\" or \"step\" (with optim.step_epochs)")
     check(not cfg.data.train_copies or cfg.kind in ("train", "finetune"),
           "data.train_copies is for train and finetune stages (pretraining reads data.pool)")
     check(cfg.data.n_folds >= 2, "data.n_folds must be >= 2 (protocol speaker_groups)")
     check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
     check(cfg.optim.keep in ("best", "last"), "optim.keep must be best or last")
+    check(cfg.optim.schedule in SCHEDULES, f"optim.schedule must be one of {', '.join(SCHEDULES)}, "
+          f"got '{cfg.optim.schedule}'")
+    check(cfg.optim.step_epochs >= 1, "optim.step_epochs must be >= 1")
     check(cfg.optim.epochs >= 1, "optim.epochs must be >= 1")
     check(cfg.optim.max_steps >= 0, "optim.max_steps must be >= 0 (0: no step budget)")
     check(cfg.optim.batch_size >= 2, "optim.batch_size must be >= 2")

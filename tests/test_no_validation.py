@@ -1,8 +1,8 @@
 """``data.val_speakers = 0``: train on every speaker but the test ones, score the last epoch.
 
 Checked: the folds (every non-test speaker in train, brute force over the speakers), the config
-rules (one line naming the keys to set), a trained fold (no validation scores; the lr steps down
-every ``patience + 1`` epochs, as ReduceLROnPlateau does when no epoch improves; test UA equal to
+rules (one line naming the keys to set, a plateau schedule refused), a trained fold (no validation
+scores; the lr of each epoch against the closed form of optim.schedule = step and cosine; test UA equal to
 scikit-learn's balanced accuracy of best.pt's predictions, which are last.pt's weights), the
 report and the end-of-run summary (the fold counts, val shown as absent) and the probe (skipped,
 said why).
@@ -11,6 +11,7 @@ said why).
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -60,15 +61,23 @@ def test_the_config_names_what_to_set():
     with pytest.raises(ConfigError, match="for train stages"):
         tiny_stage(stage="pretrain", loss={"name": "supcon"}, data={"val_speakers": 0, "protocol": "speaker"},
                    optim={"keep": "last", "monitor": "val_loss"})
-    cfg = tiny_stage(data={"val_speakers": 0, "protocol": "speaker"}, optim={"keep": "last"})
-    assert cfg.data.val_speakers == 0
+    with pytest.raises(ConfigError, match='no validation speakers for optim.schedule = "plateau": set optim.schedule'):
+        tiny_stage(data={"val_speakers": 0, "protocol": "speaker"}, optim={"keep": "last"})
+    with pytest.raises(ConfigError, match="optim.schedule must be one of plateau, step, cosine, got 'linear'"):
+        tiny_stage(optim={"schedule": "linear"})
+    with pytest.raises(ConfigError, match="optim.step_epochs must be >= 1"):
+        tiny_stage(optim={"schedule": "step", "step_epochs": 0})
+    for schedule in ("step", "cosine"):
+        cfg = tiny_stage(data={"val_speakers": 0, "protocol": "speaker"}, optim={"keep": "last", "schedule": schedule})
+        assert cfg.data.val_speakers == 0 and cfg.optim.schedule == schedule
 
 
 @pytest.fixture(scope="module")
 def trained(synth_mel_dir, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     cfg = tiny_stage(data={"dir": str(synth_mel_dir), "protocol": "speaker", "val_speakers": 0},
-                     optim={"keep": "last", "epochs": 3, "patience": 0}, runs_dir=str(runs), experiment="noval")
+                     optim={"keep": "last", "epochs": 3, "schedule": "step", "step_epochs": 1},
+                     runs_dir=str(runs), experiment="noval")
     return run_variant(Variant(cfg, "train", {}), folds=[1], progress=False), runs
 
 
@@ -81,12 +90,27 @@ def test_a_fold_trains_on_every_other_speaker_and_scores_its_last_weights(traine
     assert split["val"] == [] and len(split["train"]) + len(split["test"]) == len(store.utt_ids)
     history = [json.loads(line) for line in (out / "fold-01" / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_ua"] for r in history] == [None] * 3
-    assert [r["lr"] for r in history] == pytest.approx([3e-3, 3e-4, 3e-5])  # patience 0: down every epoch
+    assert [r["lr"] for r in history] == pytest.approx([3e-3, 3e-4, 3e-5])  # step_epochs 1: down every epoch
     best, last = load_checkpoint(out / "fold-01" / "best.pt"), load_checkpoint(out / "fold-01" / "last.pt")
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
     rows = [store.utt_ids.index(u) for u in split["test"]]
     preds = one_at_a_time_probabilities(out / "fold-01" / "best.pt", store, rows).argmax(1)
     assert metrics["test"]["ua"] == pytest.approx(balanced_accuracy_score(store.labels[rows], preds))
+
+
+@pytest.mark.parametrize("schedule,step_epochs", [("cosine", 10), ("step", 2)])
+def test_the_lr_of_each_epoch_follows_the_schedule_in_closed_form(schedule, step_epochs, synth_mel_dir, tmp_path):
+    epochs, lr, factor = 5, 2e-3, 0.5
+    cfg = tiny_stage(data={"dir": str(synth_mel_dir), "protocol": "speaker", "val_speakers": 0},
+                     optim={"keep": "last", "epochs": epochs, "lr": lr, "lr_factor": factor, "schedule": schedule,
+                            "step_epochs": step_epochs}, runs_dir=str(tmp_path), experiment="sched")
+    out = run_variant(Variant(cfg, "train", {}), folds=[1], progress=False)
+    history = [json.loads(line) for line in (out / "fold-01" / "metrics.jsonl").read_text().splitlines()]
+    if schedule == "cosine":  # half a cosine over the epochs, set at the start of each: lr ... > 0
+        expected = [lr * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+    else:  # lr, lr, lr/2, lr/2, lr/4
+        expected = [lr * factor ** (e // step_epochs) for e in range(epochs)]
+    assert [r["lr"] for r in history] == pytest.approx(expected, rel=1e-9)
 
 
 def test_the_report_the_summary_and_the_probe(trained, capsys):

@@ -25,6 +25,7 @@ re-running the same command continues after the last finished epoch (with the sa
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -193,9 +194,19 @@ def set_trainable(model: SERModel, cfg: StageConfig, phase: Phase, objective: Ob
             p.requires_grad_(objective.needs_z)
 
 
-def make_optimizer(model: SERModel, cfg: StageConfig, device: torch.device):
+def lr_multiplier(cfg: StageConfig, epoch: int, n_epochs: int) -> float:
+    """The lr of epoch ``epoch`` (0-based, within a phase of ``n_epochs``) over ``optim.lr``, for
+    the schedules set by epoch alone: step (x ``lr_factor`` every ``step_epochs``) and cosine."""
+    if cfg.optim.schedule == "step":
+        return cfg.optim.lr_factor ** (epoch // cfg.optim.step_epochs)
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / max(n_epochs, 1)))
+
+
+def make_optimizer(model: SERModel, cfg: StageConfig, device: torch.device, n_epochs: int = 1):
     """Adam over the trainable parameters (the head at ``finetune.head_lr`` when fine-tuning)
-    and a fresh ReduceLROnPlateau (lr x ``lr_factor`` after ``patience`` bad epochs)."""
+    and a fresh scheduler for a phase of ``n_epochs``, stepped once per epoch: ReduceLROnPlateau
+    (lr x ``lr_factor`` after ``patience`` bad epochs; ``optim.schedule = "plateau"``) or the
+    phase's epochs mapped to an lr (``lr_multiplier``: step, cosine)."""
     head_lr = cfg.finetune.head_lr if cfg.kind == "finetune" and cfg.finetune.head_lr else cfg.optim.lr
     heads = {id(p) for p in model.head_parameters()}
     groups = [{"name": "encoder", "lr": cfg.optim.lr,
@@ -207,6 +218,9 @@ def make_optimizer(model: SERModel, cfg: StageConfig, device: torch.device):
         optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True)
     except RuntimeError:  # PyTorch < 2.4 fuses Adam on CUDA only
         optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    if cfg.optim.schedule != "plateau":
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(
+            optimizer, functools.partial(lr_multiplier, cfg, n_epochs=n_epochs))
     mode = "max" if cfg.monitor == "val_ua" else "min"
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.optim.lr_factor,
                                                            patience=cfg.optim.patience)
@@ -374,7 +388,7 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
         if phase.end <= start_epoch:
             continue
         set_trainable(model, cfg, phase, objective)
-        optimizer, scheduler = make_optimizer(model, cfg, device)
+        optimizer, scheduler = make_optimizer(model, cfg, device, phase.end - phase.start)
         if resume_state is not None and resume_state.get("phase", phase.name) == phase.name:
             optimizer.load_state_dict(resume_state["optimizer"])
             scheduler.load_state_dict(resume_state["scheduler"])
@@ -418,8 +432,8 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
                     "lower optim.lr or raise loss.tau, then delete last.pt to restart this fold")
             train_stats = {f"train_{k}": float(v) / max(n_steps, 1) for k, v in sums.items()}
 
-            # data.val_speakers = 0: no validation; no epoch improves, so the lr steps down every
-            # optim.patience + 1 epochs, and optim.keep = "last" scores the last weights
+            # data.val_speakers = 0: no validation; the lr follows optim.schedule (step or cosine, by
+            # epoch), and optim.keep = "last" scores the last weights
             val = evaluate(scored, store, fold.val, cfg, device, val_objective, loader) if fold.val.size else {}
             value = distributed.broadcast_float(val.get("ua" if cfg.monitor == "val_ua" else "loss", math.nan), device)
             improved = math.isfinite(value) and (
@@ -431,7 +445,10 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
             else:
                 bad_epochs += 1
             lrs = {g.get("name", "encoder"): g["lr"] for g in optimizer.param_groups}  # what this epoch used
-            scheduler.step(value if math.isfinite(value) else (-math.inf if mode == "max" else math.inf))
+            if cfg.optim.schedule == "plateau":
+                scheduler.step(value if math.isfinite(value) else (-math.inf if mode == "max" else math.inf))
+            else:
+                scheduler.step()
             record = {"epoch": epoch + 1, **train_stats, "val_loss": val.get("loss"), "val_ua": val.get("ua"),
                       "val_wa": val.get("wa"), "lr": lrs.get("encoder"), "head_lr": lrs.get("head"), "phase": phase.name,
                       "frozen_encoder": not phase.encoder_trains, "best_epoch": best_epoch + 1,
