@@ -12,6 +12,7 @@ import csv
 import io
 import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,10 @@ DATA = "/data/iemocap"
 
 
 def make_run(root: Path, experiment: str, variant: str, test_uas, *, val_uas=None, sweep=None, folds=None,
-             data_dir=DATA, protocol="session5", stage="train", head=True) -> Path:
-    """A head-scored variant with these test UAs (fractions) per fold; None: the fold is missing."""
+             data_dir=DATA, protocol="session5", stage="train", head=True, split=True) -> Path:
+    """A head-scored variant with these test UAs (fractions) per fold; None: the fold is missing.
+    ``split``: each fold's split.json (fold-k tests utterances tk-0, tk-1 and trains on speakers
+    s1..s4; a callable(name) -> dict gives its own)."""
     names = folds or [f"fold-{k:02d}" for k in range(1, len(test_uas) + 1)]
     path = root / experiment / variant
     run = {"experiment": experiment, "variant": variant, "stage": stage, "protocol": protocol,
@@ -41,7 +44,15 @@ def make_run(root: Path, experiment: str, variant: str, test_uas, *, val_uas=Non
     for name, test, val in zip(names, test_uas, val_uas):
         if test is not None:
             write_metrics(path / name, block(val), block(test))
+            if split:
+                write_json(path / name / "split.json", split(name) if callable(split) else default_split(name))
     return path
+
+
+def default_split(name, **changes):
+    k = name.split("-")[1]
+    return dict({"fold": name, "test": [f"t{k}-0", f"t{k}-1"], "val": [], "train": [f"r{k}-0"],
+                 "train_speakers": ["s1", "s2", "s3", "s4"], "test_speakers": [f"x{k}"], "val_speakers": []}, **changes)
 
 
 def invoke(*args, code=0):
@@ -175,9 +186,10 @@ def test_without_a_seed_sweep_the_report_is_unchanged(tmp_path):
 
 
 def brute_force_p(diffs) -> float:
-    """Two-sided exact p of the signed-rank statistic: every one of the 2^n sign flips (no ties, no zeros)."""
+    """Two-sided exact p of the signed-rank statistic: every one of the 2^n sign flips (no zeros)."""
     d = np.asarray(diffs, dtype=float)
-    ranks = np.argsort(np.argsort(np.abs(d))) + 1.0
+    a = np.abs(d)
+    ranks = np.array([np.sum(a < x) + (np.sum(a == x) + 1) / 2 for x in a])  # tied ranks averaged
     observed = ranks[d > 0].sum()
     stats = np.array([sum(r for r, s in zip(ranks, signs) if s)
                       for signs in itertools.product((0, 1), repeat=len(d))])
@@ -195,6 +207,28 @@ def test_the_p_value_is_the_exact_sign_flip_one(seed):
     assert n_nonzero == n and how == "exact"
     assert p == pytest.approx(brute_force_p(diffs), abs=1e-12)
     assert min_p == pytest.approx(2 / 2 ** n)
+
+
+def test_the_label_names_the_method_that_gave_p_with_zeros_and_with_ties():
+    # zeros only: dropped, then the exact test (scipy 1.9-1.12's "auto" would have approximated)
+    with_zeros = [1.5, -0.5, 2.5, 0.0, 3.5, 4.5, 0.0]
+    statistic, p, n, _, how = wilcoxon_test(with_zeros)
+    assert n == 5 and how == "exact; 2 zero differences dropped"
+    assert p == pytest.approx(brute_force_p([x for x in with_zeros if x]), abs=1e-12)
+    # ties among the non-zero differences: still exact, over every sign flip of the average ranks
+    tied = [1.0, 1.0, -2.0, 3.0, 3.0, 4.0, 0.0]
+    statistic, p, n, _, how = wilcoxon_test(tied)
+    assert n == 6 and how == "exact over the 2^n sign flips (tied ranks averaged); 1 zero difference dropped"
+    assert p == pytest.approx(brute_force_p([x for x in tied if x]), abs=1e-12)
+    assert statistic == 3.0  # average ranks 1.5 1.5 3 4.5 4.5 6: W- = 3 (the -2), W+ = 18
+    # more than 50: the normal approximation, said so, against the formula by hand
+    rng = np.random.default_rng(0)
+    many = rng.permutation(np.arange(1, 61)) * rng.choice([-1, 1], size=60, p=[0.4, 0.6])
+    statistic, p, n, _, how = wilcoxon_test(many)
+    assert n == 60 and how == "normal approximation (n > 50)"
+    w_plus = np.abs(many)[many > 0].sum()  # the ranks are the magnitudes 1..60
+    z = (w_plus - 60 * 61 / 4) / np.sqrt(60 * 61 * 121 / 24)
+    assert p == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), rel=1e-9)
 
 
 def test_compare_pairs_the_folds_and_gives_the_differences_of_the_metrics_json_values(tmp_path):
@@ -263,14 +297,15 @@ def test_compare_errors(tmp_path):
     root = tmp_path / "runs"
     make_run(root, "e1", "train", [0.6, 0.5])
     make_run(root, "e2", "train", [0.5, 0.4])
-    make_run(root, "e3", "other_data", [0.5, 0.4], data_dir="/data/emodb")
+    make_run(root, "e3", "other_data", [0.5, 0.4], data_dir="/data/emodb",
+             split=lambda n: default_split(n, test=["emodb_u1"]))
     make_run(root, "e4", "other_protocol", [0.5, 0.4], protocol="session10")
     make_run(root, "e5", "no_test", [0.5, 0.4], folds=["fold-08", "fold-09"])
     with pytest.raises(CompareError, match=r"^no variant 'nope' under .*; variants: e1/train, e2/train, "):
         compare_runs(root, "nope", "e1/train")
     with pytest.raises(CompareError, match=r"^'train' is ambiguous: e1/train, e2/train; give experiment/variant$"):
         compare_runs(root, "train", "e3/other_data")
-    with pytest.raises(CompareError, match=r"not run on the same data \(data.dir /data/iemocap vs /data/emodb\)"):
+    with pytest.raises(CompareError, match=r"^fold-01 tests other utterances in e1/train \(2\) than in e3/other_data \(1; 0 shared\)"):
         compare_runs(root, "e1/train", "other_data")
     with pytest.raises(CompareError, match=r"not run on the same data \(protocol session5 vs session10\)"):
         compare_runs(root, "e1/train", "other_protocol")
@@ -297,11 +332,73 @@ def test_two_stores_of_one_corpus_pair_when_every_fold_tests_the_same_utterances
     c = compare_runs(root, "mel/train", "func/train")
     assert c.diffs == pytest.approx([10.0, -5.0, 30.0]) and c.a_values == pytest.approx([60.0, 50.0, 70.0])
     assert any("every paired fold tests the same utterances" in note for note in c.notes)
-    with pytest.raises(CompareError, match=r"not run on the same data \(data.dir data/emovo-mel64 vs data/emovo-compare\)"):
-        compare_runs(root, "mel/train", "other/train")  # fold-03 tests other utterances
+    with pytest.raises(CompareError, match=r"^fold-03 tests other utterances in mel/train \(2\) than in other/train"):
+        compare_runs(root, "mel/train", "other/train")
     (func / "fold-02" / "split.json").unlink()
-    with pytest.raises(CompareError, match="not run on the same data"):
+    with pytest.raises(CompareError, match="func/train/fold-02/split.json is missing or unreadable"):
         compare_runs(root, "mel/train", "func/train")  # unknown test set: not paired
+
+
+def test_folds_that_test_other_utterances_are_refused_in_one_line(tmp_path):
+    """One store, one protocol: speaker_groups with 5 and with 10 folds pair no fold (the issue's case)."""
+    root = tmp_path / "runs"
+    speakers = [f"sp{i}" for i in range(10)]
+
+    def groups(n):  # fold k tests speakers k-1, k-1+n, ... (speaker_groups-like)
+        return lambda name: default_split(name, test=[f"{s}_u{j}" for s in speakers[int(name[-2:]) - 1::n] for j in (0, 1)])
+
+    make_run(root, "e", "k5", [0.6, 0.5, 0.7, 0.65, 0.61], protocol="speaker_groups", split=groups(5))
+    make_run(root, "e", "k10", [0.5, 0.4, 0.6, 0.55, 0.6, 0.5, 0.4, 0.6, 0.55, 0.6], protocol="speaker_groups",
+             split=groups(10))
+    with pytest.raises(CompareError, match=r"^fold-01 tests other utterances in e/k5 \(4\) than in e/k10 \(2; 2 shared\): "
+                                           "their folds cannot be paired") as err:
+        compare_runs(root, "e/k5", "e/k10")
+    assert "\n" not in str(err.value)
+    res = invoke("report", root, "--compare", "e/k5", "e/k10", code=2)
+    assert res.output.startswith("error: fold-01 tests other utterances") and len(res.output.strip().splitlines()) == 1
+    # a fold without split.json cannot be checked: refused, naming the file
+    make_run(root, "e", "nosplit", [0.5] * 5, protocol="speaker_groups", split=False)
+    with pytest.raises(CompareError, match=r"nosplit/fold-01/split.json is missing or unreadable"):
+        compare_runs(root, "e/k5", "e/nosplit")
+
+
+def test_a_fold_one_side_never_had_is_not_called_incomplete(tmp_path):
+    root = tmp_path / "runs"  # two fold files whose first 3 folds are the same
+    make_run(root, "e", "three", [0.6, 0.5, 0.7], protocol="file")
+    make_run(root, "e", "four", [0.5, 0.4, 0.6, 0.55], protocol="file")
+    make_run(root, "e", "four_partial", [0.5, None, 0.6, 0.55], protocol="file")
+    c = compare_runs(root, "e/three", "e/four")
+    assert c.folds == ["fold-01", "fold-02", "fold-03"]
+    assert c.left_out == ["fold-04: not a fold of e/three (its run has 3 folds)"]
+    c = compare_runs(root, "e/four_partial", "e/four")
+    assert c.left_out == ["fold-02: not complete in e/four_partial"]
+
+
+def test_compare_says_when_the_rows_trained_on_other_speakers_or_copies(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "e", "five", [0.6, 0.5, 0.7], split=lambda n: default_split(n, train_speakers=["s1", "s2", "s3", "s4", "s5"]))
+    make_run(root, "e", "four", [0.5, 0.4, 0.6])
+    make_run(root, "e", "four_copies", [0.5, 0.4, 0.6], split=lambda n: default_split(
+        n, train_copies=["x-sp0.9:r-0", "x-sp1.1:r-0"]))
+    c = compare_runs(root, "e/five", "e/four")
+    [note] = [n for n in c.notes if "trained on different" in n]
+    assert note.startswith("A and B were trained on different speakers in 3 of the 3 paired folds "
+                           "(e.g. fold-01: 5 vs 4 speakers; only in A: s5)")
+    c = compare_runs(root, "e/four_copies", "e/four")
+    assert not [n for n in c.notes if "different speakers" in n]
+    [note] = [n for n in c.notes if "copies" in n]
+    assert note.startswith("A trained on copies from x-sp0.9, x-sp1.1 (split.json train_copies), B on no copies")
+    assert f"note: {note}" in render_comparison(c)
+    # no train_speakers in split.json (older runs, the baseline): the speakers of its train ids, from the store
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "manifest.csv").write_text("utt_id,speaker\n" + "".join(f"r{k}-0,s1\nr{k}-1,s2\n" for k in (1, 2, 3)))
+    old = lambda n: {key: v for key, v in default_split(n, train=[f"r{n[-1]}-0", f"r{n[-1]}-1"]).items() if key != "train_speakers"}
+    make_run(root, "e", "old", [0.5, 0.4, 0.6], data_dir=str(store), split=old)
+    make_run(root, "e", "old2", [0.6, 0.4, 0.6], data_dir=str(store),
+             split=lambda n: dict(old(n), train=[f"r{n[-1]}-0"]))
+    [note] = [n for n in compare_runs(root, "e/old", "e/old2").notes if "trained on different" in n]
+    assert "(e.g. fold-01: 2 vs 1 speakers; only in A: s2)" in note
 
 
 def test_cli_compare(tmp_path):

@@ -2,18 +2,25 @@
 
 A and B are variants (or seed groups, ``ser_cl.eval.seeds``) under RUNS_DIR, named by their path
 relative to it (``exp/variant``), by ``experiment/variant`` as run.json says, or by the variant's
-name alone when no other variant has it. Both must have been run on the same data
-(run.json ``data_dir``) with the same protocol, or, from two stores of one corpus (e.g. log-mel
-and openSMILE functionals), on folds whose test utterances are the same (each paired fold's
-``split.json`` ``test`` ids); otherwise nothing is compared.
+name alone when no other variant has it. Both must have been run with the same protocol, on the
+same data (run.json ``data_dir``) or on two stores of one corpus (e.g. log-mel and openSMILE
+functionals).
 
 Pairing: by fold name, over the folds where both have the metric (the method's score of a complete
-fold, as in the report). A seed group's value for a fold is the mean over its seeds of that fold,
-and a fold counts only when every seed of the group has it: the folds (their test speakers) are
-the paired units, never the (seed, fold) pairs, which are not independent.
+fold, as in the report), and only when each such fold tests the same utterances in every variant
+of A and B (``split.json`` ``test`` ids): two fold counts of ``speaker_groups``, two fold files or
+two sets of holdout speakers are refused (one line), as is a fold without a readable split.json.
+A fold of one side's protocol that the other's never had is said to be so. When the paired folds
+were trained on different speakers (``split.json``: ``train_speakers``, or the speakers of its
+``train`` ids in the store's manifest), or one side also trained on copies (``train_copies``), the
+output says so: the difference then measures those too. A seed group's value for a fold is the
+mean over its seeds of that fold, and a fold counts only when every seed of the group has it: the
+folds (their test speakers) are the paired units, never the (seed, fold) pairs, which are not
+independent.
 
 Test: ``scipy.stats.wilcoxon`` on the per-fold differences A - B (two-sided, zero differences
-dropped: ``zero_method="wilcox"``). With n non-zero differences and no ties, the smallest
+dropped; exact for n <= 50 non-zero differences, ties or not, else the normal approximation:
+``wilcoxon_test``, named in the output). With n non-zero differences and no ties, the smallest
 two-sided p an exact test can give is 2 / 2^n: for n <= 5 no result reaches p < 0.05, which the
 output says. All differences zero: p = 1, no test is run.
 """
@@ -163,41 +170,131 @@ def _check_same_data(a: Side, b: Side) -> Tuple[Optional[str], Optional[str], Li
 
     a_data, b_data = one(a, "data_dir"), one(b, "data_dir")
     a_protocol, b_protocol = one(a, "protocol"), one(b, "protocol")
-    data_differs = bool(a_data and b_data and a_data != b_data)
-    protocol_differs = bool(a_protocol and b_protocol and a_protocol != b_protocol)
-    if data_differs and not protocol_differs and _same_test_sets(a, b):
+    if a_protocol and b_protocol and a_protocol != b_protocol:
+        raise CompareError(f"{a.name} and {b.name} were not run on the same data (protocol {a_protocol} vs "
+                           f"{b_protocol}): their folds cannot be paired")
+    if a_data and b_data and a_data != b_data:  # the paired folds' test utterances are checked next
         notes.append(f"two stores ({a_data} vs {b_data}): every paired fold tests the same utterances")
         return f"{a_data} | {b_data}", a_protocol or b_protocol, notes
-    differ = ([f"data.dir {a_data} vs {b_data}"] if data_differs else []) + \
-             ([f"protocol {a_protocol} vs {b_protocol}"] if protocol_differs else [])
-    if differ:
-        raise CompareError(f"{a.name} and {b.name} were not run on the same data ({'; '.join(differ)}): "
-                           "their folds cannot be paired")
     return a_data or b_data, a_protocol or b_protocol, notes
 
 
-def _test_ids(fold_dir: Path) -> Optional[Tuple[str, ...]]:
+def _split(fold_dir: Path) -> Optional[Dict[str, Any]]:
     try:
         split = json.loads((fold_dir / "split.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return tuple(sorted(split.get("test") or ())) if isinstance(split, dict) else None
+    return split if isinstance(split, dict) and isinstance(split.get("test"), list) else None
 
 
-def _same_test_sets(a: Side, b: Side) -> bool:
-    """Whether every fold both sides completed tests the same utterances in every variant of both
-    (split.json's ``test`` ids; a fold without a readable split.json does not count as the same)."""
-    per_fold: Dict[str, List[set]] = {}
-    for side_index, side in enumerate((a, b)):
-        for result in side.variants:
-            for fold in result.complete_folds:
-                per_fold.setdefault(fold.name, [set(), set()])[side_index].add(_test_ids(fold.path))
-    shared = [sets for sets in per_fold.values() if sets[0] and sets[1]]
-    return bool(shared) and all(len(sets[0] | sets[1]) == 1 and None not in sets[0] for sets in shared)
+_MANIFEST_SPEAKERS: Dict[str, Optional[Dict[str, str]]] = {}
+
+
+def _manifest_speakers(data_dir: Optional[str]) -> Optional[Dict[str, str]]:
+    """utterance id -> speaker from a store's manifest.csv (None: not readable)."""
+    if not data_dir:
+        return None
+    if data_dir not in _MANIFEST_SPEAKERS:
+        import csv
+
+        try:
+            with open(Path(data_dir) / "manifest.csv", newline="", encoding="utf-8") as f:
+                _MANIFEST_SPEAKERS[data_dir] = {row["utt_id"]: row["speaker"] for row in csv.DictReader(f)}
+        except (OSError, KeyError, ValueError):
+            _MANIFEST_SPEAKERS[data_dir] = None
+    return _MANIFEST_SPEAKERS[data_dir]
+
+
+def _training_set(split: Dict[str, Any], data_dir: Optional[str]) -> Tuple[str, frozenset]:
+    """("speakers", their names) of a fold's training utterances (copies aside), or ("utterances",
+    the ids) when neither split.json nor the store's manifest names their speakers."""
+    if isinstance(split.get("train_speakers"), list):
+        return "speakers", frozenset(split["train_speakers"])
+    ids = split.get("train") or []
+    speakers = _manifest_speakers(data_dir)
+    if speakers is not None and all(u in speakers for u in ids):
+        return "speakers", frozenset(speakers[u] for u in ids)
+    return "utterances", frozenset(ids)
+
+
+def _copy_stores(split: Dict[str, Any]) -> Tuple[str, ...]:
+    return tuple(sorted({u.split(":", 1)[0] for u in split.get("train_copies") or ()}))
+
+
+def _check_pairs(a: Side, b: Side, folds: Sequence[str]) -> List[str]:
+    """CompareError (one line) unless every paired fold tests the same utterances in every variant
+    of both sides; notes on what the paired folds were trained on when the sides differ there."""
+    trained: Dict[str, List[set]] = {}
+    copies: List[set] = [set(), set()]
+    for name in folds:
+        tests: Dict[Tuple[str, ...], str] = {}
+        for index, side in enumerate((a, b)):
+            for result in side.variants:
+                fold = next(f for f in result.complete_folds if f.name == name)
+                split = _split(fold.path)
+                if split is None:
+                    raise CompareError(f"{fold.path / 'split.json'} is missing or unreadable: cannot check that "
+                                       f"{a.name} and {b.name} test the same utterances in {name}")
+                tests.setdefault(tuple(sorted(split["test"])), side.name)
+                trained.setdefault(name, [set(), set()])[index].add(_training_set(split, result.run.get("data_dir")))
+                copies[index].add(_copy_stores(split))
+        if len(tests) > 1:
+            (x, x_side), (y, y_side) = list(tests.items())[:2]
+            raise CompareError(
+                f"{name} tests other utterances in {x_side} ({len(x)}) than in {y_side} ({len(y)}; {len(set(x) & set(y))} "
+                "shared): their folds cannot be paired (another data.n_folds, fold file or holdout speakers?)")
+    notes = []
+    differ = [name for name, (sa, sb) in trained.items() if sa != sb]
+    if differ:
+        name = differ[0]
+        (kind_a, set_a), (kind_b, set_b) = min(trained[name][0]), min(trained[name][1])
+        what = kind_a if kind_a == kind_b else "utterances"
+        detail = (f"{len(set_a)} vs {len(set_b)} {what}"
+                  + (f"; only in A: {', '.join(sorted(set_a - set_b)[:6])}" if what == "speakers" and set_a - set_b else "")
+                  + (f"; only in B: {', '.join(sorted(set_b - set_a)[:6])}" if what == "speakers" and set_b - set_a else ""))
+        notes.append(f"A and B were trained on different {what} in {len(differ)} of the {len(folds)} paired folds "
+                     f"(e.g. {name}: {detail}): the difference measures that too")
+    if copies[0] != copies[1]:
+        def said(stores: set) -> str:
+            names = sorted({s for group in stores for s in group})
+            return "copies from " + ", ".join(names) if names else "no copies"
+
+        notes.append(f"A trained on {said(copies[0])} (split.json train_copies), B on {said(copies[1])}: "
+                     "the difference measures that too")
+    return notes
+
+
+def _signflip_p(nonzero: np.ndarray) -> Tuple[float, float]:
+    """(min(W+, W-), two-sided p) over the 2^n equally likely sign flips of the average ranks of
+    |d| (exact with ties): the distribution of W+ by counting subset sums of the doubled ranks."""
+    a = np.abs(nonzero)
+    order = np.argsort(a, kind="stable")
+    ranks2 = np.empty(a.size, dtype=np.int64)  # twice the average ranks: integers
+    i = 0
+    while i < a.size:
+        j = i
+        while j + 1 < a.size and a[order[j + 1]] == a[order[i]]:
+            j += 1
+        ranks2[order[i:j + 1]] = i + j + 2  # (i+1 + j+1) / 2, doubled
+        i = j + 1
+    counts = np.zeros(int(ranks2.sum()) + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for r in ranks2:  # subsets with or without this rank
+        counts[r:] = counts[r:] + counts[:-r].copy() if r else counts * 2
+    probs = counts / counts.sum()
+    w_plus = int(ranks2[nonzero > 0].sum())
+    p = min(1.0, 2.0 * min(probs[:w_plus + 1].sum(), probs[w_plus:].sum()))
+    return min(w_plus, int(ranks2.sum()) - w_plus) / 2.0, float(p)
 
 
 def wilcoxon_test(diffs: Sequence[float]) -> Tuple[Optional[float], float, int, Optional[float], str]:
-    """(statistic, two-sided p, n non-zero, smallest possible exact p, how) of the differences."""
+    """(statistic, two-sided p, n non-zero, smallest possible exact p, how) of the differences.
+
+    Zero differences are dropped first, and the method is chosen here, not left to scipy's "auto"
+    (which switches to the normal approximation on zeros in scipy 1.9-1.12 but not later): with
+    n <= 50 non-zero differences p is exact (``scipy.stats.wilcoxon(method="exact")`` without
+    ties; with ties, the exact sign-flip distribution of the average ranks), else scipy's normal
+    approximation. ``how`` says which gave p."""
     d = np.asarray(diffs, dtype=np.float64)
     nonzero = d[d != 0]
     n = int(nonzero.size)
@@ -206,15 +303,15 @@ def wilcoxon_test(diffs: Sequence[float]) -> Tuple[Optional[float], float, int, 
     from scipy.stats import wilcoxon
 
     ties = np.unique(np.abs(nonzero)).size < n
+    zeros = f"; {d.size - n} zero difference{'s' if d.size - n != 1 else ''} dropped" if n < d.size else ""
+    if n <= 50 and ties:
+        statistic, p = _signflip_p(nonzero)
+        return statistic, p, n, min(1.0, 2.0 / 2 ** n), "exact over the 2^n sign flips (tied ranks averaged)" + zeros
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns for small n, ties or zeros; the output says it
-        result = wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-    if n <= 50 and not ties and n == d.size:
-        how = "exact"
-    elif n <= 50:
-        how = "ties or zeros, so scipy's own method"
-    else:
-        how = "normal approximation"
+        warnings.simplefilter("ignore")  # scipy warns for small n with the approximation; the output says it
+        result = wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided",
+                          method="exact" if n <= 50 else "approx")
+    how = ("exact" if n <= 50 else "normal approximation (n > 50)") + zeros
     return float(result.statistic), float(result.pvalue), n, min(1.0, 2.0 / 2 ** n), how
 
 
@@ -234,6 +331,7 @@ def compare_runs(runs_dir: Union[str, Path], a: str, b: str, metric: str = "test
     if not folds:
         raise CompareError(f"no fold has {label} in both {side_a.name} ({len(values_a)} folds) and "
                            f"{side_b.name} ({len(values_b)} folds)")
+    notes += _check_pairs(side_a, side_b, folds)
     left_out = []
     for name in sorted(set(values_a) ^ set(values_b) | set(why_a) | set(why_b)):
         if name in folds:
@@ -241,7 +339,11 @@ def compare_runs(runs_dir: Union[str, Path], a: str, b: str, metric: str = "test
         reasons = []
         for side, values, why in ((side_a, values_a, why_a), (side_b, values_b, why_b)):
             if name not in values:
-                reasons.append(why.get(name, f"not complete in {side.name}"))
+                protocol_folds = [r.expected_folds for r in side.variants if r.expected_folds is not None]
+                if protocol_folds and all(name not in names for names in protocol_folds):
+                    reasons.append(f"not a fold of {side.name} (its run has {len(protocol_folds[0])} folds)")
+                else:
+                    reasons.append(why.get(name, f"not complete in {side.name}"))
         left_out.append(f"{name}: {'; '.join(reasons)}")
     a_values = [values_a[name] for name in folds]
     b_values = [values_b[name] for name in folds]

@@ -273,11 +273,13 @@ def init_head(model: SERModel, store: FeatureStore, fold: Fold, cfg: StageConfig
 
 
 def write_split(fold_dir: Path, store, fold: Fold) -> None:
-    """``split.json``: the fold's speakers and the utterance ids of its three parts (ids of
-    data.dir's store); training copies (``data.train_copies``) as ``<copy store>:<id>`` under
+    """``split.json``: the fold's speakers (``train_speakers``: of data.dir's training utterances)
+    and the utterance ids of its three parts (ids of data.dir's store); training copies (``data.train_copies``) as ``<copy store>:<id>`` under
     ``train_copies``."""
     n_target = getattr(store, "n_target", len(store))
+    speakers = getattr(store, "speakers", None)
     split = {"fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
+             **({"train_speakers": sorted({speakers[i] for i in fold.train if i < n_target})} if speakers else {}),
              **{part: [store.utt_ids[i] for i in getattr(fold, part) if i < n_target] for part in ("train", "val", "test")}}
     if n_target < len(store):
         split["train_copies"] = [store.utt_ids[i] for i in fold.train if i >= n_target]
