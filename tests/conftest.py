@@ -104,18 +104,23 @@ def tiny_stage(**tables):
 def one_at_a_time_probabilities(checkpoint, store, rows):
     """Softmax probabilities (float64 [len(rows), classes]) of a checkpoint's model on store rows,
     each utterance alone (no batching, padding or length sorting), inputs normalised as the model
-    was trained: the reference the batched evaluation is checked against."""
+    was trained, by numpy here (not ser_cl.data.normalize): input_norm "speaker" standardises each
+    frame with its speaker's statistics as ``prepare`` stored them (``speaker_stats.npz``: all of
+    the speaker's audio), in the store's dtype; any other input_norm
+    is the model's own. The reference the batched evaluation is checked against."""
     import numpy as np
     import torch
 
-    from ser_cl.data.normalize import model_inputs
     from ser_cl.train.checkpoint import load_model
 
     model, _ = load_model(checkpoint, "cpu")
-    inputs = model_inputs(store, model.cfg.input_norm)
     out = []
     with torch.no_grad():
         for i in rows:
-            x = torch.tensor(np.array(inputs[i], dtype=np.float32))[None]
+            frames = np.asarray(store[i], dtype=np.float32)
+            if model.cfg.input_norm == "speaker":
+                mean, std = store.speaker_band_stats[store.speakers[i]]  # KeyError: no stored statistics
+                frames = ((frames - mean) / std).astype(store.features.dtype).astype(np.float32)
+            x = torch.tensor(frames)[None]
             out.append(torch.softmax(model.classify(model.embed(x, torch.tensor([x.shape[1]]))).double(), 1)[0].numpy())
     return np.array(out)

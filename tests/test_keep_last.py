@@ -44,7 +44,7 @@ def _peak_at_epoch_1(monkeypatch):
 def _train(store, tmp_path, monkeypatch, keep):
     _peak_at_epoch_1(monkeypatch)
     fold = make_folds(store, "session10")[0]
-    cfg = stage(optim={"epochs": EPOCHS, "keep": keep})
+    cfg = stage(optim={"epochs": EPOCHS, "keep": keep}, model={"input_norm": "speaker"})  # reference: numpy
     return loop.train_fold(cfg, store, fold, tmp_path, torch.device("cpu"), progress=False), fold
 
 

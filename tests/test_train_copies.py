@@ -124,10 +124,17 @@ def test_copies_that_are_not_the_same_recordings_are_refused(synth_corpus_dir, s
 
 
 def test_a_fold_trains_on_its_copies_and_records_them(synth_mel_dir, slow_copy, tmp_path):
+    """With speaker normalisation: the test speakers are standardised with their own statistics
+    from the target store (numpy reference), and predict's fallback "typical training speaker" is
+    made of the fold's real training speakers only, not the copies' pseudo-speakers."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from conftest import one_at_a_time_probabilities
     from ser_cl.experiment import Variant
+    from ser_cl.train.checkpoint import load_checkpoint
     from ser_cl.train.run import run_variant
 
-    cfg = tiny_stage(runs_dir=str(tmp_path), experiment="copies", optim={"epochs": 1},
+    cfg = tiny_stage(runs_dir=str(tmp_path), experiment="copies", optim={"epochs": 1}, model={"input_norm": "speaker"},
                      data={"dir": str(synth_mel_dir), "train_copies": [str(slow_copy)]})
     out = run_variant(Variant(cfg, "train", {}), folds=[1], device_spec="cpu", progress=False)
     split = json.loads((out / "fold-01" / "split.json").read_text())
@@ -135,3 +142,16 @@ def test_a_fold_trains_on_its_copies_and_records_them(synth_mel_dir, slow_copy, 
     assert sorted(c.split(":", 1)[1] for c in split["train_copies"]) == sorted(split["train"])
     metrics = json.loads((out / "fold-01" / "metrics.json").read_text())
     assert metrics["status"] == "complete" and 0 <= metrics["test"]["ua"] <= 1
+    target = FeatureStore(synth_mel_dir)
+    rows = [target.utt_ids.index(u) for u in split["test"]]
+    preds = one_at_a_time_probabilities(out / "fold-01" / "best.pt", target, rows).argmax(1)
+    assert metrics["test"]["ua"] == pytest.approx(balanced_accuracy_score(target.labels[rows], preds))
+    # the fallback: mean of the real training speakers' means, root mean of their variances
+    speakers = sorted({target.speakers[target.utt_ids.index(u)] for u in split["train"]})
+    assert split["train_speakers"] == speakers
+    stats = [target.speaker_band_stats[s] for s in speakers]
+    fallback = load_checkpoint(out / "fold-01" / "best.pt")["speaker_fallback"]
+    assert fallback["speakers"] == len(speakers)
+    np.testing.assert_allclose(fallback["mean"].numpy(), np.mean([m for m, _ in stats], axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fallback["std"].numpy(), np.sqrt(np.mean([np.square(s.astype(np.float64)) for _, s in stats],
+                                                                        axis=0)), rtol=1e-5, atol=1e-5)

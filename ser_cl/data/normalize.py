@@ -97,9 +97,12 @@ def typical_speaker_stats(store, rows: Iterable[int]) -> Tuple[np.ndarray, np.nd
     training rows): the mean of their per-band means and the root mean of their per-band
     variances (``speaker_stats``), each speaker weighted alike. A speaker-normalised model's
     checkpoint carries them, for ``predict`` to fall back on for a recording whose speaker it
-    has no other recordings of."""
+    has no other recordings of. Rows of training copies (``data.train_copies``: a store with
+    copies puts them past ``n_target``; their speakers are ``<copy store>:<speaker>``) are not
+    speakers of the fold: they are left out."""
     keys = _speaker_keys(store)
-    wanted = sorted({keys[i] for i in np.asarray(list(rows)).reshape(-1).tolist()})
+    n_target = getattr(store, "n_target", len(store))
+    wanted = sorted({keys[i] for i in np.asarray(list(rows)).reshape(-1).tolist() if i < n_target})
     if not wanted:
         raise ValueError("typical_speaker_stats needs at least one utterance")
     stats = speaker_stats(store)

@@ -350,7 +350,8 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
     if model_cfg.input_norm == "speaker" and cfg.has_head:  # predict's fallback for a speaker it has no recordings of
         mean, std = typical_speaker_stats(store, fold.train)
         extra["speaker_fallback"] = {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
-                                     "speakers": len({store.speakers[i] for i in fold.train})}
+                                     "speakers": len({store.speakers[i] for i in fold.train  # copies aside
+                                                      if i < getattr(store, "n_target", len(store))})}
     store = model_inputs(store, model_cfg.input_norm)  # input_norm "speaker": each speaker's own statistics
     model.to(device)
     model.set_sync_batchnorm(world > 1 and cfg.optim.sync_batchnorm)
