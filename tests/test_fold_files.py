@@ -154,6 +154,17 @@ def test_export_then_import_gives_the_same_folds(tmp_path, protocol, kwargs, for
             write_folds(folds, ROWS, out, "mycorpus")  # no stale folds mixed in
 
 
+def test_an_export_without_validation_reads_back_without_validation(tmp_path):
+    """data.val_speakers = 0: the EmoBox export's _valid files are empty; read back, no validation
+    speaker is carved out of train (it was: Ses02F, taken from training)."""
+    folds = make_folds(ROWS, "speaker", val_speakers=0)
+    out = write_folds(folds, ROWS, tmp_path / "emobox", "mycorpus")
+    assert (out / "fold_1" / "mycorpus_valid_fold_1.jsonl").read_text() == ""
+    back = make_folds(ROWS, "file", folds_file=str(out))  # default data.val_speakers = 1: not used
+    assert _sets(back) == _sets(folds)
+    assert all(f.val.size == 0 and f.val_speakers == [] for f in back)
+
+
 def test_cli_exports_and_reads_back(synth_data_dir, tmp_path):
     store = FeatureStore(synth_data_dir)
     runner = CliRunner()

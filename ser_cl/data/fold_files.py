@@ -2,7 +2,9 @@
 
 EmoBox (Ma et al., 2024, github.com/emo-box/EmoBox) ships its cross-validation splits as
 ``DIR/fold_K/<name>_train_fold_K.jsonl`` and ``<name>_test_fold_K.jsonl``, optionally with
-``<name>_valid_fold_K.jsonl`` (its loader uses that file as the validation set when it exists),
+``<name>_valid_fold_K.jsonl`` (its loader uses that file as the validation set when it exists;
+an empty one, as ``export-folds`` writes for ``data.val_speakers = 0``, is an empty validation
+set: nothing is carved),
 one JSON object per line, e.g.::
 
     {"key": "iemocap-Ses01F_impro04_F000", "dataset": "iemocap", "wav": "downloads/iemocap/Session1/
@@ -168,6 +170,7 @@ def read_folds_file(path: str | Path, rows: Sequence[dict]) -> Tuple[List[FileFo
     if path.is_dir():
         for k, files in _emobox_parts(path).items():
             for part, file in files.items():
+                parts[k][part]  # the file exists: its part is given, even when empty (val_speakers = 0)
                 for key, wav, dataset in _records(file):
                     i = match(key, wav, dataset)
                     if i is None:
@@ -197,12 +200,13 @@ def read_folds_file(path: str | Path, rows: Sequence[dict]) -> Tuple[List[FileFo
     folds = []
     for k in sorted(parts):
         given = parts[k]
+        has_val = "val" in given  # a valid file or val rows: the validation set, even an empty one
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             both = given[a] & given[b]
             if both:
                 names = ", ".join(rows[i].get("utt_id", str(i)) for i in sorted(both)[:SHOWN])
                 raise ValueError(f"{path}: fold {k} puts {len(both)} utterances in both {a} and {b}, e.g. {names}")
-        val = _indices(given["val"]) if given["val"] else None  # none given: carved from training speakers
+        val = _indices(given["val"]) if has_val else None  # none given: carved from training speakers
         folds.append(FileFold(f"fold-{k:02d}", _indices(given["train"]), val, _indices(given["test"])))
     mentioned = set().union(*(p for fold in parts.values() for p in fold.values()))
     notes = []
