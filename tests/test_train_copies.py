@@ -8,6 +8,7 @@ numpy for the copies' speaker normalisation.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from scipy.signal import resample_poly
 
 from ser_cl.config import ConfigError
 from ser_cl.data.audio import change_speed, load_audio
-from ser_cl.data.copies import load_copies, with_copies
+from ser_cl.data.copies import copy_dirs, load_copies, with_copies
 from ser_cl.data.features import compute_features, feature_params
 from ser_cl.data.folds import make_folds_for
 from ser_cl.data.normalize import model_inputs
@@ -68,6 +69,9 @@ def test_copies_join_only_the_training_utterances(synth_mel_dir, slow_copy):
     target = FeatureStore(synth_mel_dir)
     copies = load_copies(target, ["{data.dir}-sp0.8"])  # a preset's way of naming slow_copy
     assert [c.data_dir for c in copies] == [slow_copy]
+    # {data.dir} is a path: a trailing separator is not kept before the suffix
+    assert copy_dirs(["{data.dir}-sp0.9", "x"], "data/x/") == [str(Path("data/x-sp0.9")), "x"]
+    assert copy_dirs(["{data.dir}-sp0.9"], f"{synth_mel_dir}/") == [f"{synth_mel_dir}-sp0.9"]
     fold = make_folds_for(target, tiny_stage(data={"dir": str(synth_mel_dir)}).data)[0]
     combined, rows = with_copies(target, fold, copies)
     n = len(target)
@@ -112,6 +116,26 @@ def test_copies_that_are_not_the_same_recordings_are_refused(synth_corpus_dir, s
             classes="neu=neutral,sad=sad,ang=angry")
     with pytest.raises(ValueError, match="has classes"):
         load_copies(target, [str(other_classes)])
+    # a copy whose label differs from the target's, and a store prepared without --speed
+    relabeled = tmp_path / "relabeled"
+    shutil.copytree(slow_copy, relabeled)
+    manifest = (relabeled / "manifest.csv").read_text().splitlines()
+    header = manifest[0].split(",")
+    first = manifest[1].split(",")
+    label_col = header.index("label")
+    old_label = first[label_col]
+    first[label_col] = next(c for c in target.classes if c != old_label)
+    (relabeled / "manifest.csv").write_text("\n".join([manifest[0], ",".join(first)] + manifest[2:]) + "\n")
+    with pytest.raises(ValueError, match=rf"relabeled: utterance {first[0]} has label '{first[label_col]}', "
+                                         rf"in data.dir '{old_label}'; prepare both from the same labels$"):
+        load_copies(target, [str(relabeled)])
+    unsped = tmp_path / "unsped"
+    shutil.copytree(slow_copy, unsped)
+    info = json.loads((unsped / "prepare.json").read_text())
+    del info["speed"]
+    (unsped / "prepare.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"unsped/prepare.json records no speed: a training copy is data.dir's recordings"):
+        load_copies(target, [str(unsped)])
     from ser_cl.experiment import Variant
     from ser_cl.train.run import run_variant
 

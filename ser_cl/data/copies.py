@@ -41,14 +41,16 @@ def _prepare_options(target: FeatureStore) -> str:
 
 
 def copy_dirs(entries: Sequence[str], data_dir: str) -> List[str]:
-    """data.train_copies with ``{data.dir}`` replaced by ``data_dir``."""
-    return [entry.replace(DATA_DIR_FIELD, str(data_dir)) for entry in entries]
+    """data.train_copies with ``{data.dir}`` replaced by ``data_dir`` as a path: without its
+    trailing separator, so that ``data/x/`` gives ``data/x-sp0.9``, not ``data/x/-sp0.9``."""
+    base = str(Path(data_dir))
+    return [entry.replace(DATA_DIR_FIELD, base) for entry in entries]
 
 
 def load_copies(target: FeatureStore, entries: Sequence[str]) -> List[FeatureStore]:
     """The copy stores of ``target`` (``copy_dirs``: ``{data.dir}`` is the target's dir), checked:
-    prepared, same corpus, classes and front-end, and every copy's utterance id one of the
-    target's, with the same speaker. ``ValueError`` (one line) otherwise."""
+    prepared with a speed, same corpus, classes and front-end, and every copy's utterance id one
+    of the target's, with the same speaker and label. ``ValueError`` (one line) otherwise."""
     dirs = copy_dirs(entries, target.data_dir)
     for d in dirs:
         if not (Path(d) / "prepare.json").is_file():
@@ -58,6 +60,7 @@ def load_copies(target: FeatureStore, entries: Sequence[str]) -> List[FeatureSto
     copies = [FeatureStore(d) for d in dirs]
     check_front_ends(copies, target)
     speaker_of = dict(zip(target.utt_ids, target.speakers))
+    label_of = dict(zip(target.utt_ids, target.labels.tolist()))
     for store in copies:
         where = f"data.train_copies: {store.data_dir}"
         if store.data_dir.resolve() == target.data_dir.resolve():
@@ -65,15 +68,21 @@ def load_copies(target: FeatureStore, entries: Sequence[str]) -> List[FeatureSto
         if store.info.get("corpus") != target.info.get("corpus"):
             raise ValueError(f"{where} holds corpus {store.info.get('corpus')!r}, data.dir {target.info.get('corpus')!r}; "
                              "copies are the same recordings, prepared again with --speed")
+        if "speed" not in store.info:
+            raise ValueError(f"{where}/prepare.json records no speed: a training copy is data.dir's recordings "
+                             f"prepared again with --speed (ser-cl prepare ... --speed 0.9)")
         if list(store.classes) != list(target.classes):
             raise ValueError(f"{where} has classes {list(store.classes)}, data.dir {list(target.classes)}; "
                              "prepare both with the same --classes")
-        for utt, speaker in zip(store.utt_ids, store.speakers):
+        for utt, speaker, label in zip(store.utt_ids, store.speakers, store.labels):
             if utt not in speaker_of:
                 raise ValueError(f"{where}: utterance {utt} is not in data.dir {target.data_dir}; "
                                  "copies are the same recordings, prepared with the same selection")
             if speaker_of[utt] != speaker:
                 raise ValueError(f"{where}: utterance {utt} has speaker {speaker!r}, in data.dir {speaker_of[utt]!r}")
+            if label_of[utt] != label:
+                raise ValueError(f"{where}: utterance {utt} has label {store.classes[label]!r}, in data.dir "
+                                 f"{target.classes[label_of[utt]]!r}; prepare both from the same labels")
     return copies
 
 
