@@ -80,7 +80,7 @@ def grid_tasks(planned: List[PlannedStage], folds: Optional[Sequence[int]] = Non
 
     n = fold_count(planned)
     numbers = sorted(set(folds)) if folds else list(range(1, n + 1))
-    fold_names: Dict[str, List[str]] = {}  # data.dir -> fold names of its protocol
+    fold_names: Dict[str, List[str]] = {}  # a stage's data config -> the fold names of its protocol
     pools: Dict[Path, str] = {}  # a pool variant's run dir -> its task key (only if incomplete)
     tasks: List[Task] = []
     per_fold: Dict[int, List[Tuple[str, Optional[Path]]]] = {k: [] for k in numbers}
@@ -94,12 +94,13 @@ def grid_tasks(planned: List[PlannedStage], folds: Optional[Sequence[int]] = Non
                     pools[out.resolve()] = key
                     tasks.append(Task(key, None, (f"{v.name}/pool",)))
                 continue
-            if cfg.data.dir not in fold_names:
-                fold_names[cfg.data.dir] = [f.name for f in make_folds_for(FeatureStore(cfg.data.dir), cfg.data)]
-            names = fold_names[cfg.data.dir]
+            key = repr(cfg.data)  # each stage's own protocol (a file's folds may be named fold-03, ...)
+            if key not in fold_names:
+                fold_names[key] = [f.name for f in make_folds_for(FeatureStore(cfg.data.dir), cfg.data)]
+            names = fold_names[key]
             source = source_dir_of(v) if cfg.finetune.source else None
             for k in numbers:
-                if restart or not fold_is_complete(out / names[k - 1]):
+                if k <= len(names) and (restart or not fold_is_complete(out / names[k - 1])):
                     per_fold[k].append((f"{v.name}/{names[k - 1]}", source))
     for k in numbers:
         if not per_fold[k]:

@@ -86,6 +86,30 @@ def test_grid_tasks_lists_what_is_left(synth_mel_dir, plain, tmp_path):
     assert grid_tasks(planned, [1, 2]) == []
 
 
+def test_grid_tasks_names_each_stages_folds_by_its_own_protocol(synth_mel_dir, tmp_path):
+    """Two stages of one store, the second on a fold file numbered 3 and 4: fold task 1 runs the
+    first stage's fold-01 and the second's fold-03 (it named fold-01 for both)."""
+    from ser_cl.data.fold_files import write_folds
+    from ser_cl.data.folds import make_folds
+    from ser_cl.data.store import FeatureStore
+    from ser_cl.launch import Task, grid_tasks
+    from ser_cl.pipeline import plan_experiment
+
+    store = FeatureStore(synth_mel_dir)
+    csv_path = write_folds(make_folds(store, "speaker_groups", n_folds=2), store.rows, tmp_path / "f.csv", "synth")
+    lines = csv_path.read_text().splitlines()
+    renumbered = [lines[0]] + [",".join([u, str(int(k) + 2), part]) for u, k, part in (x.split(",") for x in lines[1:])]
+    csv_path.write_text("\n".join(renumbered) + "\n")
+    exp = tmp_path / "two.toml"
+    exp.write_text(f'experiment = "two"\n[data]\nprotocol = "speaker_groups"\nn_folds = 2\n'
+                   f'[[stages]]\nname = "a"\nstage = "train"\n'
+                   f'[[stages]]\nname = "b"\nstage = "train"\n'
+                   f'data = {{ protocol = "file", folds_file = {json.dumps(str(csv_path))} }}\n')
+    planned = plan_experiment(exp, overrides(synth_mel_dir, tmp_path / "runs"))
+    assert grid_tasks(planned) == [Task("fold-01", 1, ("a/fold-01", "b/fold-03")),
+                                   Task("fold-02", 2, ("a/fold-02", "b/fold-04"))]
+
+
 def test_local_launcher_matches_a_plain_run(synth_mel_dir, plain, tmp_path):
     runs = tmp_path / "runs"
     res = invoke(*run_args(synth_mel_dir, runs, "--launcher", "local", "--slurm-cpus-per-task", "1"))
