@@ -27,7 +27,7 @@ declare -A SETS=(
     [lr1e-4]="optim.lr=1e-4"
     [wd0.1]="optim.weight_decay=0.1"
     [indrop0.5]="model.input_dropout=0.5"
-    [hidden64]="model.gru_hidden=32"
+    [hidden64]="model.mlp_hidden=64"
     [smooth0.3]="loss.label_smoothing=0.3"
     [refit]="data.val_speakers=1 optim.refit_head=true"
     # no speed-perturbed copies (0.9 and 1.1) of each fold's training utterances (the preset's CE has them)

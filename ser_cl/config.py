@@ -71,6 +71,11 @@ class ModelSection:
     conv2_kernel: Optional[List[int]] = None  # thesis [21, 11]
     freq_kernels: str = "fixed"  # fixed | scaled: frequency kernels x n_freq / 257 (for log-mel front-ends)
     input_dropout: Optional[float] = None  # dropout on the input values while training (functionals preset: 0.2)
+    # the MLP of the "functionals" preset (a projection front-end without Transformer layers):
+    # its hidden width (preset: 256; an even number, held as 2 x gru_hidden) and the dropout
+    # after it (preset: 0.5, held as transformer_dropout). Other presets refuse them
+    mlp_hidden: Optional[int] = None
+    mlp_dropout: Optional[float] = None
 
 
 @dataclass

@@ -166,3 +166,34 @@ def test_input_dropout_drops_input_values_only_while_training():
     torch.testing.assert_close(seen[-1][kept], (x / 0.8)[kept])
     with pytest.raises(ValueError, match="input_dropout"):
         ModelConfig(input_dropout=1.0)
+
+
+def test_the_mlp_has_honest_names_for_its_width_and_dropout():
+    """model.mlp_hidden / model.mlp_dropout set the functionals MLP's hidden width and dropout
+    (held as 2 x gru_hidden and transformer_dropout, so older configs and checkpoints read the same);
+    another preset refuses them, and a config without them keeps its fingerprint."""
+    from ser_cl.config import stage_from_dict
+    from ser_cl.models import SERModel
+    from ser_cl.train.build import model_config_for
+    from ser_cl.train.run import config_fingerprint
+
+    def tiny_stage(model=None):  # [model] as given, nothing else set
+        return stage_from_dict({"stage": "train", **({"model": model} if model else {})}, "test")
+
+    cfg = tiny_stage(model={"preset": "functionals", "mlp_hidden": 64, "mlp_dropout": 0.3})
+    model = SERModel(model_config_for(cfg, 10), 4)
+    linear, norm, _, dropout = model.project_in
+    assert (linear.in_features, linear.out_features, dropout.p) == (10, 64, 0.3)
+    assert norm.normalized_shape == (64,)
+    # the same model as the old names gave it: hidden width 64 was model.gru_hidden = 32
+    old = tiny_stage(model={"preset": "functionals", "gru_hidden": 32, "transformer_dropout": 0.3})
+    assert vars(model_config_for(old, 10)) == vars(model_config_for(cfg, 10))
+    default = model_config_for(tiny_stage(model={"preset": "functionals"}), 10)
+    assert 2 * default.gru_hidden == 256 and default.transformer_dropout == 0.5  # docs/functionals.md
+    for model_table, message in (({"preset": "small", "mlp_hidden": 64}, "model.mlp_hidden is the functionals MLP's"),
+                                 ({"preset": "functionals", "mlp_hidden": 64, "gru_hidden": 32}, "set the same value"),
+                                 ({"preset": "functionals", "mlp_hidden": 63}, "must be an even number")):
+        with pytest.raises(ValueError, match=message):
+            model_config_for(tiny_stage(model=model_table), 10)
+    assert not {k for k in config_fingerprint(tiny_stage()) if k.startswith("model.mlp")}
+    assert config_fingerprint(cfg)["model.mlp_hidden"] == 64

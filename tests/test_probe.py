@@ -9,12 +9,12 @@ import pytest
 
 from ser_cl.eval.probe import (
     clustering_scores,
-    fit_linear_svm,
     match_clusters,
     probe_embeddings,
     probe_saved_embeddings,
     retrieval_recall_at_1,
 )
+from ser_cl.linear_svm import fit_linear_svm
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
 

@@ -14,12 +14,12 @@ from ser_cl.metrics import (
 )
 from ser_cl.eval.probe import (
     clustering_scores,
-    fit_linear_svm,
     probe_embeddings,
     probe_saved_embeddings,
     retrieval_recall_at_1,
 )
 from ser_cl.eval.report import build_table, collect_runs, render, write_report
+from ser_cl.linear_svm import fit_linear_svm
 
 __all__ = [
     "build_table",

@@ -37,7 +37,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ser_cl.linear_svm import DEFAULT_C_GRID, _check_xy, fit_linear_svm  # noqa: F401 (re-exported)
+from ser_cl.linear_svm import DEFAULT_C_GRID, _check_xy, fit_linear_svm
 from ser_cl.metrics import classification_report, unweighted_accuracy
 
 SPLITS: Tuple[str, str] = ("val", "test")

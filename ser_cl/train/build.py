@@ -33,6 +33,18 @@ def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
     for key, value in vars(cfg.model).items():
         if key in fields and value is not None:
             fields[key] = value
+    for key, (field, convert) in MLP_KEYS.items():  # the functionals MLP's names for its fields
+        value = getattr(cfg.model, key)
+        if value is None:
+            continue
+        if fields["frontend"] != "projection" or fields["transformer_layers"] != 0:
+            raise ValueError(f"model.{key} is the functionals MLP's (model.preset = \"functionals\"), not "
+                             f"model.preset = \"{cfg.model.preset}\"'s; use model.gru_hidden / transformer_dropout there")
+        if getattr(cfg.model, field) is not None:
+            raise ValueError(f"model.{key} and model.{field} set the same value: keep model.{key}")
+        if key == "mlp_hidden" and (not isinstance(value, int) or value < 2 or value % 2):
+            raise ValueError(f"model.mlp_hidden must be an even number >= 2, got {value!r}")
+        fields[field] = convert(value)
     if cfg.model.normalize is None:  # thesis: L2-normalised outputs when training contrastively
         # (Barlow Twins / VICReg standardise or regularise the raw projection themselves)
         fields["normalize"] = cfg.kind == "pretrain" and cfg.loss.name not in ("barlow_twins", "vicreg")
@@ -44,6 +56,11 @@ def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
     return model_config_from_dict(fields)
 
 
+# [model] keys of the functionals MLP -> (the ModelConfig field that holds it, its value there):
+# its hidden width is d_model = 2 x gru_hidden, its dropout the projection's transformer_dropout
+MLP_KEYS = {"mlp_hidden": ("gru_hidden", lambda width: width // 2),
+            "mlp_dropout": ("transformer_dropout", lambda p: p)}
+
 # [model] keys that a fine-tuning stage may set differently from its pretrained encoder
 _NOT_ARCHITECTURE = ("preset", "normalize", "gru_impl", "freq_kernels")
 
@@ -53,9 +70,12 @@ def _check_architecture_matches(cfg: StageConfig, n_freq: int, source_fields: Di
     value would be silently ignored, so it is refused with the key, both values and the fix."""
     wanted = vars(model_config_for(cfg, n_freq))
     for key, value in vars(cfg.model).items():
-        if value is None or key in _NOT_ARCHITECTURE or key not in source_fields:
+        field = MLP_KEYS[key][0] if key in MLP_KEYS else key
+        if value is None or key in _NOT_ARCHITECTURE or field not in source_fields:
             continue
-        have, want = source_fields[key], wanted[key]
+        have, want = source_fields[field], wanted[field]
+        if key == "mlp_hidden":  # as the key says it: the hidden width
+            have, want = 2 * have, 2 * want
         if isinstance(have, (list, tuple)):
             have, want = list(have), list(want)
         if have != want:

@@ -63,7 +63,7 @@ FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device"
 # folds keep (source.config), stay what they were.
 OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.refit_head": False,
                       "data.val_speakers": 1, "data.n_folds": 5, "data.folds_file": "", "model.input_dropout": None,
-                      "optim.keep": "best", "data.train_copies": [], "optim.schedule": "plateau", "optim.step_epochs": 10}
+                      "optim.keep": "best", "data.train_copies": [], "optim.schedule": "plateau", "optim.step_epochs": 10, "model.mlp_hidden": None, "model.mlp_dropout": None}
 
 
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
