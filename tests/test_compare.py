@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.eval.compare import CompareError, compare_runs, render_comparison, wilcoxon_test
+from ser_cl.eval.compare import CompareError, compare_runs, render_comparison
+from ser_cl.eval.signed_rank import wilcoxon_test
 from ser_cl.eval.report import build_seed_table, build_table, collect_runs, render
 from ser_cl.experiment import expand, load_experiment
 from test_report import CLASSES, block, write_json, write_metrics
