@@ -15,6 +15,7 @@ from ser_cl.config import STAGE_KINDS, ConfigError
 from ser_cl.eval.run_probe import probe_run
 from ser_cl.experiment import FRONT_END_KEYS, _read_toml, front_end_table, resolve_preset
 from ser_cl.train import distributed
+from ser_cl.train.workers import exit_with_parent, start_worker
 from ser_cl.train.run import (ALL_RUNS, SHARED_POOLS_ENV, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED, PlannedStage,
                               run_variant, select_stages)
 
@@ -40,6 +41,7 @@ def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] =
     """
     from ser_cl.eval.cross_corpus import check_cross_config, cross_test_run
 
+    exit_with_parent()  # a --devices worker: ends when the process that started it is gone
     if pools is None:
         pools = SHARED_POOLS_TRAINED if os.environ.get(SHARED_POOLS_ENV) == "1" else ALL_RUNS
 
@@ -189,8 +191,10 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
     for its folds in order (a fine-tuning stage only needs the same fold's pretraining, or that
     pool), so workers never wait on each other; they take the pool as trained (SHARED_POOLS_ENV)
     and never train or clear it. Files are written atomically, so the shared run.json is safe.
+    Each worker ends when this process ends, however it ends (``ser_cl.train.workers``), and
+    holds the lock of each fold it trains (``ser_cl.train.fold_lock``), so a second run of the
+    same command skips the folds that live workers hold.
     """
-    import subprocess
     import sys
 
     run_experiment(planned, folds, devices[0], progress=progress, restart=restart, pools=SHARED_POOLS_ONLY)
@@ -210,7 +214,7 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
         env = dict(os.environ, **{SHARED_POOLS_ENV: "1"})
         if device.startswith("cpu") and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = cpu_threads
-        procs.append((device, mine, subprocess.Popen(cmd, env=env)))
+        procs.append((device, mine, start_worker(cmd, env)))  # ends when this process does, even on kill -9
     failed = [(d, m) for d, m, p in procs if p.wait() != 0]
     if failed:
         raise RuntimeError("worker(s) failed: " + "; ".join(f"{d} (folds {m})" for d, m in failed)
