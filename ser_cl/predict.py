@@ -28,12 +28,16 @@ import torch
 from ser_cl.data.audio import AUDIO_SUFFIXES, AudioError, load_audio
 from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
 from ser_cl.data.normalize import band_stats
+from ser_cl.data.prepare import DEFAULT_MIN_DURATION
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.build import resolve_device
 from ser_cl.train.run import fold_is_complete
 
 
-MIN_SAMPLES = WIN_LENGTH  # one 25 ms analysis frame at 16 kHz
+# The shortest recording predict accepts, for every front-end: the one `ser-cl prepare` keeps by
+# default (its --min-duration), so no model is asked about a clip shorter than any it trained on.
+MIN_SECONDS = DEFAULT_MIN_DURATION
+MIN_SAMPLES = max(WIN_LENGTH, int(round(MIN_SECONDS * SAMPLE_RATE)))
 NORM_MODEL = "model"  # the model normalises by itself (input_norm none | utterance | global)
 NORM_ENROL, NORM_SAME, NORM_FALLBACK, NORM_OWN = "enrol", "same-speaker", "training-speakers", "own-file"
 FALLBACK_WARNING = ("warning: this model standardises each recording with its speaker's statistics; none were "
@@ -91,10 +95,12 @@ def _read_features(path: Path, ckpt: Dict[str, Any]) -> Tuple[Optional[np.ndarra
         wave = load_audio(path, SAMPLE_RATE)
     except (AudioError, OSError) as err:
         return None, f"cannot read {path}: {err}"
+    if wave.size < MIN_SAMPLES:  # before any front-end: the same limit for all (prepare's)
+        return None, (f"too short: {wave.size / SAMPLE_RATE:.3f} s, needs at least {MIN_SECONDS:g} s "
+                      "(the shortest clip `ser-cl prepare` keeps)")
     feats = model_input(wave, ckpt)
-    if feats.shape[0] == 0:  # shorter than one analysis frame: nothing for the model to see
-        return None, (f"too short: {wave.size / SAMPLE_RATE:.3f} s, needs at least "
-                      f"{MIN_SAMPLES / SAMPLE_RATE:g} s (one {WIN_LENGTH}-sample frame)")
+    if feats.shape[0] == 0:  # nothing for the model to see
+        return None, f"too short: {wave.size / SAMPLE_RATE:.3f} s gives no feature frame"
     return feats, None
 
 
@@ -183,7 +189,7 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
 
 def result_lines(results: Sequence[Dict[str, Any]], as_json: bool = False) -> List[Tuple[str, str]]:
     """What ``ser-cl predict`` prints, in order, as (stream, line): ``"out"`` lines (the JSON of
-    every result, or one ``path<TAB>emotion<TAB>class=p ...`` line per file) and ``"error"`` lines
+    every result, or one ``path<TAB>emotion<TAB>class=p ...<TAB>normalisation: LABEL`` line per file) and ``"error"`` lines
     (``error: path: reason``, one per unreadable file, for stderr)."""
     lines: List[Tuple[str, str]] = []
     if as_json:
@@ -193,5 +199,6 @@ def result_lines(results: Sequence[Dict[str, Any]], as_json: bool = False) -> Li
             lines.append(("error", f"error: {r['path']}: {r['error']}"))
         elif not as_json:
             probs = " ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
-            lines.append(("out", f"{r['path']}\t{r['emotion']}\t{probs}"))
+            norm = r["normalisation"] if isinstance(r["normalisation"], str) else ", ".join(r["normalisation"])
+            lines.append(("out", f"{r['path']}\t{r['emotion']}\t{probs}\tnormalisation: {norm}"))
     return lines
