@@ -72,12 +72,25 @@ def find_checkpoints(model_path: str | Path) -> List[Path]:
     return found
 
 
+GLOB_CHARS = "*?["
+
+
 def enrolment_files(paths: Sequence[str | Path]) -> List[Path]:
     """The audio files named by ``--enrol``: files as given, folders searched recursively for
-    audio (``AUDIO_SUFFIXES``). Raises ``FileNotFoundError`` naming a path that is neither."""
+    audio (``AUDIO_SUFFIXES``), and quoted glob patterns (``'dir/*-01.wav'``; ``**`` spans
+    folders) expanded to the audio files they match, in sorted order. Raises
+    ``FileNotFoundError`` naming a path that is none of these, or a pattern that matches none."""
+    import glob
+
     files: List[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if not p.exists() and any(c in str(p) for c in GLOB_CHARS):
+            found = sorted(Path(f) for f in glob.glob(str(p.expanduser()), recursive=True)
+                           if Path(f).is_file() and Path(f).suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"--enrol '{p}': no audio file matches this pattern")
+            files.extend(found)
+        elif p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
                 raise FileNotFoundError(f"--enrol {p}: no audio file in this folder ({', '.join(AUDIO_SUFFIXES)})")
@@ -87,6 +100,22 @@ def enrolment_files(paths: Sequence[str | Path]) -> List[Path]:
         else:
             raise FileNotFoundError(f"--enrol {p}: no such file or folder")
     return files
+
+
+def split_glob_warning(enrol: Optional[Sequence[str | Path]], audio: Sequence[str | Path]) -> Optional[str]:
+    """A warning when ``--enrol`` got one file while AUDIO holds several files from that file's
+    folder: what an unquoted shell glob (``--enrol dir/*-01.wav``) gives, its first match enrolled
+    and the rest predicted as AUDIO. None otherwise."""
+    if not enrol or len(enrol) != 1 or not Path(enrol[0]).is_file():
+        return None
+    folder = Path(enrol[0]).resolve().parent
+    beside = [a for a in audio if Path(a).resolve().parent == folder]
+    if len(beside) < 2:
+        return None
+    return (f"warning: --enrol got one file ({enrol[0]}) while AUDIO holds {len(beside)} files from its folder "
+            f"{Path(enrol[0]).parent}: an unquoted glob (--enrol {Path(enrol[0]).parent}/*.wav) gives --enrol only "
+            f"its first match and the rest become AUDIO; quote it (--enrol '{Path(enrol[0]).parent}/*.wav') "
+            "if that was meant")
 
 
 def _read_features(path: Path, ckpt: Dict[str, Any]) -> Tuple[Optional[np.ndarray], Optional[str]]:
@@ -134,6 +163,9 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
     if enrol is not None and same_speaker:
         raise ValueError("give --enrol (the speaker's other recordings) or --same-speaker (the files are one "
                          "speaker's), not both")
+    split = split_glob_warning(enrol, audio_paths)
+    if split is not None:
+        warn(split)
     device = resolve_device(device_spec)
     models = []
     classes = None
