@@ -65,6 +65,10 @@ class PrepareResult:
     audio_seconds: float
     wall_seconds: float
     info: dict
+    # of the n_utterances stored: features computed in this run / read from the cache (a file that
+    # failed or was too short counts in n_computed or n_cached, never here)
+    stored_computed: int = 0
+    stored_cached: int = 0
 
     @property
     def real_time_factor(self) -> float:
@@ -278,6 +282,7 @@ def prepare(
     # decide what is kept (too-short is decided here, so changing --min-duration needs no recompute)
     min_samples = max(int(np.ceil(min_duration * SAMPLE_RATE)), 400)
     rows, files = [], []
+    stored_computed = 0
     for i, (utt, name) in enumerate(kept):
         if i in reasons:
             skipped.append({"path": utt.path, "reason": reasons[i]})
@@ -289,6 +294,7 @@ def prepare(
             )
             continue
         n_frames = frames_for(params, n_samples)
+        stored_computed += i in stem_of  # what the summary counts: stored rows, computed now or cached
         rows.append(
             {
                 "utt_id": utt.utt_id, "path": utt.path, "speaker": utt.speaker, "session": utt.session,
@@ -366,5 +372,6 @@ def prepare(
     return PrepareResult(
         data_dir=out_dir, corpus=listing.corpus, n_utterances=len(rows), n_skipped=len(skipped),
         n_computed=len(tasks), n_cached=n_cached, total_frames=int(offsets[-1]),
+        stored_computed=stored_computed, stored_cached=len(rows) - stored_computed,
         audio_seconds=audio_seconds, wall_seconds=wall, info=info,
     )
