@@ -19,6 +19,7 @@ import numpy as np
 
 from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, as_table
 from ser_cl.experiment import Variant, expand, load_experiment
+from ser_cl.data.coverage import fold_gap_warnings
 from ser_cl.data.copies import copy_dirs, load_copies, with_copies
 from ser_cl.data.folds import Fold, auto_protocol, make_folds_for
 from ser_cl.data.pool import (KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, check_source_fold, pool_units,
@@ -214,6 +215,9 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         if not one_source and info["folds"] != [f.name for f in all_folds]:
             raise ConfigError(f"{source}: its folds {info['folds']} differ from this data's protocol")
     selected = _select_folds(all_folds, folds, cfg)
+    if (cfg.has_head or cfg.kind == "baseline") and distributed.is_main():  # a class its test speaker has, unseen
+        for line in fold_gap_warnings(store.labels, store.classes, [f for f in selected if f.test.size]):
+            _say(line)
     try:  # before anything is written: a missing copy store stops with the command that makes it
         copies = load_copies(store, cfg.data.train_copies) if cfg.data.train_copies else []
     except (ValueError, FileNotFoundError) as err:
