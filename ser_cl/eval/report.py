@@ -235,7 +235,7 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
     if class_notes:
         legend.append("`~` the folds' UA averages over different classes (a class that some folds' speakers do "
                       "not have): each fold's UA is the mean recall over the classes of its own speakers, and the "
-                      "mean over folds mixes them (docs/evaluation.md, 'Folds with different classes'):")
+                      "mean over folds mixes them (docs/evaluation.md, 'Scores'):")
         legend += [f"- {note}" for note in class_notes]
     if legend:
         out += [""] + legend

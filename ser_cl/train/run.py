@@ -1,6 +1,6 @@
 """From an experiment file to fold directories: plan stages and sweeps, then train each fold.
 
-Layout written here (see the README, "Run directory"):
+Layout written here (see docs/file-formats.md, "Run directory"):
 ``runs/<experiment>/<variant>/run.json`` and ``runs/<experiment>/<variant>/fold-NN/...``.
 """
 
