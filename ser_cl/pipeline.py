@@ -130,7 +130,8 @@ def front_end_warnings(planned: List[PlannedStage], preset: Optional[str], force
 
 def dry_run_plan(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None) -> List[str]:
     """``--dry-run``: check the data as training would, then one line per variant (stage kind, run
-    directory, ``<- source`` of a fine-tuning).
+    directory, ``<- source`` of a fine-tuning, and the folds it would train: how many of the
+    protocol's, their names, "(complete)" after those already trained).
 
     Fails where training would: every store must be prepared (FileNotFoundError, the one-line
     "prepare.json is missing ..."), and each of ``folds`` one of its protocol's folds (the same
@@ -139,17 +140,24 @@ def dry_run_plan(planned: List[PlannedStage], folds: Optional[Sequence[int]] = N
     from ser_cl.data.store import FeatureStore
     from ser_cl.train.run import _select_folds, variant_dir
 
+    from ser_cl.train.run import fold_is_complete
+
     stores = {d: FeatureStore(d) for d in planned_stores(planned)}
-    if folds:
-        for cfg in (v.config for p in planned for v in p.variants):
-            store = stores[cfg.data.dir]
-            all_folds = make_folds_for(store, cfg.data) if store.labeled else []
-            _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
     lines = []
     for p in planned:
         for v in p.variants:
-            src = f"  <- {v.source or v.config.finetune.source}" if v.config.finetune.source else ""
-            lines.append(f"{p.stage.kind:9s} {variant_dir(v.config, v.name)}{src}")
+            cfg = v.config
+            store = stores[cfg.data.dir]
+            all_folds = make_folds_for(store, cfg.data) if store.labeled else []
+            chosen = _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
+            out = variant_dir(cfg, v.name)
+            src = f"  <- {v.source or cfg.finetune.source}" if cfg.finetune.source else ""
+            if (cfg.data.pool and cfg.kind == "pretrain") or not store.labeled:
+                names = "a pool pretraining (one run for every fold, or one per fold)"
+            else:
+                names = ", ".join(f.name + (" (complete)" if fold_is_complete(out / f.name) else "") for f in chosen)
+                names = f"{len(chosen)} of {len(all_folds)}: {names}"
+            lines.append(f"{p.stage.kind:9s} {out}{src}  folds {names}")
     return lines
 
 
