@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pretraining pools on EmoDB (the README's "Pretraining pools" table): self-supervised NT-Xent
+# Pretraining pools on EmoDB (docs/results.md, "Pretraining pools on EmoDB (first CPU preset)"): self-supervised NT-Xent
 # pretraining -> CE fine-tuning with the first CPU preset (--preset cpu-v1), 10-fold leave-one-speaker-out, where the
 # pretraining reads
 #   pool_synth:        1,440 clips of unlabeled synthetic speech only (no EmoDB): ONE pretraining

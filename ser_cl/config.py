@@ -27,7 +27,7 @@ class DataConfig:
     eval_batch_size: int = 64
     store_on_device: Optional[bool] = None  # hold the whole store on the GPU (unset: when it fits easily)
     prefetch: int = 3  # batches gathered ahead of the step by the background thread
-    # self-supervised pretraining on a pool of stores (README, "Pretraining pools"): these
+    # self-supervised pretraining on a pool of stores (docs/training.md, "Pretraining pools and unlabeled audio"): these
     # DATA_DIRs (unlabeled ones too; data.dir may be one of them) replace data.dir's training
     # speakers; each fold's validation and test speakers of data.dir are never in it. Read by
     # pretrain stages only (train / finetune stages read data.dir)
@@ -39,7 +39,7 @@ class DataConfig:
     # fold also trains on the copies of its training utterances, each copy's speaker a speaker of
     # its own (ser_cl.data.copies)
     train_copies: List[str] = field(default_factory=list)
-    # cross-corpus testing (README, "Cross-corpus"): after training, each fold's model is also
+    # cross-corpus testing (docs/evaluation.md, "Cross-corpus evaluation"): after training, each fold's model is also
     # tested on these DATA_DIRs, its classes mapped onto the shared ones by class_map
     test_on: List[str] = field(default_factory=list)
     class_map: Dict[str, str] = field(default_factory=dict)  # class name -> shared name, e.g. hap = "happy"

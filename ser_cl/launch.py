@@ -14,6 +14,12 @@ killed mid-run and submitted again resumes each fold after its last finished epo
 the training loop resumes by itself), and on SLURM a task that hits its time limit or is
 preempted is requeued by submitit (``FoldTask`` is a ``submitit.helpers.Checkpointable``).
 
+A fold task is never submitted twice: each submission is recorded (``<run dir>/.submitit/
+submitted/fold-NN.json``: the job id, host and time), and re-running the command leaves out the
+folds whose recorded job is still queued or running (``squeue`` lists it; for the local
+launcher, its process runs), and those whose fold folders a live process holds
+(``ser_cl.train.fold_lock``), each with one line naming the job or the holder.
+
 ``status_lines``: ``ser-cl status RUNS_DIR``, folds complete / started / missing per variant.
 """
 
@@ -21,12 +27,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ser_cl.pipeline import fold_count, front_end_warnings, plan_experiment, run_experiment
+from ser_cl.io import write_json
 from ser_cl.progress import progress_bar
+from ser_cl.train.fold_lock import LOCK_FILE, is_live, pid_alive, read_holder
 from ser_cl.train.run import (SHARED_POOLS_ENV, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED, PlannedStage,
                               fold_is_complete, variant_dir)
 
@@ -37,6 +48,7 @@ except ImportError:  # pragma: no cover - exercised without the extra
 
 LAUNCHERS = ("local", "slurm")
 SUBMITIT_DIR = ".submitit"  # under runs/<experiment>/: submitit's pickles and each task's logs
+SUBMITTED_DIR = "submitted"  # under SUBMITIT_DIR: <task key>.json, the job each fold task was submitted as
 
 
 @dataclass(frozen=True)
@@ -191,20 +203,75 @@ def _executor(folder: Path, opts: LaunchOptions, name: str):
     return ex
 
 
+def job_active(record: Dict[str, str]) -> bool:
+    """Whether a submitted job (a ``SUBMITTED_DIR`` record) is still queued or running: for SLURM,
+    ``squeue`` still lists it; for the local launcher (job id = the task's pid), that process runs
+    (a record from another host counts as running). A SLURM that cannot be asked counts as running."""
+    job = str(record.get("job", ""))
+    if record.get("launcher") == "local":
+        return record.get("host") != socket.gethostname() or (job.isdigit() and pid_alive(int(job)))
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def busy_tasks(exp_dir: Path, tasks: List[Task],
+               active: Callable[[Dict[str, str]], bool] = job_active) -> Dict[str, str]:
+    """Fold task key -> why it must not be submitted now: its recorded job is still queued or
+    running (``active``), or a live process holds one of its fold folders (``fold_lock``)."""
+    busy = {}
+    for t in tasks:
+        if t.fold is None:
+            continue
+        record_path = exp_dir / SUBMITIT_DIR / SUBMITTED_DIR / f"{t.key}.json"
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            record = None
+        if record and active(record):
+            busy[t.key] = (f"{t.key}: not submitted, job {record.get('job')} ({record.get('launcher')}, submitted "
+                           f"{record.get('since')}) is still queued or running; cancel it first, or delete "
+                           f"{record_path} if it is gone")
+            continue
+        for run in t.runs:
+            holder = read_holder(exp_dir / run / LOCK_FILE)
+            if holder is not None and is_live(holder):
+                busy[t.key] = f"{t.key}: not submitted, {exp_dir / run} is held by {holder.describe()}"
+                break
+    return busy
+
+
+def record_submissions(exp_dir: Path, tasks: List[Task], jobs: list, launcher: str) -> None:
+    """One ``SUBMITTED_DIR`` record per submitted fold task: the job id, launcher, host, time."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    for t, job in zip(tasks, jobs):
+        write_json(exp_dir / SUBMITIT_DIR / SUBMITTED_DIR / f"{t.key}.json",
+                   {"job": str(job.job_id), "launcher": launcher, "host": socket.gethostname(), "since": since})
+
+
 def launch(planned: List[PlannedStage], spec: TaskSpec, opts: LaunchOptions, progress: bool = True,
-           say: Callable[[str], None] = lambda line: None) -> Tuple[Path, List[Task], list]:
+           say: Callable[[str], None] = lambda line: None,
+           active: Callable[[Dict[str, str]], bool] = job_active) -> Tuple[Path, List[Task], list]:
     """Submit the experiment's unfinished tasks (``grid_tasks``) with submitit and, unless
     ``opts.wait`` is off, wait for them with a progress bar over the tasks. Pool tasks run first
     as single jobs, always waited for. Returns (run dir, the tasks, the fold jobs). RuntimeError
-    names the failed tasks and their logs; re-running the same command submits only the rest."""
+    names the failed tasks and their logs; re-running the same command submits only the rest,
+    never a fold whose job is still queued or running (``busy_tasks``; ``active`` asks the scheduler)."""
     if opts.launcher not in LAUNCHERS:
         raise ValueError(f"--launcher must be one of {', '.join(LAUNCHERS)}; got {opts.launcher!r}")
     exp_dir = Path(planned[0].stage.runs_dir) / planned[0].stage.experiment
     folder = exp_dir / SUBMITIT_DIR
     tasks = grid_tasks(planned, list(spec.folds) or None, restart=spec.restart)
+    busy = busy_tasks(exp_dir, tasks, active)
+    for line in busy.values():
+        say(line)
+    tasks = [t for t in tasks if t.key not in busy]
     fold_tasks = [t for t in tasks if t.fold is not None]
     if not tasks:
-        say(f"every selected fold of {exp_dir} is complete: nothing to submit")
+        if not busy:
+            say(f"every selected fold of {exp_dir} is complete: nothing to submit")
         return exp_dir, tasks, []
     name = f"ser-cl-{planned[0].stage.experiment}"
     if any(t.fold is None for t in tasks):
@@ -225,6 +292,7 @@ def launch(planned: List[PlannedStage], spec: TaskSpec, opts: LaunchOptions, pro
     ex = _executor(folder, opts, name)
     specs = [replace(spec, fold=t.fold, threads=threads) for t in fold_tasks]
     jobs = ex.map_array(FoldTask(), specs)
+    record_submissions(exp_dir, fold_tasks, jobs, opts.launcher)
     say(f"submitted {len(jobs)} fold task(s) ({', '.join(t.key for t in fold_tasks)}) via {opts.launcher}: "
         f"job(s) {', '.join(str(j.job_id) for j in jobs)}; logs in {folder}")
     if not opts.wait:

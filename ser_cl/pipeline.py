@@ -15,6 +15,7 @@ from ser_cl.config import STAGE_KINDS, ConfigError
 from ser_cl.eval.run_probe import probe_run
 from ser_cl.experiment import FRONT_END_KEYS, _read_toml, front_end_table, resolve_preset
 from ser_cl.train import distributed
+from ser_cl.train.workers import exit_with_parent, start_worker
 from ser_cl.train.run import (ALL_RUNS, SHARED_POOLS_ENV, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED, PlannedStage,
                               run_variant, select_stages)
 
@@ -40,6 +41,7 @@ def run_experiment(planned: List[PlannedStage], folds: Optional[Sequence[int]] =
     """
     from ser_cl.eval.cross_corpus import check_cross_config, cross_test_run
 
+    exit_with_parent()  # a --devices worker: ends when the process that started it is gone
     if pools is None:
         pools = SHARED_POOLS_TRAINED if os.environ.get(SHARED_POOLS_ENV) == "1" else ALL_RUNS
 
@@ -128,7 +130,8 @@ def front_end_warnings(planned: List[PlannedStage], preset: Optional[str], force
 
 def dry_run_plan(planned: List[PlannedStage], folds: Optional[Sequence[int]] = None) -> List[str]:
     """``--dry-run``: check the data as training would, then one line per variant (stage kind, run
-    directory, ``<- source`` of a fine-tuning).
+    directory, ``<- source`` of a fine-tuning, and the folds it would train: how many of the
+    protocol's, their names, "(complete)" after those already trained).
 
     Fails where training would: every store must be prepared (FileNotFoundError, the one-line
     "prepare.json is missing ..."), and each of ``folds`` one of its protocol's folds (the same
@@ -137,17 +140,24 @@ def dry_run_plan(planned: List[PlannedStage], folds: Optional[Sequence[int]] = N
     from ser_cl.data.store import FeatureStore
     from ser_cl.train.run import _select_folds, variant_dir
 
+    from ser_cl.train.run import fold_is_complete
+
     stores = {d: FeatureStore(d) for d in planned_stores(planned)}
-    if folds:
-        for cfg in (v.config for p in planned for v in p.variants):
-            store = stores[cfg.data.dir]
-            all_folds = make_folds_for(store, cfg.data) if store.labeled else []
-            _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
     lines = []
     for p in planned:
         for v in p.variants:
-            src = f"  <- {v.source or v.config.finetune.source}" if v.config.finetune.source else ""
-            lines.append(f"{p.stage.kind:9s} {variant_dir(v.config, v.name)}{src}")
+            cfg = v.config
+            store = stores[cfg.data.dir]
+            all_folds = make_folds_for(store, cfg.data) if store.labeled else []
+            chosen = _select_folds(all_folds, folds, cfg)  # raises "--fold must be between 1 and N (protocol P)"
+            out = variant_dir(cfg, v.name)
+            src = f"  <- {v.source or cfg.finetune.source}" if cfg.finetune.source else ""
+            if (cfg.data.pool and cfg.kind == "pretrain") or not store.labeled:
+                names = "a pool pretraining (one run for every fold, or one per fold)"
+            else:
+                names = ", ".join(f.name + (" (complete)" if fold_is_complete(out / f.name) else "") for f in chosen)
+                names = f"{len(chosen)} of {len(all_folds)}: {names}"
+            lines.append(f"{p.stage.kind:9s} {out}{src}  folds {names}")
     return lines
 
 
@@ -189,8 +199,10 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
     for its folds in order (a fine-tuning stage only needs the same fold's pretraining, or that
     pool), so workers never wait on each other; they take the pool as trained (SHARED_POOLS_ENV)
     and never train or clear it. Files are written atomically, so the shared run.json is safe.
+    Each worker ends when this process ends, however it ends (``ser_cl.train.workers``), and
+    holds the lock of each fold it trains (``ser_cl.train.fold_lock``), so a second run of the
+    same command skips the folds that live workers hold.
     """
-    import subprocess
     import sys
 
     run_experiment(planned, folds, devices[0], progress=progress, restart=restart, pools=SHARED_POOLS_ONLY)
@@ -210,7 +222,7 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
         env = dict(os.environ, **{SHARED_POOLS_ENV: "1"})
         if device.startswith("cpu") and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = cpu_threads
-        procs.append((device, mine, subprocess.Popen(cmd, env=env)))
+        procs.append((device, mine, start_worker(cmd, env)))  # ends when this process does, even on kill -9
     failed = [(d, m) for d, m, p in procs if p.wait() != 0]
     if failed:
         raise RuntimeError("worker(s) failed: " + "; ".join(f"{d} (folds {m})" for d, m in failed)

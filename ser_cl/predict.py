@@ -28,12 +28,16 @@ import torch
 from ser_cl.data.audio import AUDIO_SUFFIXES, AudioError, load_audio
 from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
 from ser_cl.data.normalize import band_stats
+from ser_cl.data.prepare import DEFAULT_MIN_DURATION
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.build import resolve_device
 from ser_cl.train.run import fold_is_complete
 
 
-MIN_SAMPLES = WIN_LENGTH  # one 25 ms analysis frame at 16 kHz
+# The shortest recording predict accepts, for every front-end: the one `ser-cl prepare` keeps by
+# default (its --min-duration), so no model is asked about a clip shorter than any it trained on.
+MIN_SECONDS = DEFAULT_MIN_DURATION
+MIN_SAMPLES = max(WIN_LENGTH, int(round(MIN_SECONDS * SAMPLE_RATE)))
 NORM_MODEL = "model"  # the model normalises by itself (input_norm none | utterance | global)
 NORM_ENROL, NORM_SAME, NORM_FALLBACK, NORM_OWN = "enrol", "same-speaker", "training-speakers", "own-file"
 FALLBACK_WARNING = ("warning: this model standardises each recording with its speaker's statistics; none were "
@@ -68,12 +72,25 @@ def find_checkpoints(model_path: str | Path) -> List[Path]:
     return found
 
 
+GLOB_CHARS = "*?["
+
+
 def enrolment_files(paths: Sequence[str | Path]) -> List[Path]:
     """The audio files named by ``--enrol``: files as given, folders searched recursively for
-    audio (``AUDIO_SUFFIXES``). Raises ``FileNotFoundError`` naming a path that is neither."""
+    audio (``AUDIO_SUFFIXES``), and quoted glob patterns (``'dir/*-01.wav'``; ``**`` spans
+    folders) expanded to the audio files they match, in sorted order. Raises
+    ``FileNotFoundError`` naming a path that is none of these, or a pattern that matches none."""
+    import glob
+
     files: List[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if not p.exists() and any(c in str(p) for c in GLOB_CHARS):
+            found = sorted(Path(f) for f in glob.glob(str(p.expanduser()), recursive=True)
+                           if Path(f).is_file() and Path(f).suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"--enrol '{p}': no audio file matches this pattern")
+            files.extend(found)
+        elif p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
                 raise FileNotFoundError(f"--enrol {p}: no audio file in this folder ({', '.join(AUDIO_SUFFIXES)})")
@@ -85,16 +102,34 @@ def enrolment_files(paths: Sequence[str | Path]) -> List[Path]:
     return files
 
 
+def split_glob_warning(enrol: Optional[Sequence[str | Path]], audio: Sequence[str | Path]) -> Optional[str]:
+    """A warning when ``--enrol`` got one file while AUDIO holds several files from that file's
+    folder: what an unquoted shell glob (``--enrol dir/*-01.wav``) gives, its first match enrolled
+    and the rest predicted as AUDIO. None otherwise."""
+    if not enrol or len(enrol) != 1 or not Path(enrol[0]).is_file():
+        return None
+    folder = Path(enrol[0]).resolve().parent
+    beside = [a for a in audio if Path(a).resolve().parent == folder]
+    if len(beside) < 2:
+        return None
+    return (f"warning: --enrol got one file ({enrol[0]}) while AUDIO holds {len(beside)} files from its folder "
+            f"{Path(enrol[0]).parent}: an unquoted glob (--enrol {Path(enrol[0]).parent}/*.wav) gives --enrol only "
+            f"its first match and the rest become AUDIO; quote it (--enrol '{Path(enrol[0]).parent}/*.wav') "
+            "if that was meant")
+
+
 def _read_features(path: Path, ckpt: Dict[str, Any]) -> Tuple[Optional[np.ndarray], Optional[str]]:
     """(features, None) or (None, the reason the file cannot be used)."""
     try:
         wave = load_audio(path, SAMPLE_RATE)
     except (AudioError, OSError) as err:
         return None, f"cannot read {path}: {err}"
+    if wave.size < MIN_SAMPLES:  # before any front-end: the same limit for all (prepare's)
+        return None, (f"too short: {wave.size / SAMPLE_RATE:.3f} s, needs at least {MIN_SECONDS:g} s "
+                      "(the shortest clip `ser-cl prepare` keeps)")
     feats = model_input(wave, ckpt)
-    if feats.shape[0] == 0:  # shorter than one analysis frame: nothing for the model to see
-        return None, (f"too short: {wave.size / SAMPLE_RATE:.3f} s, needs at least "
-                      f"{MIN_SAMPLES / SAMPLE_RATE:g} s (one {WIN_LENGTH}-sample frame)")
+    if feats.shape[0] == 0:  # nothing for the model to see
+        return None, f"too short: {wave.size / SAMPLE_RATE:.3f} s gives no feature frame"
     return feats, None
 
 
@@ -128,6 +163,9 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
     if enrol is not None and same_speaker:
         raise ValueError("give --enrol (the speaker's other recordings) or --same-speaker (the files are one "
                          "speaker's), not both")
+    split = split_glob_warning(enrol, audio_paths)
+    if split is not None:
+        warn(split)
     device = resolve_device(device_spec)
     models = []
     classes = None
@@ -183,7 +221,7 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
 
 def result_lines(results: Sequence[Dict[str, Any]], as_json: bool = False) -> List[Tuple[str, str]]:
     """What ``ser-cl predict`` prints, in order, as (stream, line): ``"out"`` lines (the JSON of
-    every result, or one ``path<TAB>emotion<TAB>class=p ...`` line per file) and ``"error"`` lines
+    every result, or one ``path<TAB>emotion<TAB>class=p ...<TAB>normalisation: LABEL`` line per file) and ``"error"`` lines
     (``error: path: reason``, one per unreadable file, for stderr)."""
     lines: List[Tuple[str, str]] = []
     if as_json:
@@ -193,5 +231,6 @@ def result_lines(results: Sequence[Dict[str, Any]], as_json: bool = False) -> Li
             lines.append(("error", f"error: {r['path']}: {r['error']}"))
         elif not as_json:
             probs = " ".join(f"{c}={p:.3f}" for c, p in r["probabilities"].items())
-            lines.append(("out", f"{r['path']}\t{r['emotion']}\t{probs}"))
+            norm = r["normalisation"] if isinstance(r["normalisation"], str) else ", ".join(r["normalisation"])
+            lines.append(("out", f"{r['path']}\t{r['emotion']}\t{probs}\tnormalisation: {norm}"))
     return lines

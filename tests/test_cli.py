@@ -165,3 +165,19 @@ def test_devices_deal_folds_to_worker_processes(synth_mel_dir, tmp_path):
         done = sorted(p.parent.name for p in (tmp_path / "quickstart" / stage).glob("fold-*/metrics.json"))
         assert done == ["fold-02", "fold-05"], (stage, done)
     assert "## quickstart" in res.output
+
+
+def test_dry_run_lists_the_folds(synth_data_dir, tmp_path):
+    """``--dry-run`` names the folds each variant would train (session10 on the synthetic corpus:
+    10), marking those already complete."""
+    data = f"data.dir={json.dumps(str(synth_data_dir))}"
+    runs = f"runs_dir={json.dumps(str(tmp_path))}"
+    out = invoke("run", ROOT / "experiments/ce_baseline.toml", "--dry-run", "--set", data, "--set", runs,
+                 "--fold", "1", "--fold", "3").output.strip().splitlines()
+    assert out == [f"train     {tmp_path}/ce_baseline/train  folds 2 of 10: fold-01, fold-03"]
+    done = tmp_path / "ce_baseline" / "train" / "fold-03"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text(json.dumps({"status": "complete"}))
+    out = invoke("train", ROOT / "experiments/ce_baseline.toml", "--dry-run", "--set", data, "--set", runs).output
+    names = ", ".join(f"fold-{k:02d}" + (" (complete)" if k == 3 else "") for k in range(1, 11))
+    assert out.strip() == f"train     {tmp_path}/ce_baseline/train  folds 10 of 10: {names}"

@@ -296,7 +296,7 @@ def test_dry_run_with_the_cpu_preset(stores):
                  "--set", f"data.dir={json.dumps(str(stores['a']))}").output
     lines = out.strip().splitlines()
     assert lines[0].startswith("warning: preset 'cpu' was chosen for 64-band")
-    assert lines[1:] == ["train     runs/cross_corpus/train"]
+    assert lines[1:] == ["train     runs/cross_corpus/train  folds 1 of 1: fold-01"]
 
 
 def test_report_matrix_two_corpora_both_ways(tmp_path):

@@ -276,3 +276,56 @@ def test_readme_setup_commands_are_exact():
     setup = _setup_section()
     assert _ci_test_command() in setup, "the README's Set-up lost the test command CI runs (.ci/run)"
     assert QUICKSTART in setup, "the README's Set-up lost the quickstart command"
+
+
+# ----------------------------------------------------------------------------- section references
+
+# `README, "Section"` / `docs/x.md, 'Section'` in comments, docstrings and prose (a comment's
+# line breaks and `#` markers between the name and the quote are allowed), and `x.md#anchor`
+# outside Markdown links (help texts, comments)
+_SECTION_REF = re.compile(r"\b(README|docs/[\w-]+\.md)(?:'s)?,?\s+(?:section\s+)?[\"']([^\"'\n]{3,80})[\"']")
+_ANCHOR_REF = re.compile(r"\b((?:docs/)?[\w-]+\.md)#([\w-]+)")
+REFERRING = sorted([*ROOT.glob("experiments/**/*.toml"), *ROOT.glob("benchmarks/**/*.toml"),
+                    *ROOT.glob("benchmarks/**/*.sh"), *ROOT.glob("ser_cl/**/*.py"), *PAGES])
+
+
+def section_references(path: Path) -> Iterator[Tuple[Path, str, str]]:
+    """(page, anchor or None, quoted section or None) for each reference to a section in ``path``."""
+    text = path.read_text(encoding="utf-8")
+    joined = re.sub(r"\n[ \t]*(?:#+[ \t]*)?", " ", text)  # a comment continued on the next line
+    for name, section in _SECTION_REF.findall(joined):
+        yield ROOT / ("README.md" if name == "README" else name), None, section
+    for name, anchor in _ANCHOR_REF.findall(text):
+        page = ROOT / name if "/" in name or name == "README.md" else ROOT / "docs" / name
+        if path.suffix == ".md" and path.parent == ROOT / "docs" and "/" not in name:
+            page = ROOT / "docs" / name
+        yield page, anchor, None
+
+
+def test_section_references_resolve():
+    """Every "see README, 'Section'" (presets, code comments) and ``x.md#anchor`` outside Markdown
+    links names an existing heading of that page."""
+    cache: Dict[Path, Set[str]] = {}
+    bad = []
+    for path in REFERRING:
+        for page, anchor, section in section_references(path):
+            if not page.is_file():
+                if anchor is None or path.suffix != ".md":  # a Markdown link's file: test_relative_links_resolve
+                    bad.append(f"{_rel(path)}: {page.name}: no such page")
+                continue
+            if page not in cache:
+                cache[page] = anchors(page)
+            slug = anchor if anchor is not None else github_slug(section)
+            if slug not in cache[page]:
+                bad.append(f"{_rel(path)}: {_rel(page)} has no section {section or '#' + anchor!r}")
+    assert not bad, "references to sections that do not exist:\n  " + "\n  ".join(bad)
+
+
+def test_section_references_are_found(tmp_path):
+    sample = tmp_path / "x.toml"
+    sample.write_text('# see the README, "CPU\n#   preset"; docs/models.md#speaker-normalisation\n'
+                      "# (docs/results.md, 'How the values were chosen')\n")
+    refs = list(section_references(sample))
+    assert (README, None, "CPU preset") in refs
+    assert (ROOT / "docs" / "results.md", None, "How the values were chosen") in refs
+    assert (ROOT / "docs" / "models.md", "speaker-normalisation", None) in refs

@@ -5,6 +5,7 @@ task, and ``ser-cl status``; on the synthetic corpus with a tiny encoder, 1 epoc
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -144,3 +145,65 @@ def test_a_pool_for_every_fold_is_one_task_the_folds_wait_for(synth_mel_dir, oth
     (tmp_path / "pool_pretrain/pretrain/pool").mkdir(parents=True)
     (tmp_path / "pool_pretrain/pretrain/pool/metrics.json").write_text('{"status": "complete"}')
     assert grid_tasks(planned, [1]) == [Task("fold-01", 1, ("ft_ce_aug/fold-01",))]
+
+
+def test_a_fold_queued_or_running_is_not_submitted_again(synth_mel_dir, tmp_path, monkeypatch):
+    """A fake scheduler: the first launch submits folds 1-3 (``--no-wait``); while their jobs are
+    queued or running, launching again submits none of them, each left out with a line naming its
+    job; once fold 3's job has ended (not complete: it failed), only fold 3 is submitted again. A
+    fold whose folder a live process holds (a plain ``ser-cl run`` beside it) is not submitted."""
+    import socket
+    import subprocess
+
+    import ser_cl.launch as launcher
+    from ser_cl.launch import LaunchOptions, TaskSpec, job_active, launch
+    from ser_cl.pipeline import plan_experiment
+    from ser_cl.train.fold_lock import LOCK_FILE, Holder, process_start
+
+    submitted = []
+
+    class Job:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+    class Executor:
+        def map_array(self, fn, specs):
+            jobs = [Job(str(1000 + len(submitted) + i)) for i in range(len(specs))]
+            submitted.extend((s.fold, j.job_id) for s, j in zip(specs, jobs))
+            return jobs
+
+    monkeypatch.setattr(launcher, "_executor", lambda folder, opts, name: Executor())
+    queue = set()  # the scheduler's queued or running jobs
+    runs = tmp_path / "runs"
+    planned = plan_experiment(QUICKSTART, overrides(synth_mel_dir, runs))
+    spec = TaskSpec(str(QUICKSTART), tuple(overrides(synth_mel_dir, runs)), folds=(1, 2, 3, 4))
+    opts = LaunchOptions(launcher="slurm", wait=False)
+
+    def again():
+        lines = []
+        launch(planned, spec, opts, progress=False, say=lines.append, active=lambda r: r["job"] in queue)
+        return lines
+
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        held = runs / "quickstart" / "pretrain" / "fold-04"
+        held.mkdir(parents=True)
+        holder = Holder(other.pid, socket.gethostname(), "2026-01-02 03:04:05", process_start(other.pid), token="t")
+        (held / LOCK_FILE).write_text(json.dumps(holder.__dict__))
+        lines = again()
+        assert submitted == [(1, "1000"), (2, "1001"), (3, "1002")]
+        assert any(line.startswith(f"fold-04: not submitted, {held} is held by pid {other.pid}") for line in lines)
+        queue.update({"1000", "1001", "1002"})
+        lines = again()
+        assert len(submitted) == 3, submitted  # nothing new: all three still queued or running
+        for k, job in ((1, "1000"), (2, "1001"), (3, "1002")):
+            assert any(line.startswith(f"fold-0{k}: not submitted, job {job} (slurm, submitted ") for line in lines)
+        queue.discard("1002")  # fold 3's job ended without completing the fold
+        again()
+        assert submitted[3:] == [(3, "1003")]
+    finally:
+        other.kill()
+        other.wait()
+    # the local launcher's job id is its task's pid: running while that process runs
+    assert job_active({"launcher": "local", "job": str(os.getpid()), "host": socket.gethostname()})
+    assert not job_active({"launcher": "local", "job": str(other.pid), "host": socket.gethostname()})

@@ -88,8 +88,14 @@ def test_a_pool_for_every_fold_is_trained_once_under_devices(synth_mel_dir, othe
     ft_pids = {pid for pid, d in calls if d.parent == ft}
     assert len(ft_pids) == 2 and os.getpid() not in ft_pids, calls
     assert json.loads((pre / "pool" / "metrics.json").read_text())["status"] == "complete"
+    # each fold records its torch threads: this process's for the pool, the workers' share of the cores
+    import torch
+
+    share = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // 2))
+    assert json.loads((pre / "pool" / "metrics.json").read_text())["threads"] == torch.get_num_threads()
     for k in (1, 2):
-        assert json.loads((ft / f"fold-{k:02d}" / "metrics.json").read_text())["status"] == "complete"
+        record = json.loads((ft / f"fold-{k:02d}" / "metrics.json").read_text())
+        assert record["status"] == "complete" and record["threads"] == share
 
 
 def test_a_per_fold_pool_is_still_dealt_out_to_the_workers(synth_mel_dir, other_speech, tmp_path, train_log):

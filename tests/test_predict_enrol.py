@@ -105,3 +105,37 @@ def test_the_cli_takes_enrol_and_same_speaker_and_refuses_both(speaker_model, sy
     assert res.exit_code == 2 and "not both" in res.stderr
     res = runner.invoke(app, ["predict", str(ckpt_path), wavs[0], "--enrol", "/no/such/dir"])
     assert res.exit_code == 2 and "/no/such/dir" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_enrol_takes_a_quoted_glob_and_warns_of_one_that_the_shell_split(speaker_model, synth_corpus_dir, tmp_path):
+    """``--enrol 'DIR/*.wav'`` enrols every match (the same result as naming them); ``--enrol DIR/a.wav``
+    with several AUDIO files from DIR (what an unquoted glob gives) predicts, with one warning."""
+    import shutil
+
+    ckpt_path, store, _ = speaker_model
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    for w in _wavs(synth_corpus_dir, 2, 4):
+        shutil.copy(w, folder / w.name)
+    takes = sorted(folder.glob("*.wav"))
+    target = [str(_wavs(synth_corpus_dir, 3, 1)[0])]
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", str(ckpt_path), *target, "--enrol", str(folder / "*.wav"), "--json"])
+    assert res.exit_code == 0, res.output
+    by_glob = json.loads(res.stdout)[0]
+    assert by_glob["normalisation"] == "enrol (4 files)" and res.stderr == ""
+    named = predict_files(ckpt_path, target, "cpu", enrol=takes)[0]
+    assert by_glob["probabilities"] == named["probabilities"]
+    res = runner.invoke(app, ["predict", str(ckpt_path), *target, "--enrol", str(folder / "*.flac")])
+    assert res.exit_code == 2 and "no audio file matches" in res.stderr
+    # what `--enrol takes/*.wav` unquoted gives: the first take enrolled, the other three predicted
+    res = runner.invoke(app, ["predict", str(ckpt_path), "--enrol", str(takes[0]), *map(str, takes[1:]), "--json"])
+    assert res.exit_code == 0, res.output
+    warning = res.stderr.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith(f"warning: --enrol got one file ({takes[0]}) while AUDIO "
+                                                       f"holds 3 files from its folder {folder}")
+    assert f"--enrol '{folder}/*.wav'" in warning[0]
+    assert {r["normalisation"] for r in json.loads(res.stdout)} == {"enrol (1 files)"}
+    # one enrolment file and AUDIO from elsewhere: no warning
+    res = runner.invoke(app, ["predict", str(ckpt_path), "--enrol", str(takes[0]), *target, "--json"])
+    assert res.exit_code == 0 and res.stderr == ""

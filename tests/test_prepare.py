@@ -75,6 +75,10 @@ def test_prepare_store_and_skips(csv_corpus, tmp_path):
     out = tmp_path / "data"
     result = prepare(csv_corpus, out, jobs=2, progress=False)
     assert result.n_utterances == 6 and result.n_computed == 10 and result.n_cached == 0
+    # the summary counts what was stored: 6 rows, all computed now (not the 10 files read, 4 of them skipped)
+    from ser_cl.data.summary import prepare_lines
+
+    assert prepare_lines(result)[0].endswith("(6 computed, 0 from cache)"), prepare_lines(result)[0]
     info = json.loads((out / "prepare.json").read_text())
     reasons = {os.path.basename(s["path"]): s["reason"] for s in info["skipped"]}
     assert set(reasons) == {"empty.wav", "text.wav", "short.wav", "cut.wav"}
@@ -108,6 +112,7 @@ def test_rerun_reuses_cache_and_recomputes_changed_files(csv_corpus, tmp_path):
     before = (out / "features.npy").read_bytes()
     again = prepare(csv_corpus, out, jobs=1, progress=False)
     assert again.n_computed == 0 and again.n_cached == 10  # bad files' reasons are cached too
+    assert (again.stored_computed, again.stored_cached) == (0, again.n_utterances)
     assert (out / "features.npy").read_bytes() == before
     target = csv_corpus.parent / "good2.wav"
     st = target.stat()

@@ -51,22 +51,59 @@ def test_predict_gives_a_too_short_clip_its_reason_and_predicts_the_others(tmp_p
 
     ckpt = tiny_checkpoint(tmp_path / "best.pt")
     short, good = tmp_path / "short.wav", tmp_path / "good.wav"
-    write_wav(short, sine(0.01))  # 160 samples: less than one 400-sample frame
     write_wav(good, sine(0.5))
-    res = invoke("predict", ckpt, short, good, "--device", "cpu", ok=False)
-    # bad input exits 2 (as everywhere in the CLI); the reason goes to stderr, the others are predicted
-    assert res.exit_code == 2 and not isinstance(res.exception, Exception), res.output + repr(res.exception)
-    assert res.stderr.strip() == f"error: {short}: too short: 0.010 s, needs at least 0.025 s (one 400-sample frame)"
-    lines = res.stdout.strip().splitlines()
-    assert len(lines) == 1
-    path, emotion, probs = lines[0].split("\t")
-    assert path == str(good) and emotion in CLASSES
-    assert sum(float(item.split("=")[1]) for item in probs.split()) == pytest.approx(1.0, abs=2e-3)
+    # 10 ms (less than one analysis frame) and 100 ms (frames, but shorter than prepare keeps: 0.25 s)
+    for seconds in (0.01, 0.1):
+        write_wav(short, sine(seconds))
+        res = invoke("predict", ckpt, short, good, "--device", "cpu", ok=False)
+        # bad input exits 2 (as everywhere in the CLI); the reason goes to stderr, the others are predicted
+        assert res.exit_code == 2 and not isinstance(res.exception, Exception), res.output + repr(res.exception)
+        assert res.stderr.strip() == (f"error: {short}: too short: {seconds:.3f} s, needs at least 0.25 s "
+                                      "(the shortest clip `ser-cl prepare` keeps)")
+        lines = res.stdout.strip().splitlines()
+        assert len(lines) == 1
+        path, emotion, probs, norm = lines[0].split("\t")
+        assert path == str(good) and emotion in CLASSES and norm == "normalisation: model"
+        assert sum(float(item.split("=")[1]) for item in probs.split()) == pytest.approx(1.0, abs=2e-3)
 
-    # exactly one frame is enough
-    write_wav(short, sine(0.025))
+    # exactly prepare's minimum is enough
+    write_wav(short, sine(0.25))
     res = invoke("predict", ckpt, short, "--device", "cpu", "--json")
     assert json.loads(res.output)[0]["emotion"] in CLASSES
+
+
+@pytest.mark.parametrize("features", [
+    {"name": "mel", "n_mels": 64, "f_min": 0.0, "f_max": 8000.0},
+    {"name": "functionals", "feature_set": "eGeMAPSv02"},
+    {"name": "ssl", "upstream": "whisper-base", "layer": 6},
+], ids=["mel", "functionals", "ssl"])
+def test_predict_refuses_a_short_clip_whatever_the_front_end(tmp_path, monkeypatch, features):
+    """The minimum length is checked on the waveform, before any front-end runs: a 100 ms clip gets
+    the same one-line error from a log-mel, an openSMILE or an upstream model (the front-end is
+    never asked about it), and the other files are still predicted."""
+    import ser_cl.predict as predict
+    from ser_cl.data.audio import write_wav
+
+    torch.manual_seed(0)
+    ckpt = tiny_checkpoint(tmp_path / "best.pt")
+    state = torch.load(ckpt, weights_only=True)
+    state["features"] = features
+    torch.save(state, ckpt)
+    asked = []
+
+    def front_end(wave, ck):  # stands in for the front-end: 257 bins, one frame per 10 ms
+        asked.append(wave.size)
+        return np.zeros((max(1, wave.size // 160), 257), np.float32)
+
+    monkeypatch.setattr(predict, "model_input", front_end)
+    short, good = tmp_path / "short.wav", tmp_path / "good.wav"
+    write_wav(short, sine(0.1))
+    write_wav(good, sine(0.5))
+    res = invoke("predict", ckpt, short, good, "--device", "cpu", ok=False)
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (f"error: {short}: too short: 0.100 s, needs at least 0.25 s "
+                                  "(the shortest clip `ser-cl prepare` keeps)")
+    assert res.stdout.startswith(f"{good}\t") and asked == [8000]
 
 
 # --------------------------------------------------------------------------- 2. safe checkpoint loading

@@ -224,6 +224,8 @@ def folds(
     typer.echo(listing.heading)
     for note in listing.notes:
         typer.echo(f"note: {note}", err=True)
+    for line in listing.warnings:
+        typer.echo(line, err=True)
     echo_lines(listing.table())
     if listing.written is not None:
         typer.echo(f"wrote {len(listing.folds)} folds to {listing.written} (read back: --folds-file {listing.written})")

@@ -120,8 +120,8 @@ def predict(model: Path = typer.Argument(..., help="A checkpoint (.pt), a fold d
             audio: List[Path] = typer.Argument(..., help="Audio files: WAV, FLAC, OGG, AIFF (any sample rate, mono or stereo)."),
             enrol: Optional[List[Path]] = typer.Option(
                 None, "--enrol",
-                help="A speaker-normalised model: other recordings of the speaker (files or folders, repeatable), "
-                     "used only for the speaker's statistics."),
+                help="A speaker-normalised model: other recordings of the speaker (files, folders, or a quoted glob "
+                     "such as 'dir/*-01.wav'; repeatable), used only for the speaker's statistics."),
             same_speaker: bool = typer.Option(
                 False, "--same-speaker", help="A speaker-normalised model: the AUDIO files are one speaker's; "
                                               "take the statistics over them together."),

@@ -4,10 +4,11 @@ exported to a folds file (``ser_cl.data.fold_files``)."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from ser_cl.data.coverage import fold_gap_warnings, thin_class_warnings
 from ser_cl.data.fold_files import write_folds
 from ser_cl.data.folds import Fold, auto_protocol, make_folds
 from ser_cl.data.store import FeatureStore
@@ -16,12 +17,15 @@ from ser_cl.data.store import FeatureStore
 @dataclass
 class FoldListing:
     """The folds ``list_folds`` made, the line that introduces them, the notes making them gave
-    (``FoldFileNote`` and other warnings, one line each) and where they were exported (or None)."""
+    (``FoldFileNote`` and other warnings, one line each), where they were exported (or None) and
+    the class-coverage warnings (``ser_cl.data.coverage``: a class with fewer than 2 speakers, a
+    fold whose training speakers lack a class its test speakers have), one line each."""
 
     folds: List[Fold]
     heading: str
     notes: List[str]
     written: Optional[Path]
+    warnings: List[str] = field(default_factory=list)
 
     def table(self) -> List[str]:
         """One line per fold: its validation and test speakers and the sizes of its three parts."""
@@ -51,4 +55,9 @@ def list_folds(data_dir: str | Path, protocol: str = "auto", folds_file: Optiona
         if export is not None else None
     where = f"file: {folds_file}" if chosen == "file" else chosen
     heading = f"{len(fold_list)} folds ({where}) over {len(store)} utterances, {len(set(store.speakers))} speakers"
-    return FoldListing(fold_list, heading, [str(note.message) for note in notes], written)
+    coverage = []
+    if store.labeled:
+        labels = [store.classes[i] for i in store.labels]
+        coverage = thin_class_warnings(labels, store.speakers, store.classes)
+        coverage += fold_gap_warnings(store.labels, store.classes, [f for f in fold_list if f.test.size])
+    return FoldListing(fold_list, heading, [str(note.message) for note in notes], written, coverage)

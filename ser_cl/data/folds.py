@@ -26,7 +26,7 @@ Protocols (``ALL_FOLD_PROTOCOLS``); in all of them no speaker is in two of train
   order (cyclic), as ``speaker`` picks them, speakers without test utterances first. Store
   utterances no fold mentions stay out of every part, and folds that are not
   speaker-independent are named (FoldFileNote warnings).
-- ``holdout`` (one model, e.g. to test on another corpus: README, "Cross-corpus evaluation"):
+- ``holdout`` (one model, e.g. to test on another corpus: docs/evaluation.md, "Cross-corpus evaluation"):
   ONE fold ``fold-01`` that trains on every speaker but ``holdout_speakers`` (default 2), which
   are validation; its test set is empty. The held-out speakers: speakers are grouped by gender
   (one group when any speaker's gender is unknown, or all have the same), the picks are dealt

@@ -39,6 +39,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from ser_cl import __version__
+from ser_cl.data.coverage import pattern_lines, thin_class_warnings
 from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, parse_label_map, read_corpus
 from ser_cl.data.feature_cache import cache_key, params_key, run_ssl_tasks, run_tasks, scan_cache, store_dtype
 from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, canonical_params, feature_kind, feature_params, frames_for
@@ -65,6 +66,10 @@ class PrepareResult:
     audio_seconds: float
     wall_seconds: float
     info: dict
+    # of the n_utterances stored: features computed in this run / read from the cache (a file that
+    # failed or was too short counts in n_computed or n_cached, never here)
+    stored_computed: int = 0
+    stored_cached: int = 0
 
     @property
     def real_time_factor(self) -> float:
@@ -178,7 +183,10 @@ def prepare(
     (one-line message) for an unreadable corpus or a class spec that selects nothing, and
     ``ValueError`` for invalid feature parameters. The ssl front-end (``ser_cl.data.upstream``):
     the store's estimated size goes to ``notify`` (a line), and a store above ``max_store_gb``
-    (decimal GB) is refused (``ValueError``) before anything is computed or removed.
+    (decimal GB) is refused (``ValueError``) before anything is computed or removed. Also to
+    ``notify``: with ``pattern``, a few parsed examples and a warning when the speaker count looks
+    wrong (``coverage.pattern_lines``); a class recorded by fewer than 2 speakers
+    (``coverage.thin_class_warnings``).
     ``speed``: compute the features of every file played this many times as fast
     (``audio.change_speed``; e.g. 0.9 or 1.1): a store of perturbed copies with the corpus' utterance
     ids and speakers, which a training stage adds to its folds' training utterances
@@ -208,6 +216,9 @@ def prepare(
     out_dir = Path(out_dir)
     listing = read_corpus(corpus_dir, corpus, speaker_level=speaker_level, speakers_csv=speakers_csv,
                           pattern=pattern, label_map=label_map)
+    if listing.corpus == "pattern" and notify is not None:  # what the pattern parsed, before the features
+        for line in pattern_lines(listing.utterances, corpus_dir):
+            notify(line)
     utterances, selection = select_utterances(listing, subset, include_speakers, exclude_speakers)
     labeled = listing.corpus != "unlabeled"
     if not labeled and classes:
@@ -278,6 +289,7 @@ def prepare(
     # decide what is kept (too-short is decided here, so changing --min-duration needs no recompute)
     min_samples = max(int(np.ceil(min_duration * SAMPLE_RATE)), 400)
     rows, files = [], []
+    stored_computed = 0
     for i, (utt, name) in enumerate(kept):
         if i in reasons:
             skipped.append({"path": utt.path, "reason": reasons[i]})
@@ -289,6 +301,7 @@ def prepare(
             )
             continue
         n_frames = frames_for(params, n_samples)
+        stored_computed += i in stem_of  # what the summary counts: stored rows, computed now or cached
         rows.append(
             {
                 "utt_id": utt.utt_id, "path": utt.path, "speaker": utt.speaker, "session": utt.session,
@@ -363,8 +376,12 @@ def prepare(
         "wall_seconds": round(wall, 3),
     }
     write_json(marker, info)  # LAST: the completion marker
+    if labeled and notify is not None:  # a class with fewer than 2 speakers
+        for line in thin_class_warnings([r["label"] for r in rows], [r["speaker"] for r in rows], class_names):
+            notify(line)
     return PrepareResult(
         data_dir=out_dir, corpus=listing.corpus, n_utterances=len(rows), n_skipped=len(skipped),
         n_computed=len(tasks), n_cached=n_cached, total_frames=int(offsets[-1]),
+        stored_computed=stored_computed, stored_cached=len(rows) - stored_computed,
         audio_seconds=audio_seconds, wall_seconds=wall, info=info,
     )

@@ -14,7 +14,7 @@ def prepare_lines(result: Any) -> List[str]:
     lines = [
         f"prepared {result.n_utterances} utterances ({result.audio_seconds / 3600:.2f} h) from {info['corpus']} "
         f"into {result.data_dir} in {result.wall_seconds:.1f} s "
-        f"({result.n_computed} computed, {result.n_cached} from cache)"
+        f"({result.stored_computed} computed, {result.stored_cached} from cache)"
     ]
     if info["labeled"]:
         lines.append("classes: " + ", ".join(f"{c} {n}" for c, n in info["counts_per_class"].items()))

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ser_cl.eval.report_rows import METRICS, SPLITS, THESIS_CORPUS, build_seed_table, build_table
+from ser_cl.eval.report_rows import METRICS, SPLITS, THESIS_CORPUS, build_seed_table, build_table, class_set_notes
 from ser_cl.eval.run_results import VariantResult, collect_runs
 from ser_cl.eval.seeds import SEED_KEY
 from ser_cl.eval.table_format import format_sweep, format_value, md_table, pm, pm_folds, safe_name
@@ -150,6 +150,7 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         "`ensemble` = the mean class probabilities of several runs' heads (`ser-cl ensemble`).",
     ]
     legend_best = legend_incomplete = legend_seeds = False
+    class_notes: List[str] = []
     experiments: Dict[str, List[Dict[str, Any]]] = {}
     for row in rows:
         experiments.setdefault(row["experiment"], []).append(row)
@@ -190,7 +191,9 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
             for split in SPLITS:
                 for key in ("ua", "wa"):
                     text = pm(row[f"{split}_{key}_mean"], row[f"{split}_{key}_std"], 2)
-                    cells.append(text + (mark if text != "-" else ""))
+                    mixed = " ~" if key == "ua" and row.get(f"{split}_ua_classes_differ") and text != "-" else ""
+                    cells.append(text + (mark if text != "-" else "") + mixed)
+                class_notes += class_set_notes(row, split)
             if has_svm:
                 text = pm(row["test_svm_ua_mean"], row["test_svm_ua_std"], 2)
                 cells.append(text + (mark if text != "-" else ""))
@@ -229,6 +232,11 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
     if legend_incomplete:
         legend.append("`!` incomplete or partial variant: mean over its complete folds only; the status names "
                       "the bad files (partial: some folds were not run).")
+    if class_notes:
+        legend.append("`~` the folds' UA averages over different classes (a class that some folds' speakers do "
+                      "not have): each fold's UA is the mean recall over the classes of its own speakers, and the "
+                      "mean over folds mixes them (docs/evaluation.md, 'Scores'):")
+        legend += [f"- {note}" for note in class_notes]
     if legend:
         out += [""] + legend
     if any(row.get("cross") for row in rows):

@@ -50,6 +50,10 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
         )
         if row["thesis_hidden"]:
             row["thesis_val_ua"] = row["thesis_test_ua"] = None
+        for split in SPLITS:  # the classes each complete fold's UA is a mean over (its true classes)
+            sets = scored_classes(result, split)
+            row[f"{split}_ua_classes"] = {name: list(c) for name, c in sets.items()}
+            row[f"{split}_ua_classes_differ"] = len(set(sets.values())) > 1
         row["n_folds"] = len(result.complete_folds)
         row["n_expected"] = result.n_expected
         row["complete"] = result.is_complete
@@ -92,6 +96,34 @@ def build_table(results: Sequence[VariantResult]) -> List[Dict[str, Any]]:
                 row["seed_group_best" if "seed_group" in row else "best"] = True
     _label_stores(rows)
     return rows
+
+
+def scored_classes(result: VariantResult, split: str) -> Dict[str, tuple]:
+    """Complete fold name -> the classes its ``split`` UA averages over: those with at least one
+    true utterance in its confusion matrix (rows are true classes; ``metrics.ua_from_confusion``).
+    Folds without a confusion matrix are left out."""
+    names = result.classes
+    out: Dict[str, tuple] = {}
+    for fold in result.complete_folds:
+        block = (fold.scores or {}).get(split)
+        confusion = block.get("confusion") if isinstance(block, dict) else None
+        if not confusion:
+            continue
+        out[fold.name] = tuple(names[i] if i < len(names) else str(i)
+                               for i, counts in enumerate(confusion) if sum(counts) > 0)
+    return out
+
+
+def class_set_notes(row: Dict[str, Any], split: str = "test") -> List[str]:
+    """For a row whose folds' UA averages over different classes: which folds lack which class."""
+    sets = row.get(f"{split}_ua_classes") or {}
+    if not row.get(f"{split}_ua_classes_differ"):
+        return []
+    every = [c for fold in sets.values() for c in fold]
+    union = list(dict.fromkeys(every))
+    gaps = [f"{name} without {', '.join(c for c in union if c not in have)}"
+            for name, have in sets.items() if len(have) < len(union)]
+    return [f"{row['variant']}: {split} UA averages over different classes per fold ({'; '.join(gaps)})"]
 
 
 def build_seed_table(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -497,6 +497,9 @@ def _train_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_dir: Pat
         "monitor": cfg.monitor, "best_value": best_value, "kept": cfg.optim.keep,
         "kept_epoch": len(history) if cfg.optim.keep == "last" else (best_epoch + 1 if best_epoch >= 0 else None),
         "classes": list(store.classes),
+        # torch's intra-op threads: on a CPU the float sums, and so the scores, can depend on them
+        # (``--devices cpu,cpu`` gives each worker its share of the cores; docs/training.md)
+        "threads": torch.get_num_threads(),
         "val": None, "test": None,
     }
     if cfg.has_head:

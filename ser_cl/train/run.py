@@ -1,6 +1,6 @@
 """From an experiment file to fold directories: plan stages and sweeps, then train each fold.
 
-Layout written here (see the README, "Run directory"):
+Layout written here (see docs/file-formats.md, "Run directory"):
 ``runs/<experiment>/<variant>/run.json`` and ``runs/<experiment>/<variant>/fold-NN/...``.
 """
 
@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, as_table
 from ser_cl.experiment import Variant, expand, load_experiment
+from ser_cl.data.coverage import fold_gap_warnings
 from ser_cl.data.copies import copy_dirs, load_copies, with_copies
 from ser_cl.data.folds import Fold, auto_protocol, make_folds_for
 from ser_cl.data.pool import (KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, check_source_fold, pool_units,
@@ -26,6 +29,7 @@ from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.build import resolve_device
+from ser_cl.train.fold_lock import LOCK_FILE, fold_lock, is_live, read_holder
 from ser_cl.train.loop import train_fold, write_split
 
 
@@ -96,7 +100,10 @@ def check_fold_config(fold_dir: Path, fingerprint: Dict[str, object], restart: b
     """Refuse to resume or reuse a fold trained under another config (or clear it: ``restart``)."""
     path = fold_dir / "fingerprint.json"
     if restart and fold_dir.exists():
-        shutil.rmtree(fold_dir)
+        for child in fold_dir.iterdir():  # all but this process's lock (ser_cl.train.fold_lock)
+            if child.name == LOCK_FILE:
+                continue
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         return
     if not path.is_file():
         return
@@ -113,6 +120,23 @@ def check_fold_config(fold_dir: Path, fingerprint: Dict[str, object], restart: b
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise ConfigError(f"{fold_dir}: trained with another config ({shown}{more}); "
                           "write to a new runs_dir (--set runs_dir=runs/NEW) or pass --restart to clear this fold")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def claim_fold(fold_dir: Path, device=None) -> Iterator[bool]:
+    """The fold's lock (``ser_cl.train.fold_lock``) for the body: True if this run trains the
+    fold, False if a live process holds it (one line names it; skip the fold). Under torchrun
+    rank 0 takes it and every rank gets its answer."""
+    with fold_lock(fold_dir, say=_say, enabled=distributed.is_main()) as mine:
+        if distributed.rank_and_world()[1] > 1:
+            import torch
+
+            mine = distributed.max_int(torch.tensor(0 if mine else 1, device=device)) == 0
+        yield mine
 
 
 def variant_dir(cfg: StageConfig, variant_name: str) -> Path:
@@ -191,6 +215,9 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
         if not one_source and info["folds"] != [f.name for f in all_folds]:
             raise ConfigError(f"{source}: its folds {info['folds']} differ from this data's protocol")
     selected = _select_folds(all_folds, folds, cfg)
+    if (cfg.has_head or cfg.kind == "baseline") and distributed.is_main():  # a class its test speaker has, unseen
+        for line in fold_gap_warnings(store.labels, store.classes, [f for f in selected if f.test.size]):
+            _say(line)
     try:  # before anything is written: a missing copy store stops with the command that makes it
         copies = load_copies(store, cfg.data.train_copies) if cfg.data.train_copies else []
     except (ValueError, FileNotFoundError) as err:
@@ -209,6 +236,10 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / (POOL_FOLD if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
+            held = read_holder(src_ckpt.parent / LOCK_FILE)
+            if held is not None and is_live(held):  # another run is pretraining it now
+                _say(f"{out / fold.name}: skipped, its pretraining {src_ckpt.parent} is held by {held.describe()}")
+                continue
             raise ConfigError(f"{src_ckpt}: missing; pretrain {source} (fold {fold.name}) before fine-tuning it")
         if src_ckpt is not None:
             try:
@@ -218,38 +249,47 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
             except ValueError as err:
                 raise ConfigError(str(err)) from err
         fingerprint = config_fingerprint(cfg, src_ckpt)
-        if distributed.is_main():
-            check_fold_config(out / fold.name, fingerprint, restart)
-            write_json(out / fold.name / "fingerprint.json", fingerprint)
-        distributed.barrier()
-        fold_store, fold_rows = store, fold
-        if copies and not fold_is_complete(out / fold.name):
-            fold_store, fold_rows = with_copies(store, fold, copies)
-        train_fold(cfg, fold_store, fold_rows, out / fold.name, device, source_checkpoint=src_ckpt, progress=progress)
+        with claim_fold(out / fold.name, device) as mine:
+            if not mine:
+                continue
+            if distributed.is_main():
+                check_fold_config(out / fold.name, fingerprint, restart)
+                write_json(out / fold.name / "fingerprint.json", fingerprint)
+            distributed.barrier()
+            fold_store, fold_rows = store, fold
+            if copies and not fold_is_complete(out / fold.name):
+                fold_store, fold_rows = with_copies(store, fold, copies)
+            train_fold(cfg, fold_store, fold_rows, out / fold.name, device, source_checkpoint=src_ckpt,
+                       progress=progress)
     return out
 
 
 def _run_baseline(cfg: StageConfig, store: FeatureStore, selected: List[Fold], out: Path, progress: bool,
                   restart: bool) -> Path:
     """The openSMILE + linear SVM folds (``ser_cl.train.baseline``): functionals once, then each fold."""
+    from contextlib import ExitStack
+
     from ser_cl.data.functionals import store_functionals
     from ser_cl.train.baseline import baseline_inputs, fit_baseline_fold
 
     todo = []
     fingerprint = config_fingerprint(cfg)  # no source checkpoint: the same for every fold
-    for fold in selected:
-        check_fold_config(out / fold.name, fingerprint, restart)
-        write_json(out / fold.name / "fingerprint.json", fingerprint)
-        if not fold_is_complete(out / fold.name):
-            todo.append(fold)
-    if not todo:
-        return out
-    try:
-        inputs = baseline_inputs(cfg, store, store_functionals(store, cfg.baseline.feature_set, progress=progress))
-    except ImportError as err:  # the optional extra is not installed
-        raise ConfigError(str(err)) from None
-    for fold in progress_bar(todo, desc=f"{cfg.experiment}/{out.name}", unit="fold", disable=not progress):
-        fit_baseline_fold(cfg, store, fold, out / fold.name, inputs)
+    with ExitStack() as locks:  # each fold's lock, held until its fit is done (or this fails)
+        for fold in selected:
+            if not locks.enter_context(claim_fold(out / fold.name)):
+                continue
+            check_fold_config(out / fold.name, fingerprint, restart)
+            write_json(out / fold.name / "fingerprint.json", fingerprint)
+            if not fold_is_complete(out / fold.name):
+                todo.append(fold)
+        if not todo:
+            return out
+        try:
+            inputs = baseline_inputs(cfg, store, store_functionals(store, cfg.baseline.feature_set, progress=progress))
+        except ImportError as err:  # the optional extra is not installed
+            raise ConfigError(str(err)) from None
+        for fold in progress_bar(todo, desc=f"{cfg.experiment}/{out.name}", unit="fold", disable=not progress):
+            fit_baseline_fold(cfg, store, fold, out / fold.name, inputs)
     return out
 
 
@@ -292,19 +332,22 @@ def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[i
                                     disable=not progress):
         fold_dir = out / name
         fingerprint = config_fingerprint(cfg)
-        if distributed.is_main():
-            check_fold_config(fold_dir, fingerprint, restart)
-        if fold_is_complete(fold_dir):
-            continue
-        unit = build()
-        if distributed.is_main():
-            write_json(fold_dir / "fingerprint.json", fingerprint)
-            write_json(fold_dir / SEEN_FILE, unit.seen)
-            save_npy(fold_dir / KEYS_FILE, np.unique(unit.trained_keys))
-        distributed.barrier()
-        train_fold(cfg, unit.store, unit.fold, fold_dir, device, progress=progress)
-        if name in by_name and distributed.is_main():  # probe and report read the target fold's parts
-            write_split(fold_dir, target, by_name[name])
+        with claim_fold(fold_dir, device) as mine:
+            if not mine:
+                continue
+            if distributed.is_main():
+                check_fold_config(fold_dir, fingerprint, restart)
+            if fold_is_complete(fold_dir):
+                continue
+            unit = build()
+            if distributed.is_main():
+                write_json(fold_dir / "fingerprint.json", fingerprint)
+                write_json(fold_dir / SEEN_FILE, unit.seen)
+                save_npy(fold_dir / KEYS_FILE, np.unique(unit.trained_keys))
+            distributed.barrier()
+            train_fold(cfg, unit.store, unit.fold, fold_dir, device, progress=progress)
+            if name in by_name and distributed.is_main():  # probe and report read the target fold's parts
+                write_split(fold_dir, target, by_name[name])
     return out
 
 
