@@ -220,3 +220,61 @@ def test_bad_baseline_keys_are_refused_with_the_choices(tiny_emodb, tmp_path):
                             ("baseline.c_grid=[]", "baseline.c_grid must be")]:
         res = CliRunner().invoke(app, ["run", str(exp), "--set", override, "--set", "sweep={}", "--dry-run"])
         assert res.exit_code == 2 and words in res.stderr, (override, res.output)
+
+
+def test_the_baseline_trains_on_the_speed_copies_too(tiny_emodb_raw, tmp_path):
+    """data.train_copies: the copies of the fold's training utterances train (left out with their
+    speaker in the inner folds, never scored); the reference fits scikit-learn by hand on the
+    stores' functionals read with numpy."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from ser_cl.data.features import feature_params
+    from ser_cl.data.prepare import prepare
+
+    data = tmp_path / "egemaps"
+    params = feature_params("functionals", feature_set="eGeMAPSv02")
+    prepare(tiny_emodb_raw, data, classes="angry,sad,neutral", jobs=1, progress=False, features=params)
+    prepare(tiny_emodb_raw, Path(f"{data}-sp0.9"), classes="angry,sad,neutral", jobs=1, progress=False,
+            features=params, speed=0.9)
+    exp = _experiment(tmp_path, data, ["global"])
+    res = CliRunner().invoke(app, ["run", str(exp), "--fold", "1", "--set", 'data.train_copies=["{data.dir}-sp0.9"]'])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    fold_dir = tmp_path / "runs/svm/baseline_norm=global/fold-01"
+
+    def read(d):
+        rows = list(csv.DictReader((d / "manifest.csv").open()))
+        return np.load(d / "features.npy").astype(np.float64), rows
+
+    X, rows = read(data)
+    Xc, crows = read(Path(f"{data}-sp0.9"))
+    classes = ["angry", "sad", "neutral"]
+    y, yc = (np.array([classes.index(r["label"]) for r in rr]) for rr in (rows, crows))
+    split = json.loads((fold_dir / "split.json").read_text())
+    train = [i for i, r in enumerate(rows) if r["utt_id"] in split["train"]]
+    ctrain = [i for i, r in enumerate(crows) if r["utt_id"] in split["train"]]
+    assert len(split["train_copies"]) == len(ctrain) == len(train) == 27
+    XA, yA = np.concatenate([X[train], Xc[ctrain]]), np.concatenate([y[train], yc[ctrain]])
+    gA = np.array([rows[i]["speaker"] for i in train] + [crows[i]["speaker"] for i in ctrain])
+    target = np.arange(len(yA)) < len(train)
+
+    def fit(C, rows_):
+        return make_pipeline(StandardScaler(), LinearSVC(C=C, dual=True, max_iter=10000, random_state=0)).fit(
+            XA[rows_], yA[rows_])
+
+    means = []
+    for C in C_GRID:
+        uas = []
+        for g in np.unique(gA):
+            pred, true = fit(C, gA != g).predict(XA[(gA == g) & target]), yA[(gA == g) & target]
+            uas.append(np.mean([np.mean(pred[true == k] == k) for k in np.unique(true)]))
+        means.append(np.mean(uas))
+    C = C_GRID[int(np.argmax(means))]
+    test = [i for i, r in enumerate(rows) if r["utt_id"] in split["test"]]
+    pred = fit(C, np.ones(len(yA), dtype=bool)).predict(X[test])
+    metrics = json.loads((fold_dir / "metrics.json").read_text())
+    assert metrics["baseline"]["C"] == C and metrics["baseline"]["copies"] == 27
+    assert metrics["baseline"]["inner_ua"] == pytest.approx({f"{c:g}": m for c, m in zip(C_GRID, means)})
+    assert json.loads((fold_dir / "predictions.json").read_text())["test"] == {
+        rows[i]["utt_id"]: classes[p] for i, p in zip(test, pred)}

@@ -143,8 +143,8 @@ def fit_baseline_fold(cfg: StageConfig, store: FeatureStore, fold: Fold, fold_di
         fold_store, fold_rows = _with_copies(cfg, store, fold, copies)
         stats = speaker_stats(fold_store) if cfg.baseline.norm == "speaker" else None  # a copy: its own pseudo-speaker
         X = np.concatenate([inputs, pooled_vectors(fold_store, stats)[len(store):]])
-        speaker_of = dict(zip(store.utt_ids, store.speakers))
-        groups = groups + [speaker_of[u] for u in fold_store.utt_ids[len(store):]]
+        train_ids = {store.utt_ids[i] for i in fold.train}  # the copies' rows, in with_copies' order
+        groups = groups + [s for c in copies for u, s in zip(c.utt_ids, c.speakers) if u in train_ids]
     begin_fold(cfg, fold_store, fold_rows, fold_dir)
     labels = np.asarray(fold_store.labels)
     rows = fold_rows.train
