@@ -14,7 +14,8 @@ upstream's pooled frames) liblinear's dual solver is used, and it only ever read
 through their inner products. The standardised training rows, with liblinear's constant bias
 feature appended, are replaced by their coordinates in their own span (a thin SVD, ``n`` columns
 instead of ``D``); inner products, and so every solver step (the same random order), are
-unchanged, and new rows are projected the same way. Each step costs ``n`` instead of ``D``
+unchanged, and new rows are projected the same way (the eigenvectors of the rows' Gram matrix:
+one ``n x n`` product and eigendecomposition per training set). Each step costs ``n`` instead of ``D``
 operations per sample: the fits of a ComParE fold run ~10x faster, with the same predictions up
 to floating-point rounding. With more samples than features the primal solver runs on the
 features as given.
@@ -30,6 +31,7 @@ import numpy as np
 from ser_cl.metrics import unweighted_accuracy
 
 DEFAULT_C_GRID: Tuple[float, ...] = (0.01, 0.1, 1, 10)
+SPAN_TOL = 1e-10  # eigenvalues of the rows' Gram matrix below this fraction of the largest are dropped
 
 
 def _check_xy(X: Any, y: Any, name: str, n_classes: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -84,10 +86,12 @@ class _TrainingSet:
         A = self.scaler.transform(X) if standardize else X
         self.dual = bool(X.shape[0] <= X.shape[1])  # liblinear's dual when features outnumber samples
         self.basis = None
-        if self.dual:
-            _, _, vt = np.linalg.svd(np.hstack([A, np.ones((A.shape[0], 1))]), full_matrices=False)
-            self.basis = vt.T
-            A = np.hstack([A, np.ones((A.shape[0], 1))]) @ self.basis
+        if self.dual:  # the rows' coordinates in their span: K = A A^T = U L U^T, Z = U L^1/2, basis A^T U L^-1/2
+            A = np.hstack([A, np.ones((A.shape[0], 1))])
+            lam, U = np.linalg.eigh(A @ A.T)
+            keep = lam > lam.max() * SPAN_TOL  # directions the rows do not span add nothing to their products
+            self.basis = A.T @ (U[:, keep] / np.sqrt(lam[keep]))
+            A = U[:, keep] * np.sqrt(lam[keep])
         self.A = A
         self.not_converged = 0
 
@@ -137,8 +141,8 @@ def fit_linear_svm(
 
 
 def fit_linear_svm_loso(X: Any, y: Any, groups: Sequence[str], C_grid: Sequence[float] = DEFAULT_C_GRID,
-                        seed: int = 0, standardize: bool = True, scored: Optional[Sequence[bool]] = None
-                        ) -> Tuple[LinearSVM, float, Dict[str, Any]]:
+                        seed: int = 0, standardize: bool = True, scored: Optional[Sequence[bool]] = None,
+                        max_iter: int = 10000) -> Tuple[LinearSVM, float, Dict[str, Any]]:
     """C by leave-one-group-out over the rows of ``X`` (their ``groups``: speakers), then the
     model refitted on every row with that C. Returns ``(model, C, info)``; ``info`` holds each
     C's score (the mean over held-out groups of that group's UA), the out-of-group predictions
@@ -166,14 +170,14 @@ def fit_linear_svm_loso(X: Any, y: Any, groups: Sequence[str], C_grid: Sequence[
             data = _TrainingSet(X[~out], y[~out], standardize)
             held = out & scored
             for j, C in enumerate(grid):
-                pred = data.fit(C, seed).predict(X[held])
+                pred = data.fit(C, seed, max_iter).predict(X[held])
                 oof[j, held] = pred
                 scores[j, k] = unweighted_accuracy(y[held], pred)
             not_converged += data.not_converged
     mean = scores.mean(axis=1) if len(inner) >= 2 else np.zeros(len(grid))
     best = int(np.flatnonzero(mean == mean.max())[0])  # ties: the smaller C
     data = _TrainingSet(X, y, standardize)
-    model = data.fit(grid[best], seed)
+    model = data.fit(grid[best], seed, max_iter)
     info = {"scores": {f"{C:g}": float(m) for C, m in zip(grid, mean)}, "oof": oof[best],
             "groups": inner, "not_converged": not_converged + data.not_converged}
     return model, grid[best], info
