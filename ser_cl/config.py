@@ -395,7 +395,7 @@ def to_toml(cfg: StageConfig) -> str:
     back. Unset (None) fields are left out: reading the file back sets them to None again.
 
     Nothing reads this text to decide anything: the resume and fine-tuning checks compare
-    ``fingerprint.json`` (``ser_cl.train.run.config_fingerprint``, from the config's data).
+    ``fingerprint.json`` (``ser_cl.train.fingerprint.config_fingerprint``, from the config's data).
     """
     return tomli_w.dumps(_without_none(as_table(cfg)))
 
