@@ -278,3 +278,16 @@ def test_the_baseline_trains_on_the_speed_copies_too(tiny_emodb_raw, tmp_path):
     assert metrics["baseline"]["inner_ua"] == pytest.approx({f"{c:g}": m for c, m in zip(C_GRID, means)})
     assert json.loads((fold_dir / "predictions.json").read_text())["test"] == {
         rows[i]["utt_id"]: classes[p] for i, p in zip(test, pred)}
+
+
+def test_a_fold_of_the_earlier_rule_is_refused_not_reused(tiny_emodb, tmp_path):
+    """A baseline fold whose C was chosen on a validation speaker (fingerprint without
+    baseline.rule) is not taken as complete under the leave-one-speaker-out rule."""
+    exp = _experiment(tmp_path, tiny_emodb, ["global"])
+    assert CliRunner().invoke(app, ["run", str(exp), "--fold", "1"]).exit_code == 0
+    path = tmp_path / "runs/svm/baseline_norm=global/fold-01/fingerprint.json"
+    before = json.loads(path.read_text())
+    assert before.pop("baseline.rule") == 2
+    path.write_text(json.dumps(before))
+    res = CliRunner().invoke(app, ["run", str(exp), "--fold", "1"])
+    assert res.exit_code == 2 and "baseline.rule: None -> 2" in res.stderr and "--restart" in res.stderr, res.output

@@ -35,6 +35,9 @@ OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.r
                       "optim.keep": "best", "data.train_copies": []}
 
 
+BASELINE_RULE = 2  # a baseline fold of another rule is refused, not reused
+
+
 def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
     """The resolved config as flat ``section.key -> value`` (ignoring FINGERPRINT_IGNORES), plus
     ``source.config`` (a hash of the pretrained fold's config) when fine-tuning one."""
@@ -54,6 +57,8 @@ def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = Non
     if cfg.kind != "baseline":  # the [baseline] table was added after runs existed; only baselines read it
         table.pop("baseline")
     walk("", table)
+    if cfg.kind == "baseline":  # 2: C by leave-one-speaker-out over every non-test speaker (1: on a validation speaker)
+        flat["baseline.rule"] = BASELINE_RULE
     if source_checkpoint is not None:
         src = Path(source_checkpoint).parent / "fingerprint.json"
         text = src.read_text() if src.is_file() else ""
