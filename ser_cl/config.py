@@ -165,11 +165,14 @@ class FinetuneConfig:
 class BaselineConfig:
     """A ``stage = "baseline"`` stage: openSMILE functionals + a linear SVM (no neural network)."""
 
-    feature_set: str = "ComParE_2016"  # ComParE_2016 (6,373 functionals) | eGeMAPSv02 (88)
-    # none: the raw functionals; global: standardised with the fold's training speakers' statistics;
-    # speaker: each speaker's functionals standardised with that speaker's own (as input_norm = speaker)
+    # ComParE_2016 (6,373 functionals) | eGeMAPSv02 (88) | store: the store's own frames, mean + std
+    # pooled (a linear probe of any front-end, e.g. an upstream's)
+    feature_set: str = "ComParE_2016"
+    # none: the raw vectors; global: standardised with the fold's training speakers' statistics;
+    # speaker: each speaker's standardised with that speaker's own statistics (as input_norm = speaker)
     norm: str = "global"
-    c_grid: List[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0])  # C by validation UA
+    # C by leave-one-speaker-out over the fold's training speakers, then refitted on all of them
+    c_grid: List[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0])
 
 
 @dataclass
@@ -217,7 +220,7 @@ SECTIONS = {
     "finetune": FinetuneConfig,
     "baseline": BaselineConfig,
 }
-BASELINE_FEATURE_SETS = ("ComParE_2016", "eGeMAPSv02")  # openSMILE's names
+BASELINE_FEATURE_SETS = ("ComParE_2016", "eGeMAPSv02", "store")  # openSMILE's names; store: its own frames
 BASELINE_NORMS = ("none", "global", "speaker")
 SELF_SUPERVISED_LOSSES = ("selfsup_ntxent", "barlow_twins", "vicreg")  # no labels needed
 STAGE_SCALARS = ("experiment", "name", "kind", "description", "runs_dir", "device", "probe")
@@ -323,16 +326,17 @@ def validate(cfg: StageConfig, where: str) -> None:
     check(not cfg.data.folds_file or cfg.data.protocol == "file",
           "data.folds_file is read by data.protocol = 'file' only: set that too")
     check(cfg.data.val_speakers >= 0, "data.val_speakers must be >= 0 (0: train on every speaker but the test ones)")
-    if cfg.data.val_speakers == 0:  # no validation set: nothing to pick an epoch, a C or a head on
-        check(cfg.kind == "train", "data.val_speakers = 0 is for train stages (protocol holdout ignores it)")
+    if cfg.data.val_speakers == 0 and cfg.kind != "baseline":  # no validation set: nothing to pick an epoch on
+        # (a baseline chooses C by leave-one-speaker-out over its training speakers, whatever val_speakers)
+        check(cfg.kind == "train", "data.val_speakers = 0 is for train and baseline stages (protocol holdout ignores it)")
         check(cfg.optim.keep == "last" and not cfg.optim.early_stop and not cfg.optim.refit_head,
               "data.val_speakers = 0 leaves no validation speakers: set optim.keep = \"last\", "
               "optim.early_stop = 0 and optim.refit_head = false")
         check(cfg.optim.schedule != "plateau" or cfg.data.protocol == "holdout",  # holdout validates anyway
               "data.val_speakers = 0 leaves no validation speakers for optim.schedule = \"plateau\": "
               "set optim.schedule = \"cosine\" or \"step\" (with optim.step_epochs)")
-    check(not cfg.data.train_copies or cfg.kind in ("train", "finetune"),
-          "data.train_copies is for train and finetune stages (pretraining reads data.pool)")
+    check(not cfg.data.train_copies or cfg.kind in ("train", "finetune", "baseline"),
+          "data.train_copies is for train and finetune stages and the baseline (pretraining reads data.pool)")
     check(cfg.data.n_folds >= 2, "data.n_folds must be >= 2 (protocol speaker_groups)")
     check(cfg.optim.monitor in ("auto", "val_ua", "val_loss"), "optim.monitor must be auto, val_ua or val_loss")
     check(cfg.optim.keep in ("best", "last"), "optim.keep must be best or last")
@@ -409,7 +413,7 @@ def to_toml(cfg: StageConfig) -> str:
     back. Unset (None) fields are left out: reading the file back sets them to None again.
 
     Nothing reads this text to decide anything: the resume and fine-tuning checks compare
-    ``fingerprint.json`` (``ser_cl.train.run.config_fingerprint``, from the config's data).
+    ``fingerprint.json`` (``ser_cl.train.fingerprint.config_fingerprint``, from the config's data).
     """
     return tomli_w.dumps(_without_none(as_table(cfg)))
 

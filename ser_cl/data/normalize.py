@@ -23,7 +23,7 @@ normalisation").
 from __future__ import annotations
 
 import copy
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -72,24 +72,74 @@ def band_stats(store, indices: Iterable[int], std_floor: float = STD_FLOOR) -> T
     return mean.astype(np.float32), np.maximum(std, std_floor).astype(np.float32)
 
 
-def _speaker_keys(store) -> list:
+def speaker_keys(speakers: Sequence[str]) -> List[str]:
     """Each utterance's speaker; one without a speaker ("") is a speaker of its own ("\0<index>")."""
-    return [speaker if speaker else f"\0{i}" for i, speaker in enumerate(store.speakers)]
+    return [speaker if speaker else f"\0{i}" for i, speaker in enumerate(speakers)]
 
 
-def speaker_stats(store) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+def _speaker_keys(store) -> list:
+    return speaker_keys(store.speakers)
+
+
+def grouped_stats(items, keys: Sequence[str]) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """``band_stats`` of each group: key -> (mean, std) over the frames of the items ``i`` with
+    ``keys[i] == key`` (``items[i]``: a [T_i, F] array, e.g. a store's utterance)."""
+    groups: Dict[str, list] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return {key: band_stats(items, rows) for key, rows in groups.items()}
+
+
+class VectorRows:
+    """Per-utterance vectors ``[n, D]`` seen as a store of one frame per utterance (``rows[i]``
+    is ``[1, D]``), with their ``speakers``: what ``speaker_stats`` reads for vectors that are
+    not a store's frames (the classical baseline's openSMILE functionals)."""
+
+    def __init__(self, vectors: np.ndarray, speakers: Sequence[str]):
+        self.vectors = np.asarray(vectors)
+        self.speakers = list(speakers)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.vectors[i : i + 1]
+
+
+def speaker_stats(store, recorded: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None
+                  ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """Per-band (mean, std) of every speaker of ``store`` (``_speaker_keys``).
 
     Where the store carries statistics that ``prepare`` took over all of a speaker's readable
-    audio, before class selection (``store.speaker_band_stats``), those are used, so the labels
-    never choose which of a speaker's recordings shape them; otherwise (a store prepared before
-    that, an utterance without a speaker) they are taken over the speaker's utterances in the
-    store."""
-    stored = getattr(store, "speaker_band_stats", None) or {}
-    groups: Dict[str, list] = {}
+    audio, before class selection (``store.speaker_band_stats``; or ``recorded``, taken the same
+    way over other features of that audio), those are used, so the labels never choose which of
+    a speaker's recordings shape them; otherwise (a store prepared before that, an utterance
+    without a speaker) they are taken over the speaker's utterances in the store."""
+    stored = (getattr(store, "speaker_band_stats", None) if recorded is None else recorded) or {}
+    keys = _speaker_keys(store)
+    missing = [i for i, key in enumerate(keys) if key not in stored]
+    computed = grouped_stats(_Subset(store, missing), [keys[i] for i in missing]) if missing else {}
+    return {key: stored[key] if key in stored else computed[key] for key in dict.fromkeys(keys)}
+
+
+class _Subset:
+    """``store`` restricted to ``rows`` (``grouped_stats`` reads ``subset[k]``)."""
+
+    def __init__(self, store, rows: Sequence[int]):
+        self.store, self.rows = store, list(rows)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.store[self.rows[k]]
+
+
+def speaker_standardized(store, stats: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The frames of ``store`` (``[sum T_i, F]``, float64), each utterance's standardised with its
+    speaker's (mean, std) from ``stats`` (``speaker_stats``)."""
+    parts = []
     for i, key in enumerate(_speaker_keys(store)):
-        groups.setdefault(key, []).append(i)
-    return {key: stored[key] if key in stored else band_stats(store, rows) for key, rows in groups.items()}
+        mean, std = stats[key]
+        parts.append((np.asarray(store[i], dtype=np.float64) - mean) / std)
+    return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
 def typical_speaker_stats(store, rows: Iterable[int]) -> Tuple[np.ndarray, np.ndarray]:

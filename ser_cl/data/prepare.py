@@ -117,18 +117,22 @@ class _CachedFeatures:
         return np.load(self.files[i])
 
 
-def write_speaker_stats(path: Path, readable: Sequence[tuple[str, str]]) -> dict:
+def write_speaker_stats(path: Path, readable: Sequence[tuple[str, str, str]]) -> dict:
     """Each speaker's per-band mean and std over all frames of every readable utterance of
-    theirs (cache files), whatever its label: ``speaker_stats.npz`` with ``speakers`` [S],
-    ``mean`` and ``std`` [S, F] float32 and ``utterances`` [S]. Utterances without a speaker are
-    left out (speaker normalisation gives each of them its own statistics). Returns the
-    prepare.json entry."""
+    theirs (``(speaker, cache file, audio path)``), whatever its label: ``speaker_stats.npz`` with
+    ``speakers`` [S], ``mean`` and ``std`` [S, F] float32, ``utterances`` [S], and the audio files
+    they were taken over (``audio`` [N] and their ``audio_speakers`` [N], so that statistics of
+    other features of the same audio, the classical baseline's, are taken over the same files).
+    Utterances without a speaker are left out (speaker normalisation gives each of them its own
+    statistics). Returns the prepare.json entry."""
     from ser_cl.data.normalize import band_stats
 
     by_speaker: dict[str, list[str]] = {}
-    for speaker, cache_file in readable:
+    audio: list[tuple[str, str]] = []
+    for speaker, cache_file, audio_path in readable:
         if speaker:
             by_speaker.setdefault(speaker, []).append(cache_file)
+            audio.append((speaker, audio_path))
     speakers = sorted(by_speaker)
     stats = [band_stats(_CachedFeatures(by_speaker[s]), range(len(by_speaker[s]))) for s in speakers]
     n_freq = stats[0][0].shape[0] if stats else 0
@@ -137,7 +141,9 @@ def write_speaker_stats(path: Path, readable: Sequence[tuple[str, str]]) -> dict
             np.savez(f, speakers=np.array(speakers, dtype=str),
                      mean=np.array([m for m, _ in stats], dtype=np.float32).reshape(len(speakers), n_freq),
                      std=np.array([d for _, d in stats], dtype=np.float32).reshape(len(speakers), n_freq),
-                     utterances=np.array([len(by_speaker[s]) for s in speakers], dtype=np.int64))
+                     utterances=np.array([len(by_speaker[s]) for s in speakers], dtype=np.int64),
+                     audio=np.array([p for _, p in audio], dtype=str),
+                     audio_speakers=np.array([s for s, _ in audio], dtype=str))
     return {"file": path.name, "speakers": len(speakers),
             "utterances": sum(len(v) for v in by_speaker.values())}
 
@@ -335,7 +341,7 @@ def prepare(
         del store
     save_npy(out_dir / "offsets.npy", offsets)
     write_text(out_dir / "manifest.csv", _manifest_text(rows))
-    readable = [(utt.speaker, entries[i][0]) for i, utt in enumerate(every) if entries[i] is not None]
+    readable = [(utt.speaker, entries[i][0], utt.path) for i, utt in enumerate(every) if entries[i] is not None]
     stats_info = write_speaker_stats(out_dir / SPEAKER_STATS_FILE, readable)
 
     counts_per_speaker = Counter(r["speaker"] for r in rows)

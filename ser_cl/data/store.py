@@ -119,6 +119,22 @@ class FeatureStore:
             self._speaker_band_stats = stats
         return self._speaker_band_stats
 
+    @property
+    def speaker_audio(self) -> Optional[Dict[str, list]]:
+        """speaker -> the audio files ``speaker_band_stats`` were taken over (every readable
+        recording of the speaker, dropped classes included); None for a store prepared before
+        prepare recorded them."""
+        path = self.data_dir / "speaker_stats.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            if "audio" not in z.files:
+                return None
+            out: Dict[str, list] = {}
+            for speaker, audio in zip(z["audio_speakers"].tolist(), z["audio"].tolist()):
+                out.setdefault(str(speaker), []).append(str(audio))
+        return out
+
     def __len__(self) -> int:
         return len(self.rows)
 

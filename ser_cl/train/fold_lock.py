@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -198,3 +199,22 @@ def fold_lock(fold_dir: Path, say: Callable[[str], None] = print, enabled: bool 
                 fold_dir.rmdir()  # only if empty: nothing was written
             except OSError:
                 pass
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def claim_fold(fold_dir: Path, device=None) -> Iterator[bool]:
+    """The fold's lock for a training or baseline run: True if this run trains the fold, False if
+    a live process holds it (one line on stderr names it; skip the fold). Under torchrun rank 0
+    takes it and every rank gets its answer."""
+    from ser_cl.train import distributed
+
+    with fold_lock(fold_dir, say=_stderr, enabled=distributed.is_main()) as mine:
+        if distributed.rank_and_world()[1] > 1:
+            import torch
+
+            mine = distributed.max_int(torch.tensor(0 if mine else 1, device=device)) == 0
+        yield mine

@@ -6,18 +6,15 @@ Layout written here (see docs/file-formats.md, "Run directory"):
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig, as_table
+from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig
 from ser_cl.experiment import Variant, expand, load_experiment
 from ser_cl.data.coverage import fold_gap_warnings
 from ser_cl.data.copies import copy_dirs, load_copies, with_copies
@@ -29,8 +26,14 @@ from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.build import resolve_device
-from ser_cl.train.fold_lock import LOCK_FILE, fold_lock, is_live, read_holder
+from ser_cl.train.fingerprint import (FINGERPRINT_IGNORES, OMITTED_AT_DEFAULT, check_fold_config,  # noqa: F401
+                                     config_fingerprint, fold_is_complete)
+from ser_cl.train.fold_lock import LOCK_FILE, claim_fold, is_live, read_holder
 from ser_cl.train.loop import train_fold, write_split
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 # What ``run_variant`` does with a pool pretraining that serves every fold (run folder ``pool``)
@@ -46,97 +49,6 @@ SHARED_POOLS_ENV = "SER_CL_SHARED_POOLS_TRAINED"  # "1" in the environment of --
 class PlannedStage:
     stage: StageConfig
     variants: List[Variant]
-
-
-def fold_is_complete(fold_dir: Path) -> bool:
-    """Whether training wrote the fold's completion marker (metrics.json, status "complete")."""
-    try:
-        return json.loads((Path(fold_dir) / "metrics.json").read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
-
-
-# Keys that do not change what a fold learns: where it is written, on which device, how it is
-# shown, and how batches reach the device (the same batches either way).
-FINGERPRINT_IGNORES = ("experiment", "name", "description", "runs_dir", "device", "probe", "thesis", "sweep",
-                       "data.eval_batch_size", "data.prefetch", "data.store_on_device", "model.gru_impl",
-                       "data.test_on", "data.class_map",  # cross-corpus tests happen after training
-                       "optim.tensorboard")  # a mirror of metrics.jsonl: any value, the same fold
-# Keys added after runs existed, left out while at their default (the value those runs trained
-# with), so that a pretrained fold's fingerprint.json, and the hash of it that its fine-tuning
-# folds keep (source.config), stay what they were.
-OMITTED_AT_DEFAULT = {"optim.ema_decay": 0.0, "augment.view_frames": 0, "optim.refit_head": False,
-                      "data.val_speakers": 1, "data.n_folds": 5, "data.folds_file": "", "model.input_dropout": None,
-                      "optim.keep": "best", "data.train_copies": [], "optim.schedule": "plateau", "optim.step_epochs": 10, "model.mlp_hidden": None, "model.mlp_dropout": None}
-
-
-def config_fingerprint(cfg: StageConfig, source_checkpoint: Optional[Path] = None) -> Dict[str, object]:
-    """The resolved config as flat ``section.key -> value`` (ignoring FINGERPRINT_IGNORES), plus
-    ``source.config`` (a hash of the pretrained fold's config) when fine-tuning one."""
-    flat: Dict[str, object] = {}
-
-    def walk(prefix: str, table: Dict[str, object]) -> None:
-        for key, value in table.items():
-            dotted = f"{prefix}{key}"
-            if dotted in FINGERPRINT_IGNORES or OMITTED_AT_DEFAULT.get(dotted, object()) == value:
-                continue
-            if isinstance(value, dict):
-                walk(dotted + ".", value)
-            else:
-                flat[dotted] = value
-
-    table = as_table(cfg)
-    if cfg.kind != "baseline":  # the [baseline] table was added after runs existed; only baselines read it
-        table.pop("baseline")
-    walk("", table)
-    if source_checkpoint is not None:
-        src = Path(source_checkpoint).parent / "fingerprint.json"
-        text = src.read_text() if src.is_file() else ""
-        flat["source.config"] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return flat
-
-
-def check_fold_config(fold_dir: Path, fingerprint: Dict[str, object], restart: bool) -> None:
-    """Refuse to resume or reuse a fold trained under another config (or clear it: ``restart``)."""
-    path = fold_dir / "fingerprint.json"
-    if restart and fold_dir.exists():
-        for child in fold_dir.iterdir():  # all but this process's lock (ser_cl.train.fold_lock)
-            if child.name == LOCK_FILE:
-                continue
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        return
-    if not path.is_file():
-        return
-    try:
-        before = json.loads(path.read_text())
-    except ValueError:
-        before = {}
-    # a key that a later version added, at its default value, trains what the fold was trained with
-    defaults = config_fingerprint(StageConfig())
-    changed = sorted(k for k in set(before) | set(fingerprint) if before.get(k) != fingerprint.get(k)
-                     and not (k not in before and k in defaults and fingerprint.get(k) == defaults[k]))
-    if changed:
-        shown = ", ".join(f"{k}: {before.get(k)!r} -> {fingerprint.get(k)!r}" for k in changed[:6])
-        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
-        raise ConfigError(f"{fold_dir}: trained with another config ({shown}{more}); "
-                          "write to a new runs_dir (--set runs_dir=runs/NEW) or pass --restart to clear this fold")
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def claim_fold(fold_dir: Path, device=None) -> Iterator[bool]:
-    """The fold's lock (``ser_cl.train.fold_lock``) for the body: True if this run trains the
-    fold, False if a live process holds it (one line names it; skip the fold). Under torchrun
-    rank 0 takes it and every rank gets its answer."""
-    with fold_lock(fold_dir, say=_say, enabled=distributed.is_main()) as mine:
-        if distributed.rank_and_world()[1] > 1:
-            import torch
-
-            mine = distributed.max_int(torch.tensor(0 if mine else 1, device=device)) == 0
-        yield mine
 
 
 def variant_dir(cfg: StageConfig, variant_name: str) -> Path:
@@ -232,7 +144,9 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
             "source": str(source) if source is not None else None,
         })
     if cfg.kind == "baseline":
-        return _run_baseline(cfg, store, selected, out, progress, restart)
+        from ser_cl.train.baseline import run_baseline
+
+        return run_baseline(cfg, store, selected, out, progress, restart, copies)
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / (POOL_FOLD if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
@@ -261,35 +175,6 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
                 fold_store, fold_rows = with_copies(store, fold, copies)
             train_fold(cfg, fold_store, fold_rows, out / fold.name, device, source_checkpoint=src_ckpt,
                        progress=progress)
-    return out
-
-
-def _run_baseline(cfg: StageConfig, store: FeatureStore, selected: List[Fold], out: Path, progress: bool,
-                  restart: bool) -> Path:
-    """The openSMILE + linear SVM folds (``ser_cl.train.baseline``): functionals once, then each fold."""
-    from contextlib import ExitStack
-
-    from ser_cl.data.functionals import store_functionals
-    from ser_cl.train.baseline import baseline_inputs, fit_baseline_fold
-
-    todo = []
-    fingerprint = config_fingerprint(cfg)  # no source checkpoint: the same for every fold
-    with ExitStack() as locks:  # each fold's lock, held until its fit is done (or this fails)
-        for fold in selected:
-            if not locks.enter_context(claim_fold(out / fold.name)):
-                continue
-            check_fold_config(out / fold.name, fingerprint, restart)
-            write_json(out / fold.name / "fingerprint.json", fingerprint)
-            if not fold_is_complete(out / fold.name):
-                todo.append(fold)
-        if not todo:
-            return out
-        try:
-            inputs = baseline_inputs(cfg, store, store_functionals(store, cfg.baseline.feature_set, progress=progress))
-        except ImportError as err:  # the optional extra is not installed
-            raise ConfigError(str(err)) from None
-        for fold in progress_bar(todo, desc=f"{cfg.experiment}/{out.name}", unit="fold", disable=not progress):
-            fit_baseline_fold(cfg, store, fold, out / fold.name, inputs)
     return out
 
 
