@@ -69,6 +69,9 @@ def prepare(
         None, "--layers", help="--features ssl: 'all' stores every hidden state side by side (layers x hidden size per frame)."),
     chunk_s: Optional[float] = typer.Option(
         None, "--chunk-s", help="--features ssl: longer files go through the model in chunks this long (default 20 s, 1 s overlap)."),
+    whisper_window: Optional[str] = typer.Option(
+        None, "--whisper-window", help="--features ssl, Whisper: 'clip' (the encoder on the clip's own frames; default) "
+                                       "or '30s' (every clip padded to Whisper's 30 s window, slower)."),
     max_store_gb: float = typer.Option(
         20.0, "--max-store-gb", help="--features ssl: refuse a features.npy estimated above this many GB (the cache needs as much again)."),
     feature_set: Optional[str] = typer.Option(
@@ -133,7 +136,8 @@ def prepare(
         if layers is not None and layers != "all":
             raise ValueError(f"--layers {layers!r}: only 'all' (or give one --layer N)")
         params = feature_params(features, n_mels=n_mels, f_min=f_min, f_max=f_max, upstream=upstream, layer=layer,
-                                layers=layers, chunk_s=chunk_s, feature_set=feature_set)
+                                layers=layers, chunk_s=chunk_s, feature_set=feature_set,
+                                whisper_window=whisper_window)
         result = run_prepare(corpus_dir, out, corpus=corpus, classes=classes, jobs=jobs,
                              min_duration=min_duration, progress=not quiet, features=params,
                              speaker_level=speaker_level, speakers_csv=speakers_csv,

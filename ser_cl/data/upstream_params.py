@@ -19,6 +19,10 @@ SSL_VERSION = 1
 DEFAULT_CHUNK_S = 20.0
 DEFAULT_OVERLAP_S = 1.0
 WHISPER_MAX_S = 30.0  # Whisper's encoder sees 30 s windows, no more
+#: how a Whisper encoder sees a clip: "clip" (its own mel frames, the positional embeddings cut to
+#: that length) or "30s" (padded to the 30 s window it was trained on, output trimmed)
+WHISPER_WINDOWS = ("clip", "30s")
+DEFAULT_WHISPER_WINDOW = "clip"
 #: model_type (config.json) -> family name in messages
 FAMILIES = {
     "wavlm": "WavLM",
@@ -130,16 +134,28 @@ def default_layer(n_layers: int) -> int:
     return int(round(2 * n_layers / 3))
 
 
+def whisper_window(params: dict) -> Optional[str]:
+    """A Whisper store's window ("clip" or "30s"; parameters recorded before the choice existed:
+    "30s"); None for the other families."""
+    if params["upstream"]["family"] != "whisper":
+        return None
+    return params.get("whisper_window", "30s")
+
+
 def ssl_params(upstream: str | os.PathLike, layer: Optional[int] = None, layers=None,
-               chunk_s: Optional[float] = None, overlap_s: Optional[float] = None) -> dict:
+               chunk_s: Optional[float] = None, overlap_s: Optional[float] = None,
+               window: Optional[str] = None) -> dict:
     """The parameter dict of the ssl front-end (what prepare.json's "features" records).
 
     ``layer``: one hidden state, 0 .. n_layers (None: ``default_layer``); ``layers``: "all"
     (every hidden state, 0 .. n_layers) or a list of layer numbers; not both. ``chunk_s`` /
-    ``overlap_s``: how long files are cut (default 20 s / 1 s). One-line ``ValueError`` /
-    ``FileNotFoundError`` for a bad directory or value.
+    ``overlap_s``: how long files are cut (default 20 s / 1 s). ``window`` (Whisper only):
+    "clip" or "30s" (``WHISPER_WINDOWS``; default ``DEFAULT_WHISPER_WINDOW``). One-line
+    ``ValueError`` / ``FileNotFoundError`` for a bad directory or value.
     """
     record = describe_upstream(upstream)
+    if window is not None and record["family"] != "whisper":
+        raise ValueError(f"--whisper-window is only for a Whisper upstream, not {FAMILIES[record['family']]}")
     n = record["n_layers"]
     if layer is not None and layers is not None:
         raise ValueError("give --layer N or --layers all, not both")
@@ -169,6 +185,8 @@ def ssl_params(upstream: str | os.PathLike, layer: Optional[int] = None, layers=
         "dtype": "float16",
         "version": SSL_VERSION,
     }
+    if record["family"] == "whisper":
+        params["whisper_window"] = DEFAULT_WHISPER_WINDOW if window is None else window
     validate_ssl_params(params)
     return params
 
@@ -188,6 +206,10 @@ def validate_ssl_params(params: dict) -> None:
     if int(params.get("n_freq", -1)) != len(layers) * int(up["hidden_size"]):
         raise ValueError(f"ssl feature parameters say n_freq={params.get('n_freq')}, but {len(layers)} layer(s) "
                          f"x {up['hidden_size']} values")
+    if up["family"] == "whisper" and whisper_window(params) not in WHISPER_WINDOWS:
+        raise ValueError(f"--whisper-window {params.get('whisper_window')!r}: expected one of {', '.join(WHISPER_WINDOWS)}")
+    if up["family"] != "whisper" and "whisper_window" in params:
+        raise ValueError("ssl feature parameters: whisper_window is only for a Whisper upstream")
     hop = int(up["hop_samples"])
     chunk, overlap = _chunk_samples(params)
     if chunk < 4 * hop:
@@ -210,7 +232,8 @@ def _chunk_samples(params: dict) -> Tuple[int, int]:
 # -- frames and chunks ----------------------------------------------------------------------------------
 
 def frame_count(upstream: dict, n_samples: int) -> int:
-    """Frames the upstream gives for ``n_samples`` (Whisper: after trimming its 30 s padding)."""
+    """Frames the upstream gives for ``n_samples`` (Whisper: ``ceil((N // 160) / 2)``, the conv
+    stack's output on the clip's own mel frames, which is also what is kept of a 30 s window)."""
     n_samples = int(n_samples)
     if upstream["family"] == "whisper":
         mel_frames = n_samples // (int(upstream["hop_samples"]) // 2)
