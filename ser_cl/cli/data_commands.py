@@ -62,7 +62,8 @@ def prepare(
     f_max: Optional[float] = typer.Option(None, "--f-max", help="Highest mel filter edge in Hz, <= 8000 (--features mel; default 8000)."),
     upstream: Optional[Path] = typer.Option(
         None, "--upstream", help="--features ssl: a local Hugging Face checkpoint directory (config.json + weights) of "
-                                 "WavLM, HuBERT, wav2vec 2.0 / XLS-R, data2vec-audio or Whisper; nothing is downloaded."),
+                                 "WavLM, HuBERT, wav2vec 2.0 / XLS-R, data2vec-audio or Whisper, or a model id "
+                                 "(openai/whisper-base) already in the Hugging Face cache; nothing is downloaded."),
     layer: Optional[int] = typer.Option(
         None, "--layer", help="--features ssl: the hidden state to store, 0 .. number of layers (default: two thirds up)."),
     layers: Optional[str] = typer.Option(
@@ -114,6 +115,8 @@ def prepare(
       ser-cl prepare /data/podcasts -o data/pool-mel64 --corpus unlabeled --speaker-level 0 --features mel
 
       ser-cl prepare /data/emodb -o data/emodb-wavlm --features ssl --upstream models/wavlm-base-plus --layer 8
+
+      ser-cl prepare /data/emodb -o data/emodb-whisper --features ssl --upstream openai/whisper-base --layers all
 
       ser-cl prepare /data/emodb -o data/emodb-compare --features functionals --feature-set ComParE_2016
 

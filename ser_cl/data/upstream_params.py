@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -62,6 +63,41 @@ def _check_dir(path: Path) -> None:
                          "(the WhisperFeatureExtractor settings) in the directory")
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache as the environment says now: HF_HUB_CACHE, else HF_HOME/hub,
+    else XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def resolve_upstream(upstream: str | os.PathLike) -> Path:
+    """A checkpoint directory, or a Hugging Face model id (``openai/whisper-base``) found in the
+    local Hugging Face cache: its snapshot directory. Nothing is downloaded (so HF_HUB_OFFLINE
+    changes nothing); ``hf download ID`` fills the cache (docs/ssl_upstreams.md). A path that
+    exists is always the directory, even if it also reads as a model id."""
+    path = Path(upstream).expanduser()
+    text = str(upstream)
+    if path.exists() or not _HUB_ID.match(text):
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        raise ValueError(_INSTALL_HINT) from None
+    cache = hub_cache_dir()
+    try:
+        return Path(snapshot_download(text, cache_dir=str(cache), local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        raise FileNotFoundError(
+            f"upstream {text}: no such directory, and no Hugging Face model {text} in the cache {cache}; "
+            f"download it first (hf download {text}) or give a checkpoint directory") from None
+
+
 def config_hash(path: str | os.PathLike) -> str:
     """sha256 (16 hex digits) of config.json, preprocessor_config.json (if any) and the weight
     files' names and sizes: what the cache key and the checkpoint check compare (the weights
@@ -91,7 +127,8 @@ def _auto_config(path: Path):
 def describe_upstream(path: str | os.PathLike) -> dict:
     """The ``upstream`` record of an ssl parameter dict: what the checkpoint at ``path`` is and
     how its frames relate to samples. Reads the configs only, not the weights."""
-    path = Path(path).expanduser().resolve()
+    hub_id = str(path) if not Path(path).expanduser().exists() and _HUB_ID.match(str(path)) else None
+    path = resolve_upstream(path).resolve()
     _check_dir(path)
     config = _auto_config(path)
     family = config.model_type
@@ -114,7 +151,7 @@ def describe_upstream(path: str | os.PathLike) -> dict:
         padding = "attention-mask" if per_frame else "equal-length"
         max_chunk_s = None
         normalize = bool(pre.get("do_normalize", False))
-    return {
+    record = {
         "path": str(path),
         "family": family,
         "config_hash": config_hash(path),
@@ -127,6 +164,9 @@ def describe_upstream(path: str | os.PathLike) -> dict:
         "padding": padding,
         "max_chunk_s": max_chunk_s,
     }
+    if hub_id is not None:  # where the directory came from: the model id, resolved in the hub cache
+        record["hub_id"] = hub_id
+    return record
 
 
 def default_layer(n_layers: int) -> int:
