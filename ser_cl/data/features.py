@@ -405,12 +405,13 @@ def log_mel(
     return np.log(energy, out=energy)
 
 
-def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None) -> np.ndarray:
+def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None, device=None) -> np.ndarray:
     """Mono 16 kHz waveform [N] -> the front-end ``params`` describe (``feature_params``; None:
     the thesis' spectrogram), float32 [T, params["n_freq"]], T = frames_for(params, N).
 
     Accepts the "features" dict of a prepare.json (also one written before "name" existed).
-    "ssl" loads the upstream once per process (``ser_cl.data.upstream.get_upstream``).
+    "ssl" loads the upstream once per process (``ser_cl.data.upstream.get_upstream``) on
+    ``device`` (None: CUDA when available, else the CPU); the other front-ends ignore it.
     """
     if params is None:
         return log_spectrogram(wave_16k)
@@ -418,7 +419,7 @@ def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None) -> np.
     if feature_kind(params) == "ssl":
         from ser_cl.data.upstream import compute_ssl
 
-        return compute_ssl(wave_16k, params)
+        return compute_ssl(wave_16k, params, device)
     if feature_kind(params) == "functionals":
         from ser_cl.data.opensmile_features import functionals_vector
 
