@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ser_cl.data.audio import AUDIO_SUFFIXES, AudioError, load_audio
+from ser_cl.data.feature_cache import store_dtype
 from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
 from ser_cl.data.normalize import band_stats
 from ser_cl.data.prepare import DEFAULT_MIN_DURATION
@@ -45,14 +46,20 @@ FALLBACK_WARNING = ("warning: this model standardises each recording with its sp
                     "speaker, or --same-speaker when the files are one speaker's")
 
 
-def model_input(wave_16k: np.ndarray, ckpt: Dict[str, Any]) -> np.ndarray:
+def model_input(wave_16k: np.ndarray, ckpt: Dict[str, Any], device=None) -> np.ndarray:
     """The features the model reads, [T, n_freq] float32, for a mono 16 kHz waveform.
 
     The one place predict computes features: the front-end the model was trained on, as its
     checkpoint records it (``features``: the store's prepare.json params; older checkpoints
-    without it were trained on the thesis' spectrogram, compute_features' default).
+    without it were trained on the thesis' spectrogram, compute_features' default). An ssl
+    upstream runs on ``device`` (predict's --device), and its features are rounded to the
+    store's dtype as prepare stores them, so a file gets the values its store row holds.
     """
-    return compute_features(wave_16k, ckpt.get("features"))
+    params = ckpt.get("features")
+    feats = compute_features(wave_16k, params, device)
+    if params and params.get("name") == "ssl":
+        feats = feats.astype(store_dtype(params)).astype(np.float32)
+    return feats
 
 
 def find_checkpoints(model_path: str | Path) -> List[Path]:
@@ -118,7 +125,7 @@ def split_glob_warning(enrol: Optional[Sequence[str | Path]], audio: Sequence[st
             "if that was meant")
 
 
-def _read_features(path: Path, ckpt: Dict[str, Any]) -> Tuple[Optional[np.ndarray], Optional[str]]:
+def _read_features(path: Path, ckpt: Dict[str, Any], device=None) -> Tuple[Optional[np.ndarray], Optional[str]]:
     """(features, None) or (None, the reason the file cannot be used)."""
     try:
         wave = load_audio(path, SAMPLE_RATE)
@@ -127,7 +134,7 @@ def _read_features(path: Path, ckpt: Dict[str, Any]) -> Tuple[Optional[np.ndarra
     if wave.size < MIN_SAMPLES:  # before any front-end: the same limit for all (prepare's)
         return None, (f"too short: {wave.size / SAMPLE_RATE:.3f} s, needs at least {MIN_SECONDS:g} s "
                       "(the shortest clip `ser-cl prepare` keeps)")
-    feats = model_input(wave, ckpt)
+    feats = model_input(wave, ckpt, device)
     if feats.shape[0] == 0:  # nothing for the model to see
         return None, f"too short: {wave.size / SAMPLE_RATE:.3f} s gives no feature frame"
     return feats, None
@@ -181,7 +188,7 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
     results: List[Dict[str, Any]] = []
     inputs: Dict[int, np.ndarray] = {}  # result index -> features
     for audio in audio_paths:
-        feats, error = _read_features(Path(audio), models[0][1])
+        feats, error = _read_features(Path(audio), models[0][1], device)
         if error is not None:
             results.append({"path": str(audio), "error": error})
             continue
@@ -199,7 +206,7 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
         if enrol_files is not None:
             enrol_feats = []
             for path in enrol_files:
-                feats, error = _read_features(path, ckpt)
+                feats, error = _read_features(path, ckpt, device)
                 if error is not None:
                     raise ValueError(f"--enrol: {error}")
                 enrol_feats.append(feats)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,13 +77,47 @@ def upstreams(tmp_path_factory):
     return out
 
 
-def _reference(model, extractor, wave, layer):
-    """The model's own hidden state ``layer`` for one waveform, [frames, D] float32."""
+def _whisper_cut(model, extractor, wave):
+    """transformers' own WhisperEncoder run on the clip's own mel frames: a fresh encoder whose
+    max_source_positions is what the model's convolutions give for them, its embed_positions the
+    first rows of the model's. The encoder insists on an even mel length: an odd one gets a zero
+    mel frame (what conv1's zero padding sees there) and conv1's output at that frame set to zero
+    (what conv2's zero padding sees), so the result is the clip's alone. All hidden states, [1, T, D] each."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    mel = extractor(wave, sampling_rate=16000, padding="longest", return_tensors="pt")["input_features"]
+    n_mel = mel.shape[-1]
+    with torch.no_grad():
+        n = model.encoder.conv2(model.encoder.conv1(mel)).shape[-1]
+        config = model.config.__class__.from_dict(model.config.to_dict())
+        config.max_source_positions = n
+        encoder = WhisperEncoder(config).eval()
+        state = dict(model.encoder.state_dict())
+        state["embed_positions.weight"] = state["embed_positions.weight"][:n]
+        encoder.load_state_dict(state)
+        hook = None
+        if n_mel % 2:
+            mel = torch.nn.functional.pad(mel, (0, 1))
+            hook = encoder.conv1.register_forward_hook(lambda mod, inp, out: torch.cat(
+                [out[..., :n_mel], torch.zeros_like(out[..., n_mel:])], dim=-1))
+        hidden = encoder(mel, output_hidden_states=True).hidden_states
+        if hook is not None:
+            hook.remove()
+    return hidden
+
+
+def _reference(model, extractor, wave, layer, window="clip"):
+    """The model's own hidden state ``layer`` for one waveform, [frames, D] float32 (Whisper:
+    on the clip's own frames, or in the 30 s window cut to as many frames as those)."""
     with torch.no_grad():
         if isinstance(model, transformers.WhisperModel):
+            cut = _whisper_cut(model, extractor, wave)[layer][0]
+            if window == "clip":
+                return cut.numpy()
             feats = extractor(wave, sampling_rate=16000, return_tensors="pt")["input_features"]
+            assert feats.shape[-1] == 3000  # the 30 s window
             hidden = model.encoder(feats, output_hidden_states=True).hidden_states[layer][0]
-            return hidden[: (wave.size // 160 + 1) // 2].numpy()  # the real length, without Whisper's 30 s padding
+            return hidden[:cut.shape[0]].numpy()  # the clip's frames, without Whisper's 30 s padding
         values = (extractor(wave, sampling_rate=16000, return_tensors="pt")["input_values"] if extractor is not None
                   else torch.from_numpy(wave)[None])
         return model(values, output_hidden_states=True).hidden_states[layer][0].numpy()
@@ -94,17 +129,81 @@ def _waves(seed=0, seconds=(0.5, 1.3, 2.1, 1.3)):
 
 
 @pytest.mark.parametrize("layer", [0, 1])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + ("whisper-30s",))
 def test_features_are_the_models_own_hidden_states(upstreams, family, layer):
+    family, _, window = family.partition("-")
     path, model, extractor = upstreams[family]
-    params = feature_params("ssl", upstream=str(path), layer=layer)
+    params = feature_params("ssl", upstream=str(path), layer=layer, whisper_window=window or None)
     assert params["n_freq"] == HIDDEN and params["upstream"]["family"] == family
     waves = _waves()
     got = up.Upstream(params, "cpu").extract(waves)  # batched by length where the family allows it
     for wave, feats in zip(waves, got):
-        want = _reference(model, extractor, wave, layer)
+        want = _reference(model, extractor, wave, layer, window or "clip")
         assert feats.shape == want.shape == (frames_for(params, wave.size), HIDDEN)
         np.testing.assert_allclose(feats, want, rtol=1e-4, atol=1e-4)
+
+
+#: odd and even mel lengths (N // 160), two clips of one mel length but different sample counts
+#: (they share a batch), one of 3 mel frames
+WHISPER_SECONDS = (0.51, 1.3, 1.306, 0.8137, 0.03, 2.0)
+
+
+@pytest.mark.parametrize("window", ["clip", "30s"])
+def test_whisper_clip_and_window_features_are_the_encoders_own_on_a_cut_input(upstreams, window):
+    path, model, extractor = upstreams["whisper"]
+    params = feature_params("ssl", upstream=str(path), layers="all", whisper_window=window)
+    assert params["whisper_window"] == window
+    waves = _waves(3, WHISPER_SECONDS)
+    assert {w.size // 160 % 2 for w in waves} == {0, 1}
+    got = up.Upstream(params, "cpu").extract(waves)
+    for wave, feats in zip(waves, got):
+        assert feats.shape == (frames_for(params, wave.size), 3 * HIDDEN)
+        for layer in range(3):  # 2 = the last layer's output after the final LayerNorm
+            want = _reference(model, extractor, wave, layer, window)
+            assert want.shape[0] == feats.shape[0]
+            np.testing.assert_allclose(feats[:, layer * HIDDEN:(layer + 1) * HIDDEN], want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_whisper_clip_shorter_than_the_stft_window_gives_its_frame(upstreams):
+    params = feature_params("ssl", upstream=str(upstreams["whisper"][0]), layers="all")
+    wave = _waves(6, (0.01,))[0]  # 160 samples: one mel frame, too short for the STFT's reflection padding
+    with pytest.raises(RuntimeError):
+        _whisper_cut(*upstreams["whisper"][1:], wave)
+    [feats] = up.Upstream(params, "cpu").extract([wave])
+    assert feats.shape == (1, 3 * HIDDEN) and np.isfinite(feats).all()
+
+
+def test_whisper_clip_and_window_differ_and_a_store_without_the_choice_was_made_in_the_window(upstreams):
+    path, model, extractor = upstreams["whisper"]
+    clip = feature_params("ssl", upstream=str(path), layer=2)
+    assert clip["whisper_window"] == "clip"  # the default
+    legacy = {k: v for k, v in feature_params("ssl", upstream=str(path), layer=2, whisper_window="30s").items()
+              if k != "whisper_window"}
+    wave = _waves(4, (1.7,))[0]
+    a = up.Upstream(clip, "cpu").extract([wave])[0]
+    b = up.Upstream(legacy, "cpu").extract([wave])[0]
+    assert np.abs(a - b).max() > 1e-2  # attention over 30 s of padding changes the features
+    np.testing.assert_allclose(b, _reference(model, extractor, wave, 2, "30s"), rtol=1e-4, atol=1e-4)
+
+
+REAL_WHISPER = Path(__file__).resolve().parents[2] / "shared" / "upstreams" / "whisper-base"
+
+
+@pytest.mark.skipif(not (REAL_WHISPER / "model.safetensors").is_file(), reason="../shared/upstreams/whisper-base absent")
+def test_real_whisper_base_on_the_clips_own_frames():
+    model = transformers.WhisperModel.from_pretrained(str(REAL_WHISPER)).float().eval()  # stored as float16
+    extractor = transformers.WhisperFeatureExtractor.from_pretrained(str(REAL_WHISPER))
+    params = feature_params("ssl", upstream=str(REAL_WHISPER), layers="all")
+    rng = np.random.default_rng(5)
+    t = np.arange(int(1.234 * 16000)) / 16000
+    waves = [(0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+              + 0.01 * rng.standard_normal(t.size)).astype(np.float32), (0.05 * rng.standard_normal(16000)).astype(np.float32)]
+    got = up.Upstream(params, "cpu").extract(waves)
+    for wave, feats in zip(waves, got):
+        for layer in (0, 4, 6):
+            want = _reference(model, extractor, wave, layer, "clip")
+            assert feats.shape == (want.shape[0], 7 * 512)
+            np.testing.assert_allclose(feats[:, layer * 512:(layer + 1) * 512], want, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -238,6 +337,8 @@ def test_bad_upstreams_are_refused_in_one_line(upstreams, synth_corpus_dir, tmp_
         (["--upstream", str(upstreams["hubert"][0]), "--layer", "3"], "layer 3 is out of range"),
         (["--upstream", str(upstreams["hubert"][0]), "--layers", "some"], "--layers"),
         (["--features", "mel", "--upstream", str(upstreams["hubert"][0])], "only for the ssl front-end"),
+        (["--upstream", str(upstreams["hubert"][0]), "--whisper-window", "30s"], "only for a Whisper upstream"),
+        (["--upstream", str(upstreams["whisper"][0]), "--whisper-window", "10s"], "--whisper-window '10s'"),
         ([], "needs --upstream"),
     ]
     for extra, message in cases:

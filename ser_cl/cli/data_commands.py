@@ -62,13 +62,17 @@ def prepare(
     f_max: Optional[float] = typer.Option(None, "--f-max", help="Highest mel filter edge in Hz, <= 8000 (--features mel; default 8000)."),
     upstream: Optional[Path] = typer.Option(
         None, "--upstream", help="--features ssl: a local Hugging Face checkpoint directory (config.json + weights) of "
-                                 "WavLM, HuBERT, wav2vec 2.0 / XLS-R, data2vec-audio or Whisper; nothing is downloaded."),
+                                 "WavLM, HuBERT, wav2vec 2.0 / XLS-R, data2vec-audio or Whisper, or a model id "
+                                 "(openai/whisper-base) already in the Hugging Face cache; nothing is downloaded."),
     layer: Optional[int] = typer.Option(
         None, "--layer", help="--features ssl: the hidden state to store, 0 .. number of layers (default: two thirds up)."),
     layers: Optional[str] = typer.Option(
         None, "--layers", help="--features ssl: 'all' stores every hidden state side by side (layers x hidden size per frame)."),
     chunk_s: Optional[float] = typer.Option(
         None, "--chunk-s", help="--features ssl: longer files go through the model in chunks this long (default 20 s, 1 s overlap)."),
+    whisper_window: Optional[str] = typer.Option(
+        None, "--whisper-window", help="--features ssl, Whisper: 'clip' (the encoder on the clip's own frames; default) "
+                                       "or '30s' (every clip padded to Whisper's 30 s window, slower)."),
     max_store_gb: float = typer.Option(
         20.0, "--max-store-gb", help="--features ssl: refuse a features.npy estimated above this many GB (the cache needs as much again)."),
     feature_set: Optional[str] = typer.Option(
@@ -112,6 +116,8 @@ def prepare(
 
       ser-cl prepare /data/emodb -o data/emodb-wavlm --features ssl --upstream models/wavlm-base-plus --layer 8
 
+      ser-cl prepare /data/emodb -o data/emodb-whisper --features ssl --upstream openai/whisper-base --layers all
+
       ser-cl prepare /data/emodb -o data/emodb-compare --features functionals --feature-set ComParE_2016
 
       ser-cl prepare /data/emodb -o data/emodb-compare-sp0.9 --features functionals --speed 0.9
@@ -133,7 +139,8 @@ def prepare(
         if layers is not None and layers != "all":
             raise ValueError(f"--layers {layers!r}: only 'all' (or give one --layer N)")
         params = feature_params(features, n_mels=n_mels, f_min=f_min, f_max=f_max, upstream=upstream, layer=layer,
-                                layers=layers, chunk_s=chunk_s, feature_set=feature_set)
+                                layers=layers, chunk_s=chunk_s, feature_set=feature_set,
+                                whisper_window=whisper_window)
         result = run_prepare(corpus_dir, out, corpus=corpus, classes=classes, jobs=jobs,
                              min_duration=min_duration, progress=not quiet, features=params,
                              speaker_level=speaker_level, speakers_csv=speakers_csv,

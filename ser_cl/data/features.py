@@ -79,6 +79,7 @@ def feature_params(
     chunk_s: Optional[float] = None,
     overlap_s: Optional[float] = None,
     feature_set: Optional[str] = None,
+    whisper_window: Optional[str] = None,
 ) -> dict:
     """The parameter dict of a front-end (what prepare.json's "features" records).
 
@@ -93,7 +94,8 @@ def feature_params(
     if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown feature kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
     ssl_given = [name for name, v in (("upstream", upstream), ("layer", layer), ("layers", layers),
-                                      ("chunk_s", chunk_s), ("overlap_s", overlap_s)) if v is not None]
+                                      ("chunk_s", chunk_s), ("overlap_s", overlap_s),
+                                      ("whisper_window", whisper_window)) if v is not None]
     if feature_set is not None and kind != "functionals":
         raise ValueError(f"feature_set: only for the functionals front-end (--features functionals), not for {kind!r}")
     if kind == "functionals":
@@ -110,7 +112,8 @@ def feature_params(
             raise ValueError("the ssl front-end needs --upstream DIR: a local Hugging Face checkpoint directory")
         from ser_cl.data.upstream import ssl_params
 
-        return ssl_params(upstream, layer=layer, layers=layers, chunk_s=chunk_s, overlap_s=overlap_s)
+        return ssl_params(upstream, layer=layer, layers=layers, chunk_s=chunk_s, overlap_s=overlap_s,
+                          window=whisper_window)
     if ssl_given:
         raise ValueError(f"{', '.join(ssl_given)}: only for the ssl front-end (--features ssl), not for {kind!r}")
     common = {
@@ -402,12 +405,13 @@ def log_mel(
     return np.log(energy, out=energy)
 
 
-def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None) -> np.ndarray:
+def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None, device=None) -> np.ndarray:
     """Mono 16 kHz waveform [N] -> the front-end ``params`` describe (``feature_params``; None:
     the thesis' spectrogram), float32 [T, params["n_freq"]], T = frames_for(params, N).
 
     Accepts the "features" dict of a prepare.json (also one written before "name" existed).
-    "ssl" loads the upstream once per process (``ser_cl.data.upstream.get_upstream``).
+    "ssl" loads the upstream once per process (``ser_cl.data.upstream.get_upstream``) on
+    ``device`` (None: CUDA when available, else the CPU); the other front-ends ignore it.
     """
     if params is None:
         return log_spectrogram(wave_16k)
@@ -415,7 +419,7 @@ def compute_features(wave_16k: np.ndarray, params: Optional[dict] = None) -> np.
     if feature_kind(params) == "ssl":
         from ser_cl.data.upstream import compute_ssl
 
-        return compute_ssl(wave_16k, params)
+        return compute_ssl(wave_16k, params, device)
     if feature_kind(params) == "functionals":
         from ser_cl.data.opensmile_features import functionals_vector
 

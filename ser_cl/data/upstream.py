@@ -27,8 +27,14 @@ How the waveform reaches the model, as the checkpoint says:
   the whole (padded) input, so there only chunks of equal length share a batch.
 - Whisper: the encoder only (the decoder's weights are read past, not kept), input through the
   ``WhisperFeatureExtractor`` of the same directory (``preprocessor_config.json`` required).
-  Whisper always pads to 30 s; its output is trimmed to the real length,
-  ``ceil((N // 160) / 2)`` frames for N samples.
+  ``whisper_window = "clip"`` (the default): the encoder runs on the clip's own log-mel frames
+  (``N // 160`` of them for N samples, computed for the clip alone), its positional embeddings
+  cut to the ``ceil((N // 160) / 2)`` frames the convolutions give; Whisper's encoder has no
+  padding mask, so only clips of equal mel length share a batch (no padding at all).
+  ``"30s"``: every clip padded to the 30 s window the model was trained on (the original
+  behaviour, 1500 frames per forward pass however short the clip) and the output trimmed to the
+  same ``ceil((N // 160) / 2)`` frames. The two give different features (attention over the
+  padding's frames, the mel's range clamp over the whole window); docs/ssl_upstreams.md measures both.
 
 Long files go in chunks (default 20 s, 1 s overlap; chunk starts on the frame grid, so chunk
 frames are global frames): each frame of an overlap is taken from the chunk whose edge is
@@ -52,15 +58,15 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 
 from ser_cl.data.upstream_params import (DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, FAMILIES, SAMPLE_RATE, SSL_VERSION,
-                                         WEIGHT_FILES, WHISPER_MAX_S, _INSTALL_HINT, _check_dir, _chunk_samples,
-                                         chunk_bounds, config_hash, default_layer, describe_upstream, frame_count,
-                                         ssl_params, stitch, validate_ssl_params)
+                                         WEIGHT_FILES, WHISPER_MAX_S, WHISPER_WINDOWS, _INSTALL_HINT, _check_dir,
+                                         _chunk_samples, chunk_bounds, config_hash, default_layer, describe_upstream,
+                                         frame_count, ssl_params, stitch, validate_ssl_params, whisper_window)
 
 # the parameter API is re-exported here: ``from ser_cl.data.upstream import ssl_params`` keeps working
 __all__ = ["BATCH_SECONDS", "DEFAULT_CHUNK_S", "DEFAULT_OVERLAP_S", "FAMILIES", "SAMPLE_RATE", "SSL_VERSION",
-           "Upstream", "WEIGHT_FILES", "WHISPER_MAX_S", "chunk_bounds", "compute_ssl", "config_hash",
+           "Upstream", "WEIGHT_FILES", "WHISPER_MAX_S", "WHISPER_WINDOWS", "chunk_bounds", "compute_ssl", "config_hash",
            "default_layer", "describe_upstream", "frame_count", "get_upstream", "ssl_params", "stitch",
-           "validate_ssl_params"]
+           "validate_ssl_params", "whisper_window"]
 
 #: audio per forward pass (padded samples of a batch): larger on a GPU, where batching pays
 BATCH_SECONDS = {"cuda": 160.0, "cpu": 40.0}
@@ -117,6 +123,7 @@ class Upstream:
         self.device = _resolve_device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.whisper = up["family"] == "whisper"
+        self.clip = whisper_window(params) == "clip"  # Whisper on the clip's own frames
         with _quiet_transformers():
             has_pre = (path / "preprocessor_config.json").is_file()
             self.extractor = (transformers.AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
@@ -175,10 +182,41 @@ class Upstream:
             out["attention_mask"] = mask.to(self.device)
         return out
 
+    def _whisper_clip(self, chunks: List[np.ndarray]) -> List[np.ndarray]:
+        """Whisper on the chunks' own mel frames (all of one mel length): the encoder's forward
+        pass with the positional embeddings cut to the frames the convolutions give. Hidden state
+        l < n_layers is layer l's input, n_layers the last layer's output after the final
+        LayerNorm, as the model's ``output_hidden_states`` records them."""
+        import torch
+        import torch.nn.functional as F
+
+        enc = self.model
+        # each clip alone: [1, n_mels, N // 160]; one shorter than the STFT window (25 ms), whose
+        # reflection padding cannot be made, gets zeros up to it and keeps its N // 160 frames
+        n_fft = int(getattr(self.extractor, "n_fft", 400))
+        mels = [self.extractor(np.pad(c, (0, max(0, n_fft - c.size))), sampling_rate=SAMPLE_RATE, padding="longest",
+                               return_tensors="pt")["input_features"][..., :c.size // (int(self.up["hop_samples"]) // 2)]
+                for c in chunks]
+        with torch.inference_mode():
+            x = torch.cat(mels).to(self.device, self.dtype)
+            x = F.gelu(enc.conv2(F.gelu(enc.conv1(x)))).permute(0, 2, 1)
+            x = x + enc.embed_positions.weight[:x.shape[1]]
+            hidden = [x]
+            for layer in enc.layers[:max(self.layers)]:
+                out = layer(x, None)
+                x = out[0] if isinstance(out, tuple) else out
+                hidden.append(x)
+            if len(hidden) == int(self.up["n_layers"]) + 1:
+                hidden[-1] = enc.layer_norm(hidden[-1])
+            stacked = torch.cat([hidden[l] for l in self.layers], dim=-1).float().cpu().numpy()
+        return [stacked[i, :frame_count(self.up, c.size)] for i, c in enumerate(chunks)]
+
     def _forward(self, chunks: List[np.ndarray]) -> List[np.ndarray]:
         """Chunks -> each chunk's chosen hidden states, float32 [frames, n_freq], trimmed."""
         import torch
 
+        if self.whisper and self.clip:
+            return self._whisper_clip(chunks)
         with torch.inference_mode():
             hidden = self.model(**self._inputs(chunks), output_hidden_states=True).hidden_states
             stacked = torch.cat([hidden[l] for l in self.layers], dim=-1).float().cpu().numpy()
@@ -188,11 +226,18 @@ class Upstream:
         """Indices of chunks, longest first, grouped into batches within the sample budget; chunks
         share a batch only where padding changes nothing (module doc)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        mel_hop = int(self.up["hop_samples"]) // 2
         batch: List[int] = []
         for i in order:
-            cost = int(WHISPER_MAX_S * SAMPLE_RATE) if self.whisper else lengths[batch[0]] if batch else lengths[i]
+            if self.whisper and not self.clip:
+                cost = int(WHISPER_MAX_S * SAMPLE_RATE)
+            else:
+                cost = lengths[batch[0]] if batch else lengths[i]
             fits = (len(batch) + 1) * cost <= self.batch_samples
-            same = self.up["padding"] != "equal-length" or not batch or lengths[i] == lengths[batch[0]]
+            if self.whisper and self.clip:  # no padding mask: equal mel lengths only
+                same = not batch or lengths[i] // mel_hop == lengths[batch[0]] // mel_hop
+            else:
+                same = self.up["padding"] != "equal-length" or not batch or lengths[i] == lengths[batch[0]]
             if batch and not (fits and same):
                 yield batch
                 batch = []
@@ -237,7 +282,7 @@ _LOADED: dict = {}
 def get_upstream(params: dict, device=None) -> Upstream:
     """The loaded upstream for ``params`` (kept for the process: predict calls it per file)."""
     key = (params["upstream"]["path"], params["upstream"]["config_hash"], tuple(params["layers"]),
-           params["chunk_s"], params["overlap_s"], str(_resolve_device(device)))
+           params["chunk_s"], params["overlap_s"], whisper_window(params), str(_resolve_device(device)))
     if key not in _LOADED:
         _LOADED.clear()  # one upstream at a time: they are large
         _LOADED[key] = Upstream(params, device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -19,6 +20,10 @@ SSL_VERSION = 1
 DEFAULT_CHUNK_S = 20.0
 DEFAULT_OVERLAP_S = 1.0
 WHISPER_MAX_S = 30.0  # Whisper's encoder sees 30 s windows, no more
+#: how a Whisper encoder sees a clip: "clip" (its own mel frames, the positional embeddings cut to
+#: that length) or "30s" (padded to the 30 s window it was trained on, output trimmed)
+WHISPER_WINDOWS = ("clip", "30s")
+DEFAULT_WHISPER_WINDOW = "clip"
 #: model_type (config.json) -> family name in messages
 FAMILIES = {
     "wavlm": "WavLM",
@@ -58,6 +63,41 @@ def _check_dir(path: Path) -> None:
                          "(the WhisperFeatureExtractor settings) in the directory")
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache as the environment says now: HF_HUB_CACHE, else HF_HOME/hub,
+    else XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def resolve_upstream(upstream: str | os.PathLike) -> Path:
+    """A checkpoint directory, or a Hugging Face model id (``openai/whisper-base``) found in the
+    local Hugging Face cache: its snapshot directory. Nothing is downloaded (so HF_HUB_OFFLINE
+    changes nothing); ``hf download ID`` fills the cache (docs/ssl_upstreams.md). A path that
+    exists is always the directory, even if it also reads as a model id."""
+    path = Path(upstream).expanduser()
+    text = str(upstream)
+    if path.exists() or not _HUB_ID.match(text):
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        raise ValueError(_INSTALL_HINT) from None
+    cache = hub_cache_dir()
+    try:
+        return Path(snapshot_download(text, cache_dir=str(cache), local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        raise FileNotFoundError(
+            f"upstream {text}: no such directory, and no Hugging Face model {text} in the cache {cache}; "
+            f"download it first (hf download {text}) or give a checkpoint directory") from None
+
+
 def config_hash(path: str | os.PathLike) -> str:
     """sha256 (16 hex digits) of config.json, preprocessor_config.json (if any) and the weight
     files' names and sizes: what the cache key and the checkpoint check compare (the weights
@@ -87,7 +127,8 @@ def _auto_config(path: Path):
 def describe_upstream(path: str | os.PathLike) -> dict:
     """The ``upstream`` record of an ssl parameter dict: what the checkpoint at ``path`` is and
     how its frames relate to samples. Reads the configs only, not the weights."""
-    path = Path(path).expanduser().resolve()
+    hub_id = str(path) if not Path(path).expanduser().exists() and _HUB_ID.match(str(path)) else None
+    path = resolve_upstream(path).resolve()
     _check_dir(path)
     config = _auto_config(path)
     family = config.model_type
@@ -110,7 +151,7 @@ def describe_upstream(path: str | os.PathLike) -> dict:
         padding = "attention-mask" if per_frame else "equal-length"
         max_chunk_s = None
         normalize = bool(pre.get("do_normalize", False))
-    return {
+    record = {
         "path": str(path),
         "family": family,
         "config_hash": config_hash(path),
@@ -123,6 +164,9 @@ def describe_upstream(path: str | os.PathLike) -> dict:
         "padding": padding,
         "max_chunk_s": max_chunk_s,
     }
+    if hub_id is not None:  # where the directory came from: the model id, resolved in the hub cache
+        record["hub_id"] = hub_id
+    return record
 
 
 def default_layer(n_layers: int) -> int:
@@ -130,16 +174,28 @@ def default_layer(n_layers: int) -> int:
     return int(round(2 * n_layers / 3))
 
 
+def whisper_window(params: dict) -> Optional[str]:
+    """A Whisper store's window ("clip" or "30s"; parameters recorded before the choice existed:
+    "30s"); None for the other families."""
+    if params["upstream"]["family"] != "whisper":
+        return None
+    return params.get("whisper_window", "30s")
+
+
 def ssl_params(upstream: str | os.PathLike, layer: Optional[int] = None, layers=None,
-               chunk_s: Optional[float] = None, overlap_s: Optional[float] = None) -> dict:
+               chunk_s: Optional[float] = None, overlap_s: Optional[float] = None,
+               window: Optional[str] = None) -> dict:
     """The parameter dict of the ssl front-end (what prepare.json's "features" records).
 
     ``layer``: one hidden state, 0 .. n_layers (None: ``default_layer``); ``layers``: "all"
     (every hidden state, 0 .. n_layers) or a list of layer numbers; not both. ``chunk_s`` /
-    ``overlap_s``: how long files are cut (default 20 s / 1 s). One-line ``ValueError`` /
-    ``FileNotFoundError`` for a bad directory or value.
+    ``overlap_s``: how long files are cut (default 20 s / 1 s). ``window`` (Whisper only):
+    "clip" or "30s" (``WHISPER_WINDOWS``; default ``DEFAULT_WHISPER_WINDOW``). One-line
+    ``ValueError`` / ``FileNotFoundError`` for a bad directory or value.
     """
     record = describe_upstream(upstream)
+    if window is not None and record["family"] != "whisper":
+        raise ValueError(f"--whisper-window is only for a Whisper upstream, not {FAMILIES[record['family']]}")
     n = record["n_layers"]
     if layer is not None and layers is not None:
         raise ValueError("give --layer N or --layers all, not both")
@@ -169,6 +225,8 @@ def ssl_params(upstream: str | os.PathLike, layer: Optional[int] = None, layers=
         "dtype": "float16",
         "version": SSL_VERSION,
     }
+    if record["family"] == "whisper":
+        params["whisper_window"] = DEFAULT_WHISPER_WINDOW if window is None else window
     validate_ssl_params(params)
     return params
 
@@ -188,6 +246,10 @@ def validate_ssl_params(params: dict) -> None:
     if int(params.get("n_freq", -1)) != len(layers) * int(up["hidden_size"]):
         raise ValueError(f"ssl feature parameters say n_freq={params.get('n_freq')}, but {len(layers)} layer(s) "
                          f"x {up['hidden_size']} values")
+    if up["family"] == "whisper" and whisper_window(params) not in WHISPER_WINDOWS:
+        raise ValueError(f"--whisper-window {params.get('whisper_window')!r}: expected one of {', '.join(WHISPER_WINDOWS)}")
+    if up["family"] != "whisper" and "whisper_window" in params:
+        raise ValueError("ssl feature parameters: whisper_window is only for a Whisper upstream")
     hop = int(up["hop_samples"])
     chunk, overlap = _chunk_samples(params)
     if chunk < 4 * hop:
@@ -210,7 +272,8 @@ def _chunk_samples(params: dict) -> Tuple[int, int]:
 # -- frames and chunks ----------------------------------------------------------------------------------
 
 def frame_count(upstream: dict, n_samples: int) -> int:
-    """Frames the upstream gives for ``n_samples`` (Whisper: after trimming its 30 s padding)."""
+    """Frames the upstream gives for ``n_samples`` (Whisper: ``ceil((N // 160) / 2)``, the conv
+    stack's output on the clip's own mel frames, which is also what is kept of a 30 s window)."""
     n_samples = int(n_samples)
     if upstream["family"] == "whisper":
         mel_frames = n_samples // (int(upstream["hop_samples"]) // 2)
