@@ -58,7 +58,7 @@ def test_the_config_names_what_to_set():
     with pytest.raises(ConfigError, match='set optim.keep = "last", optim.early_stop = 0'):
         tiny_stage(data={"val_speakers": 0, "protocol": "speaker"})
     assert tiny_stage(data={"val_speakers": 0, "protocol": "holdout"}, optim={"keep": "last"})  # ignored there
-    with pytest.raises(ConfigError, match="for train stages"):
+    with pytest.raises(ConfigError, match="for train and baseline stages"):
         tiny_stage(stage="pretrain", loss={"name": "supcon"}, data={"val_speakers": 0, "protocol": "speaker"},
                    optim={"keep": "last", "monitor": "val_loss"})
     with pytest.raises(ConfigError, match='no validation speakers for optim.schedule = "plateau": set optim.schedule'):
