@@ -199,3 +199,34 @@ def test_a_second_run_skips_the_folds_a_live_process_holds(synth_mel_dir, tmp_pa
     finally:
         other.kill()
         other.wait()
+
+
+def test_kill_9_of_ser_cl_run_devices_leaves_no_worker_training(synth_mel_dir, tmp_path):
+    """The real command: ``ser-cl run --devices cpu,cpu`` on 2 folds, its parent killed with SIGKILL
+    once both workers train (each holds its fold's lock, which names it): both workers end, and
+    release their locks on the way out."""
+    runs = tmp_path / "runs"
+    sets = ["model.preset=small", "model.conv_channels=4", "model.gru_hidden=16", "model.n_heads=2",
+            "model.freq_kernels=scaled", "model.d_ff=32", "optim.epochs=500", "optim.batch_size=32",
+            f"data.dir={json.dumps(str(synth_mel_dir))}", f"runs_dir={json.dumps(str(runs))}"]
+    cmd = [sys.executable, "-m", "ser_cl.cli", "run", str(ROOT / "experiments" / "quickstart.toml"), "--stage",
+           "pretrain", "--fold", "1", "--fold", "2", "--devices", "cpu,cpu", "--no-report"]
+    parent = subprocess.Popen(cmd + [a for s in sets for a in ("--set", s)], env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    locks = [runs / "quickstart" / "pretrain" / f"fold-0{k}" / LOCK_FILE for k in (1, 2)]
+    workers = []
+    try:
+        assert _wait_for(lambda: all(p.is_file() for p in locks), timeout=120), "the workers never started"
+        workers = [read_holder(p).pid for p in locks]
+        assert len(set(workers)) == 2 and parent.pid not in workers
+        assert _wait_for(lambda: (runs / "quickstart" / "pretrain" / "fold-01" / "metrics.jsonl").is_file(), 120)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _wait_for(lambda: all(_gone(w) for w in workers), timeout=30), \
+            f"workers {[w for w in workers if not _gone(w)]} still run after kill -9 of their parent"
+        assert not any(p.exists() for p in locks), "a worker left its lock behind"
+    finally:
+        parent.kill()
+        for w in workers:
+            if not _gone(w):
+                os.kill(w, signal.SIGKILL)
