@@ -55,7 +55,7 @@ def _check_xy(X: Any, y: Any, name: str, n_classes: Optional[int] = None) -> Tup
 class LinearSVM:
     """A fitted standardise (optional) + LinearSVC; ``predict`` takes raw features."""
 
-    def __init__(self, scaler, basis: Optional[np.ndarray], svm):
+    def __init__(self, scaler, basis: Optional[Tuple[np.ndarray, np.ndarray]], svm):
         self.scaler, self.basis, self.svm = scaler, basis, svm
         self.classes_ = svm.classes_
 
@@ -64,7 +64,8 @@ class LinearSVM:
         if self.scaler is not None:
             X = self.scaler.transform(X)
         if self.basis is not None:  # the dual solver's span coordinates, bias feature included
-            X = np.hstack([X, np.ones((X.shape[0], 1))]) @ self.basis
+            rows, coef = self.basis  # the training rows' span: x -> (x . rows) @ coef, never a D x n matrix
+            X = (np.hstack([X, np.ones((X.shape[0], 1))]) @ rows.T) @ coef
         return X
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -90,7 +91,7 @@ class _TrainingSet:
             A = np.hstack([A, np.ones((A.shape[0], 1))])
             lam, U = np.linalg.eigh(A @ A.T)
             keep = lam > lam.max() * SPAN_TOL  # directions the rows do not span add nothing to their products
-            self.basis = A.T @ (U[:, keep] / np.sqrt(lam[keep]))
+            self.basis = (A, U[:, keep] / np.sqrt(lam[keep]))
             A = U[:, keep] * np.sqrt(lam[keep])
         self.A = A
         self.not_converged = 0
