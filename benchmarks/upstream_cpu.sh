@@ -35,7 +35,7 @@ for CORPUS in emodb emovo; do
     ssl=(--features ssl --upstream "$UPSTREAM" --jobs 2 -q)
     if want prepare; then
         [ -f "data/$CORPUS-whisper-l4/prepare.json" ] || timed "$CORPUS prepare clip layer 4" "$CLI" prepare "$SRC" \
-            --out "data/$CORPUS-whisper-l4" --layer 4 "${ssl[@]}" 2>&1 | tee -a "$LOG"
+            --out "data/$CORPUS-whisper-l4" --layer 4 --whisper-window clip "${ssl[@]}" 2>&1 | tee -a "$LOG"
         if [ ! -f "data/$CORPUS-whisper-30s-l4/prepare.json" ]; then
             padded_src="$SRC"
             if [ "$PADDED_FILES" != 0 ]; then  # the first PADDED_FILES files, linked into a folder of their own
@@ -46,13 +46,13 @@ for CORPUS in emodb emovo; do
                 done
                 [ -d "data/$CORPUS-whisper-l4-first$PADDED_FILES" ] || timed "$CORPUS prepare clip layer 4, $PADDED_FILES files" \
                     "$CLI" prepare "$padded_src" --out "data/$CORPUS-whisper-l4-first$PADDED_FILES" --corpus "$CORPUS" \
-                    --layer 4 "${ssl[@]}" 2>&1 | tee -a "$LOG"
+                    --layer 4 --whisper-window clip "${ssl[@]}" 2>&1 | tee -a "$LOG"
             fi
             timed "$CORPUS prepare 30s window layer 4, files: ${PADDED_FILES/#0/all}" "$CLI" prepare "$padded_src" \
                 --out "data/$CORPUS-whisper-30s-l4" --corpus "$CORPUS" --layer 4 --whisper-window 30s "${ssl[@]}" 2>&1 | tee -a "$LOG"
         fi
         [ -f "data/$CORPUS-whisper/prepare.json" ] || timed "$CORPUS prepare clip all layers" "$CLI" prepare "$SRC" \
-            --out "data/$CORPUS-whisper" --layers all "${ssl[@]}" 2>&1 | tee -a "$LOG"
+            --out "data/$CORPUS-whisper" --layers all --whisper-window clip "${ssl[@]}" 2>&1 | tee -a "$LOG"
     fi
     if want probe; then
         for layers in 4 all; do
@@ -61,7 +61,7 @@ for CORPUS in emodb emovo; do
         done
     fi
     if want heads; then
-        for head in "mlp --layers 4" "mlp --layers all" "wsum --layers all" "supcon --layers 4"; do
+        for head in "mlp --layers 4" "wsum --layers all" "supcon --layers all" "ntxent --layers all"; do
             # shellcheck disable=SC2086
             timed "$CORPUS head $head" "$PY" benchmarks/upstream_probe.py "data/$CORPUS-whisper" --head $head \
                 --seeds "$SEEDS" 2>&1 | tee -a "$LOG"
@@ -96,7 +96,7 @@ for CORPUS in emodb emovo; do
         /^== / { res = ""; next }
         / UA [0-9.]+ \+- / { m = match($0, /UA [0-9.]+ \+- [0-9.]+/); r = substr($0, RSTART + 3, RLENGTH - 3);
                              res = (res == "" ? r : res "; " r) }
-        /^prepared [0-9]+ utterances/ { m = match($0, /in [0-9.]+ s/); res = "prepare " substr($0, RSTART + 3, RLENGTH - 3) " s" }
+        /^prepared [0-9]+ utterances/ { m = match($0, /in [0-9.]+ s/); res = "prepare " substr($0, RSTART + 3, RLENGTH - 3) }
     ' "$OUT/$CORPUS.log"
 done
 echo "(openSMILE and cpu-functionals UA: the ser-cl report printed above for each corpus)"

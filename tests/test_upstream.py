@@ -133,7 +133,8 @@ def _waves(seed=0, seconds=(0.5, 1.3, 2.1, 1.3)):
 def test_features_are_the_models_own_hidden_states(upstreams, family, layer):
     family, _, window = family.partition("-")
     path, model, extractor = upstreams[family]
-    params = feature_params("ssl", upstream=str(path), layer=layer, whisper_window=window or None)
+    params = feature_params("ssl", upstream=str(path), layer=layer,
+                            whisper_window=(window or "clip") if family == "whisper" else None)
     assert params["n_freq"] == HIDDEN and params["upstream"]["family"] == family
     waves = _waves()
     got = up.Upstream(params, "cpu").extract(waves)  # batched by length where the family allows it
@@ -165,7 +166,7 @@ def test_whisper_clip_and_window_features_are_the_encoders_own_on_a_cut_input(up
 
 
 def test_a_whisper_clip_shorter_than_the_stft_window_gives_its_frame(upstreams):
-    params = feature_params("ssl", upstream=str(upstreams["whisper"][0]), layers="all")
+    params = feature_params("ssl", upstream=str(upstreams["whisper"][0]), layers="all", whisper_window="clip")
     wave = _waves(6, (0.01,))[0]  # 160 samples: one mel frame, too short for the STFT's reflection padding
     with pytest.raises(RuntimeError):
         _whisper_cut(*upstreams["whisper"][1:], wave)
@@ -175,8 +176,8 @@ def test_a_whisper_clip_shorter_than_the_stft_window_gives_its_frame(upstreams):
 
 def test_whisper_clip_and_window_differ_and_a_store_without_the_choice_was_made_in_the_window(upstreams):
     path, model, extractor = upstreams["whisper"]
-    clip = feature_params("ssl", upstream=str(path), layer=2)
-    assert clip["whisper_window"] == "clip"  # the default
+    assert feature_params("ssl", upstream=str(path), layer=2)["whisper_window"] == "30s"  # the default
+    clip = feature_params("ssl", upstream=str(path), layer=2, whisper_window="clip")
     legacy = {k: v for k, v in feature_params("ssl", upstream=str(path), layer=2, whisper_window="30s").items()
               if k != "whisper_window"}
     wave = _waves(4, (1.7,))[0]
@@ -193,7 +194,7 @@ REAL_WHISPER = Path(__file__).resolve().parents[2] / "shared" / "upstreams" / "w
 def test_real_whisper_base_on_the_clips_own_frames():
     model = transformers.WhisperModel.from_pretrained(str(REAL_WHISPER)).float().eval()  # stored as float16
     extractor = transformers.WhisperFeatureExtractor.from_pretrained(str(REAL_WHISPER))
-    params = feature_params("ssl", upstream=str(REAL_WHISPER), layers="all")
+    params = feature_params("ssl", upstream=str(REAL_WHISPER), layers="all", whisper_window="clip")
     rng = np.random.default_rng(5)
     t = np.arange(int(1.234 * 16000)) / 16000
     waves = [(0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
@@ -206,17 +207,19 @@ def test_real_whisper_base_on_the_clips_own_frames():
             np.testing.assert_allclose(feats[:, layer * 512:(layer + 1) * 512], want, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + ("whisper-30s",))
 def test_long_files_in_chunks_are_stitched_at_the_middle_of_each_overlap(upstreams, family):
+    family, _, window = family.partition("-")
     path, model, extractor = upstreams[family]
-    params = feature_params("ssl", upstream=str(path), layers="all", chunk_s=0.4, overlap_s=0.1)
+    params = feature_params("ssl", upstream=str(path), layers="all", chunk_s=0.4, overlap_s=0.1,
+                            whisper_window=(window or "clip") if family == "whisper" else None)
     wave = _waves(1, (2.17,))[0]
     feats = compute_features(wave, params)
     assert feats.shape == (frames_for(params, wave.size), 3 * HIDDEN)
     bounds = up.chunk_bounds(wave.size, 6400, 1600, 320)
     assert len(bounds) > 3
     for layer in range(3):
-        pieces = [(s // 320, _reference(model, extractor, wave[s:e], layer)) for s, e in bounds]
+        pieces = [(s // 320, _reference(model, extractor, wave[s:e], layer, window or "clip")) for s, e in bounds]
         want = np.empty((feats.shape[0], HIDDEN), np.float32)
         for k, (first, piece) in enumerate(pieces):
             cut_lo = 0 if k == 0 else (first + pieces[k - 1][0] + len(pieces[k - 1][1])) // 2

@@ -98,8 +98,8 @@ def test_an_existing_directory_wins_over_a_model_id(hf_home, tiny_whisper, tmp_p
 @pytest.mark.skipif(not (REAL_WHISPER / "model.safetensors").is_file(), reason="../shared/upstreams/whisper-base absent")
 def test_openai_whisper_base_by_its_id(hf_home):
     snapshot = _populate(hf_home, "openai/whisper-base", REAL_WHISPER)
-    by_id = feature_params("ssl", upstream="openai/whisper-base", layer=4)
-    local = feature_params("ssl", upstream=str(REAL_WHISPER), layer=4)
+    by_id = feature_params("ssl", upstream="openai/whisper-base", layer=4, whisper_window="clip")
+    local = feature_params("ssl", upstream=str(REAL_WHISPER), layer=4, whisper_window="clip")
     assert by_id["upstream"]["path"] == str(snapshot.resolve())
     assert by_id["upstream"]["config_hash"] == local["upstream"]["config_hash"]
     assert {k: v for k, v in by_id.items() if k != "upstream"} == {k: v for k, v in local.items() if k != "upstream"}

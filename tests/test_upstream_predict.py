@@ -31,7 +31,7 @@ def whisper_store(synth_corpus_dir, tmp_path_factory):
     transformers.WhisperModel(cfg).save_pretrained(path)
     transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
     data = tmp_path_factory.mktemp("whisper-store")
-    params = feature_params("ssl", upstream=str(path), layers="all")
+    params = feature_params("ssl", upstream=str(path), layers="all", whisper_window="clip")
     prepare(synth_corpus_dir, data, jobs=1, progress=False, features=params)
     return FeatureStore(data), params
 

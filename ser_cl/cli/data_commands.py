@@ -71,8 +71,8 @@ def prepare(
     chunk_s: Optional[float] = typer.Option(
         None, "--chunk-s", help="--features ssl: longer files go through the model in chunks this long (default 20 s, 1 s overlap)."),
     whisper_window: Optional[str] = typer.Option(
-        None, "--whisper-window", help="--features ssl, Whisper: 'clip' (the encoder on the clip's own frames; default) "
-                                       "or '30s' (every clip padded to Whisper's 30 s window, slower)."),
+        None, "--whisper-window", help="--features ssl, Whisper: '30s' (every clip padded to Whisper's 30 s window; default) "
+                                       "or 'clip' (the encoder on the clip's own frames: ~14x less CPU time)."),
     max_store_gb: float = typer.Option(
         20.0, "--max-store-gb", help="--features ssl: refuse a features.npy estimated above this many GB (the cache needs as much again)."),
     feature_set: Optional[str] = typer.Option(

@@ -27,12 +27,13 @@ How the waveform reaches the model, as the checkpoint says:
   the whole (padded) input, so there only chunks of equal length share a batch.
 - Whisper: the encoder only (the decoder's weights are read past, not kept), input through the
   ``WhisperFeatureExtractor`` of the same directory (``preprocessor_config.json`` required).
-  ``whisper_window = "clip"`` (the default): the encoder runs on the clip's own log-mel frames
+  ``whisper_window = "clip"``: the encoder runs on the clip's own log-mel frames
   (``N // 160`` of them for N samples, computed for the clip alone), its positional embeddings
   cut to the ``ceil((N // 160) / 2)`` frames the convolutions give; Whisper's encoder has no
   padding mask, so only clips of equal mel length share a batch (no padding at all).
-  ``"30s"``: every clip padded to the 30 s window the model was trained on (the original
-  behaviour, 1500 frames per forward pass however short the clip) and the output trimmed to the
+  ``"30s"`` (the default, chosen on EmoDB: ``upstream_params.DEFAULT_WHISPER_WINDOW``): every
+  clip padded to the 30 s window the model was trained on (1500 frames per forward pass however
+  short the clip, about 14x the CPU time of "clip") and the output trimmed to the
   same ``ceil((N // 160) / 2)`` frames. The two give different features (attention over the
   padding's frames, the mel's range clamp over the whole window); docs/ssl_upstreams.md measures both.
 
