@@ -80,11 +80,11 @@ def test_a_spectrogram_preset_on_a_mel_store_gives_the_spectrogram_command(synth
 
 def test_a_matching_store_plans_without_a_word(synth_data_dir, synth_mel_dir, tmp_path):
     out = invoke("train", CE, "--preset", "cpu-thesis", "--set", data(synth_data_dir), "--dry-run").output
-    assert out.split() == ["train", str(Path("runs/ce_baseline/train"))]
+    assert out.split()[:2] == ["train", str(Path("runs/ce_baseline/train"))] and "warning" not in out
     preset = tmp_path / "mel40.toml"
     preset.write_text('[front_end]\nfeatures = "mel"\nn_mels = 40\n\n[optim]\nepochs = 2\n')
     out = invoke("train", CE, "--preset", preset, "--set", data(synth_mel_dir), "--dry-run").output
-    assert out.split() == ["train", str(Path("runs/ce_baseline/train"))]
+    assert out.split()[:2] == ["train", str(Path("runs/ce_baseline/train"))] and "warning" not in out
     plain = tmp_path / "plain.toml"  # a preset that declares no front-end is not checked
     plain.write_text("[optim]\nepochs = 2\n")
     assert "warning" not in invoke("train", CE, "--preset", plain, "--set", data(synth_data_dir), "--dry-run").output

@@ -91,7 +91,7 @@ def test_predict_refuses_a_short_clip_whatever_the_front_end(tmp_path, monkeypat
     torch.save(state, ckpt)
     asked = []
 
-    def front_end(wave, ck):  # stands in for the front-end: 257 bins, one frame per 10 ms
+    def front_end(wave, ck, device=None):  # stands in for the front-end: 257 bins, one frame per 10 ms
         asked.append(wave.size)
         return np.zeros((max(1, wave.size // 160), 257), np.float32)
 
