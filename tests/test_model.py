@@ -243,8 +243,11 @@ def test_padded_gru_equals_packed_gru_and_ignores_padding():
     ha.pow(2).sum().backward()
     hb.pow(2).sum().backward()
     torch.testing.assert_close(xb.grad, xa.grad, atol=1e-5, rtol=1e-4)
+    # A conv bias that feeds BatchNorm has a gradient of exactly 0; what the two GRUs give there is
+    # float rounding, of the order of eps x the largest gradient (~20 here), not a difference.
+    scale = max(p.grad.abs().max().item() for p in packed.parameters() if p.grad is not None)
     for (name, pa), pb in zip(packed.named_parameters(), padded.parameters()):
-        torch.testing.assert_close(pb.grad, pa.grad, atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(pb.grad, pa.grad, atol=max(1e-5, 2e-6 * scale), rtol=1e-4, msg=name)
     padded.eval()
     with torch.no_grad():
         batch = padded.embed(x, lens)
