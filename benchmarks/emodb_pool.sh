@@ -18,7 +18,7 @@ EMODB=data/emodb-mel64; RAW=data/scale-raw; UNL=data/synth-unlabeled-mel64; RUNS
 [ -f "$EMODB/prepare.json" ] || "$CLI" prepare "$SRC" --out "$EMODB" --features mel --n-mels 64 --quiet
 # the scale check's synthetic corpus (24 speakers x 60 clips of ~3.7 s), read as unlabeled audio
 [ -d "$RAW/Session12" ] || .venv/bin/python -c "
-from ser_cl.data.synth import synthesize_corpus
+from ser_cl.data.corpora.synth import synthesize_corpus
 print(synthesize_corpus('$RAW', per_speaker=15, seed=7, n_sessions=12, duration=(3.2, 4.2), n_dropped=0))"
 [ -f "$UNL/prepare.json" ] || "$CLI" prepare "$RAW" --out "$UNL" --corpus unlabeled --speaker-level 0 \
   --features mel --n-mels 64 --quiet

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_cl.data.prepare import prepare  # noqa: E402
-from ser_cl.data.synth import synthesize_corpus  # noqa: E402
+from ser_cl.data.stores.prepare import prepare  # noqa: E402
+from ser_cl.data.corpora.synth import synthesize_corpus  # noqa: E402
 
 DURATION = (2.0, 6.0)
 

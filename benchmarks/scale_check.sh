@@ -22,7 +22,7 @@ if [ "$PRESET" = cpu-functionals ]; then
 fi
 t0=$(date +%s)
 [ -d "$RAW/Session12" ] || .venv/bin/python -c "
-from ser_cl.data.synth import synthesize_corpus
+from ser_cl.data.corpora.synth import synthesize_corpus
 print(synthesize_corpus('$RAW', per_speaker=15, seed=7, n_sessions=12, duration=(3.2, 4.2), n_dropped=0))"
 [ -f "$DATA/prepare.json" ] || "$CLI" prepare "$RAW" --out "$DATA" "${FEATURES[@]}" --quiet
 if [ "$PRESET" = cpu-functionals ]; then  # its CE also trains on copies at speeds 0.9 and 1.1

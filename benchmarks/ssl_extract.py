@@ -2,7 +2,7 @@
 
 For each base-size architecture (random weights: speed and memory do not depend on the values),
 a checkpoint directory is written with ``save_pretrained`` and read back by the real loading
-code (``ser_cl.data.upstream.Upstream``), which then extracts the default layer from
+code (``ser_cl.data.frontends.upstream.Upstream``), which then extracts the default layer from
 ``--seconds`` of utterances of 2-8 s (like IEMOCAP's, mean ~4.5 s) plus one 25 s file (two
 chunks: 20 s chunks, 1 s overlap).
 Each architecture runs in its own process, so that its peak resident memory (ru_maxrss) is its
@@ -76,8 +76,8 @@ def _one(name: str, seconds: float, threads: int, device: str) -> dict:
     import numpy as np
     import torch
 
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.upstream import Upstream
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.frontends.upstream import Upstream
 
     torch.set_num_threads(threads)
     spec = {**BASE, **LARGE}[name]

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from ser_cl.config import stage_from_dict
-from ser_cl.data.loader import BatchLoader, plan_epoch, store_fits_on_device
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.batches.loader import BatchLoader, plan_epoch, store_fits_on_device
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.models import SERModel
 from ser_cl.train.build import model_config_for
 from ser_cl.train.loop import TrainStep, make_optimizer, phases_of, set_trainable, train_step

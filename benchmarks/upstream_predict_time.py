@@ -25,9 +25,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from ser_cl.data.audio import load_audio
-    from ser_cl.data.store import FeatureStore
-    from ser_cl.data.upstream import get_upstream
+    from ser_cl.data.frontends.audio import load_audio
+    from ser_cl.data.stores.store import FeatureStore
+    from ser_cl.data.frontends.upstream import get_upstream
     from ser_cl.predict import model_input
 
     torch.set_num_threads(args.threads)

@@ -38,7 +38,7 @@ import numpy as np
 
 
 def pooled(store_dir: Path, layers):
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.stores.store import FeatureStore
 
     store = FeatureStore(store_dir)
     params = json.loads((store_dir / "prepare.json").read_text())["features"]

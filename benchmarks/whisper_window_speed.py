@@ -21,9 +21,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from ser_cl.data.audio import load_audio
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.upstream import Upstream
+    from ser_cl.data.frontends.audio import load_audio
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.frontends.upstream import Upstream
 
     torch.set_num_threads(args.threads)
     files = sorted(args.corpus.rglob("*.wav"))

@@ -37,7 +37,7 @@ class DataConfig:
     pool_val_fraction: float = 0.1  # a pool that serves every fold validates on this share of its speakers
     # train / finetune stages: stores of data.dir's recordings perturbed (prepare --speed); each
     # fold also trains on the copies of its training utterances, each copy's speaker a speaker of
-    # its own (ser_cl.data.copies)
+    # its own (ser_cl.data.batches.copies)
     train_copies: List[str] = field(default_factory=list)
     # cross-corpus testing (docs/evaluation.md, "Cross-corpus evaluation"): after training, each fold's model is also
     # tested on these DATA_DIRs, its classes mapped onto the shared ones by class_map

@@ -65,9 +65,9 @@ class Task:
 def _pool_for_every_fold(cfg) -> bool:
     """Whether a variant is a pool pretraining that serves every fold (one run folder ``pool``),
     decided as ``ser_cl.train.run._run_pool`` decides it."""
-    from ser_cl.data.folds import make_folds_for
-    from ser_cl.data.pool import pool_units
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.splits.folds import make_folds_for
+    from ser_cl.data.batches.pool import pool_units
+    from ser_cl.data.stores.store import FeatureStore
 
     store = FeatureStore(cfg.data.dir)
     if not ((cfg.data.pool and cfg.kind == "pretrain") or not store.labeled):
@@ -86,8 +86,8 @@ def grid_tasks(planned: List[PlannedStage], folds: Optional[Sequence[int]] = Non
     fold that are not complete, in stage order, and depends on the incomplete pools its
     fine-tunings start from. Folds with every run complete are left out (``restart``: kept, all
     runs listed: they are cleared and trained again)."""
-    from ser_cl.data.folds import make_folds_for
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.splits.folds import make_folds_for
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.train.run import source_dir_of
 
     n = fold_count(planned)

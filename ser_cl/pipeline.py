@@ -83,8 +83,8 @@ def quickstart(data_root: Path, runs_dir: Path, per_speaker: int = 6, device: Op
 
     ``say`` gets one "step k/4: ..." line as each step starts (a step already done says so).
     """
-    from ser_cl.data.prepare import prepare
-    from ser_cl.data.synth import synthesize_corpus
+    from ser_cl.data.stores.prepare import prepare
+    from ser_cl.data.corpora.synth import synthesize_corpus
 
     raw, data_dir = data_root / "raw", data_root / "data"
     n = QUICKSTART_STEPS
@@ -136,8 +136,8 @@ def dry_run_plan(planned: List[PlannedStage], folds: Optional[Sequence[int]] = N
     Fails where training would: every store must be prepared (FileNotFoundError, the one-line
     "prepare.json is missing ..."), and each of ``folds`` one of its protocol's folds (the same
     check and message as training's)."""
-    from ser_cl.data.folds import make_folds_for
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.splits.folds import make_folds_for
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.train.run import _select_folds, variant_dir
 
     from ser_cl.train.run import fold_is_complete
@@ -181,8 +181,8 @@ def run_experiment_on_devices(planned: List[PlannedStage], argv: Sequence[str], 
 
 def fold_count(planned: List[PlannedStage]) -> int:
     """How many folds the experiment's protocol gives on its data."""
-    from ser_cl.data.folds import make_folds_for
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.splits.folds import make_folds_for
+    from ser_cl.data.stores.store import FeatureStore
 
     cfg = planned[0].variants[0].config
     return len(make_folds_for(FeatureStore(cfg.data.dir), cfg.data))
@@ -236,7 +236,7 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], n_folds: int,
 def _front_end(table: Any, preset: str) -> Optional[Dict[str, Any]]:
     """A preset's [front_end] table, its keys checked (``front_end_table``) and its values checked
     as `ser-cl prepare` would; None if none is declared. ConfigError names the preset."""
-    from ser_cl.data.features import feature_params
+    from ser_cl.data.frontends.features import feature_params
 
     table = front_end_table(table, preset)
     if table is None:
@@ -273,8 +273,8 @@ def front_end_mismatch(preset: str, declared: Dict[str, Any], data_dir: str | Pa
     import re
     import shlex
 
-    from ser_cl.data.features import canonical_params, feature_kind, feature_params
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.frontends.features import canonical_params, feature_kind, feature_params
+    from ser_cl.data.stores.store import FeatureStore
 
     try:
         store = FeatureStore(data_dir)

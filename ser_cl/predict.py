@@ -25,11 +25,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ser_cl.data.audio import AUDIO_SUFFIXES, AudioError, load_audio
-from ser_cl.data.feature_cache import store_dtype
-from ser_cl.data.features import SAMPLE_RATE, WIN_LENGTH, compute_features
-from ser_cl.data.normalize import band_stats
-from ser_cl.data.prepare import DEFAULT_MIN_DURATION
+from ser_cl.data.frontends.audio import AUDIO_SUFFIXES, AudioError, load_audio
+from ser_cl.data.stores.feature_cache import store_dtype
+from ser_cl.data.frontends.features import SAMPLE_RATE, WIN_LENGTH, compute_features
+from ser_cl.data.stores.normalize import band_stats
+from ser_cl.data.stores.prepare import DEFAULT_MIN_DURATION
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.build import resolve_device
 from ser_cl.train.run import fold_is_complete

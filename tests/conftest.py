@@ -19,7 +19,7 @@ SYNTH_DURATION = (0.6, 1.0)
 
 @pytest.fixture(scope="session")
 def synth_corpus_dir(tmp_path_factory) -> Path:
-    from ser_cl.data.synth import synthesize_corpus
+    from ser_cl.data.corpora.synth import synthesize_corpus
 
     root = tmp_path_factory.mktemp("synth-raw")
     synthesize_corpus(root, per_speaker=SYNTH_PER_SPEAKER, seed=0, duration=SYNTH_DURATION, n_dropped=1)
@@ -32,7 +32,7 @@ def tiny_emodb_raw(tmp_path_factory) -> Path:
     pitch by class, level and pitch shift by speaker (the openSMILE tests' corpus)."""
     import numpy as np
 
-    from ser_cl.data.audio import write_wav
+    from ser_cl.data.frontends.audio import write_wav
 
     raw = tmp_path_factory.mktemp("tiny-emodb-raw")
     rng = np.random.default_rng(0)
@@ -51,8 +51,8 @@ def tiny_emodb_raw(tmp_path_factory) -> Path:
 def synth_mel_dir(synth_corpus_dir, tmp_path_factory) -> Path:
     """The same corpus with the 40-band log-mel front-end: the training tests' store (a tiny
     encoder on 40 bands trains several times faster than on 257 bins; the code is the same)."""
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.stores.prepare import prepare
 
     data_dir = tmp_path_factory.mktemp("synth-mel")
     prepare(synth_corpus_dir, data_dir, jobs=1, progress=False, features=feature_params("mel", n_mels=40))
@@ -63,9 +63,9 @@ def synth_mel_dir(synth_corpus_dir, tmp_path_factory) -> Path:
 def other_speech(tmp_path_factory) -> Path:
     """Unlabeled speech that is not the target's: another synthetic corpus (seed 7), speakers
     unknown, prepared with 40 log-mel bands like ``synth_mel_dir`` (a pool of it serves every fold)."""
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare
-    from ser_cl.data.synth import synthesize_corpus
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.stores.prepare import prepare
+    from ser_cl.data.corpora.synth import synthesize_corpus
 
     raw = tmp_path_factory.mktemp("other-raw")
     synthesize_corpus(raw, per_speaker=1, seed=7, duration=(0.6, 0.9), n_dropped=0)
@@ -76,7 +76,7 @@ def other_speech(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_data_dir(synth_corpus_dir, tmp_path_factory) -> Path:
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.stores.prepare import prepare
 
     data_dir = tmp_path_factory.mktemp("synth-data")
     prepare(synth_corpus_dir, data_dir, jobs=1, progress=False)
@@ -104,7 +104,7 @@ def tiny_stage(**tables):
 def one_at_a_time_probabilities(checkpoint, store, rows):
     """Softmax probabilities (float64 [len(rows), classes]) of a checkpoint's model on store rows,
     each utterance alone (no batching, padding or length sorting), inputs normalised as the model
-    was trained, by numpy here (not ser_cl.data.normalize): input_norm "speaker" standardises each
+    was trained, by numpy here (not ser_cl.data.stores.normalize): input_norm "speaker" standardises each
     frame with its speaker's statistics as ``prepare`` stored them (``speaker_stats.npz``: all of
     the speaker's audio), in the store's dtype; any other input_norm
     is the model's own. The reference the batched evaluation is checked against."""

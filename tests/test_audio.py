@@ -9,7 +9,7 @@ import wave
 import numpy as np
 import pytest
 
-from ser_cl.data.audio import AudioError, load_audio, read_wav, resample
+from ser_cl.data.frontends.audio import AudioError, load_audio, read_wav, resample
 
 
 def _write_stdlib(path, ints: np.ndarray, width: int, rate: int) -> None:

@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.audio import AudioError, load_audio, write_wav
+from ser_cl.data.frontends.audio import AudioError, load_audio, write_wav
 
 RATE = 16000
 
@@ -106,8 +106,8 @@ def test_corpus_readers_list_flac_ogg_and_aiff(tmp_path):
 
 
 def test_prepare_an_unlabeled_flac_pool_from_the_cli(tmp_path):
-    from ser_cl.data.features import FEATURE_PARAMS, compute_features
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.frontends.features import FEATURE_PARAMS, compute_features
+    from ser_cl.data.stores.store import FeatureStore
 
     root = tmp_path / "librispeech"
     twins = tmp_path / "wav"
@@ -181,7 +181,7 @@ def test_truncated_aiff_is_refused_not_read_short(tmp_path):
 @pytest.mark.parametrize("fmt", ["WAV", "WAVEX"])
 def test_the_riff_parser_and_libsndfile_agree_bit_for_bit(tmp_path, fmt, subtype):
     """Why WAVs may keep their own parser: it reads every PCM/float encoding exactly as libsndfile does."""
-    from ser_cl.data.audio import read_audio
+    from ser_cl.data.frontends.audio import read_audio
 
     x = np.random.default_rng(3).uniform(-1, 1, size=(700, 3))
     path = tmp_path / "x.wav"
@@ -196,8 +196,8 @@ def test_a_cached_not_a_wav_reason_from_the_old_reader_is_read_again(tmp_path, m
     """DATA_DIR/cache keeps each bad file's reason; the WAV-only reader's verdict on a FLAC listed in a
     CSV manifest ("not a WAV file"), or on a mu-law WAV, must not outlive it: the next prepare reads
     those files again (and still trusts the other cached reasons)."""
-    from ser_cl.data import feature_cache
-    from ser_cl.data import prepare as prepare_module
+    from ser_cl.data.stores import feature_cache
+    from ser_cl.data.stores import prepare as prepare_module
 
     root = tmp_path / "corpus"
     root.mkdir()

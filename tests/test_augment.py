@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ser_cl.data.augment import spec_augment, two_views
+from ser_cl.data.batches.augment import spec_augment, two_views
 
 
 def _batch(lengths, max_len=None, n_freq=40, seed=0):
@@ -102,7 +102,7 @@ def test_two_views_layout():
 
 
 def test_time_stretch_resamples_linearly_and_scales_lengths():
-    from ser_cl.data.augment import time_stretch
+    from ser_cl.data.batches.augment import time_stretch
 
     T = 40
     ramp = torch.arange(T, dtype=torch.float32)[None, :, None].repeat(2, 1, 3)
@@ -119,7 +119,7 @@ def test_time_stretch_resamples_linearly_and_scales_lengths():
 
 
 def test_mixup_mixes_inputs_and_targets_with_the_same_lambda():
-    from ser_cl.data.augment import mixup
+    from ser_cl.data.batches.augment import mixup
 
     x = torch.randn(4, 10, 5)
     labels = torch.tensor([0, 1, 2, 1])
@@ -144,7 +144,7 @@ def test_masked_value_can_be_the_bins_mean():
 def test_time_stretch_never_blends_a_short_row_with_its_padding():
     # Slowing down (rate < 1) samples the last valid frames between frame L-1 and L; L is padding.
     # A row of constant value must stay that constant on every frame it keeps.
-    from ser_cl.data.augment import time_stretch
+    from ser_cl.data.batches.augment import time_stretch
 
     x = torch.zeros(3, 50, 4)
     x[0] = 1.0
@@ -160,7 +160,7 @@ def test_time_stretch_never_blends_a_short_row_with_its_padding():
 
 
 def test_view_crops_are_segments_of_the_row_at_independent_offsets():
-    from ser_cl.data.augment import view_crops
+    from ser_cl.data.batches.augment import view_crops
 
     torch.manual_seed(0)
     lengths = torch.tensor([40, 31, 12, 0])
@@ -195,7 +195,7 @@ def test_view_crops_are_segments_of_the_row_at_independent_offsets():
 
 def test_the_loop_knows_the_view_lengths_on_the_host():
     from conftest import tiny_stage
-    from ser_cl.data.loader import Batch
+    from ser_cl.data.batches.loader import Batch
     from ser_cl.train.loop import _augment
 
     cfg = tiny_stage(stage="pretrain", loss={"name": "selfsup_ntxent"},

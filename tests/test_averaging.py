@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ser_cl.data.folds import make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.train import loop
 from ser_cl.train.averaging import WeightAverage
 from ser_cl.train.checkpoint import load_checkpoint

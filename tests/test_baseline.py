@@ -30,7 +30,7 @@ C_GRID = [0.001, 0.01, 0.1, 1.0]
 @pytest.fixture(scope="module")
 def tiny_emodb(tiny_emodb_raw, tmp_path_factory) -> Path:
     """``tiny_emodb_raw`` (conftest) prepared as a spectrogram store."""
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.stores.prepare import prepare
 
     out = tmp_path_factory.mktemp("tiny-emodb") / "data"
     prepare(tiny_emodb_raw, out, classes="angry,sad,neutral", jobs=1, progress=False)
@@ -40,7 +40,7 @@ def tiny_emodb(tiny_emodb_raw, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two_classes(tiny_emodb_raw, tmp_path_factory) -> Path:
     """The same corpus with --classes angry,sad: every speaker's neutral clips are not in the store."""
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.stores.prepare import prepare
 
     out = tmp_path_factory.mktemp("tiny-emodb-2") / "data"
     prepare(tiny_emodb_raw, out, classes="angry,sad", jobs=1, progress=False)
@@ -143,7 +143,7 @@ def test_speaker_statistics_cover_the_utterances_that_classes_dropped(two_classe
     """--classes angry,sad leaves the neutral clips out of the store; the speaker statistics are
     still taken over all of each speaker's recordings (as the models' speaker_stats.npz are)."""
     from ser_cl.config import BaselineConfig, StageConfig
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.train.baseline import baseline_vectors
 
     store = FeatureStore(two_classes)
@@ -230,8 +230,8 @@ def test_the_baseline_trains_on_the_speed_copies_too(tiny_emodb_raw, tmp_path):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.stores.prepare import prepare
 
     data = tmp_path / "egemaps"
     params = feature_params("functionals", feature_set="eGeMAPSv02")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser_cl.data.batching import batch_indices, batch_length, collate
+from ser_cl.data.batches.batching import batch_indices, batch_length, collate
 
 
 def _seqs(lengths, n_freq=7, seed=0):

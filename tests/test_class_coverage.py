@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.audio import write_wav
+from ser_cl.data.frontends.audio import write_wav
 
 from conftest import tiny_stage
 
@@ -34,8 +34,8 @@ def _corpus(root: Path, speakers=("s1", "s2", "s3", "s4"), per_class: int = 2, f
 
 @pytest.fixture(scope="module")
 def thin_store(tmp_path_factory):
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.stores.prepare import prepare
 
     raw = _corpus(tmp_path_factory.mktemp("thin-raw"))
     out = tmp_path_factory.mktemp("thin") / "data"
@@ -65,7 +65,7 @@ def test_folds_names_the_class_and_the_fold(thin_store):
 
 
 def test_a_balanced_corpus_gets_no_class_warning(tmp_path):
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.stores.prepare import prepare
 
     raw = _corpus(tmp_path / "raw", fear_speakers=("s1", "s2", "s3", "s4"))
     said = []
@@ -107,7 +107,7 @@ def test_training_warns_for_the_fold_without_the_class_and_the_report_marks_the_
 def test_pattern_prints_examples_and_flags_a_speaker_count_that_looks_wrong(tmp_path):
     """``{*}`` takes the shortest match: in ``LABEL/TAKE-SPEAKER-N.wav`` the pattern
     ``{label}/{*}-{speaker}.wav`` makes ``SPEAKER-N`` the speaker: 12 speakers in 24 files."""
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.stores.prepare import prepare
 
     t = np.arange(8000) / 16000.0
     for label in ("angry", "sad"):

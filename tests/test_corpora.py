@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_cl.data.audio import write_wav
+from ser_cl.data.frontends.audio import write_wav
 from ser_cl.data.corpora import (
     CorpusError,
     detect_corpus,

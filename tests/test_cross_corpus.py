@@ -21,9 +21,9 @@ import torch
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.features import feature_params
-from ser_cl.data.folds import make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.frontends.features import feature_params
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.eval.cross_corpus import cross_test, cross_test_run, parse_class_map, shared_classes
 from ser_cl.eval.summary import summarize_variant
 
@@ -60,7 +60,7 @@ def one_thread():
 def stores(synth_corpus_dir, synth_mel_dir, tmp_path_factory):
     """A (log-mel 40, 4 classes), B (log-mel 40, other classes), C (log-mel 32: another front-end),
     D (log-mel 40, joy / frustrated: no class of A's without the map)."""
-    from ser_cl.data.prepare import prepare
+    from ser_cl.data.stores.prepare import prepare
 
     root = tmp_path_factory.mktemp("cross-stores")
     prepare(synth_corpus_dir, root / "synth-b", classes=B_CLASSES, jobs=1, progress=False,

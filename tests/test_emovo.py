@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.audio import write_wav
+from ser_cl.data.frontends.audio import write_wav
 from ser_cl.data.corpora import CORPORA, CorpusError, detect_corpus, parse_classes, read_corpus
-from ser_cl.data.prepare import prepare
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.stores.prepare import prepare
+from ser_cl.data.stores.store import FeatureStore
 
 EMOVO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emovo"
 CLASSES = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")

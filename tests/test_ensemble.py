@@ -16,7 +16,7 @@ from sklearn.metrics import balanced_accuracy_score
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.eval.ensemble import EnsembleError, ensemble_runs
 from ser_cl.eval.report import collect_runs
 from ser_cl.experiment import Variant

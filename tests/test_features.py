@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from ser_cl.data.features import LOG_FLOOR, frame_count, log_spectrogram
+from ser_cl.data.frontends.features import LOG_FLOOR, frame_count, log_spectrogram
 
 
 def _loop_reference(x: np.ndarray) -> np.ndarray:

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from ser_cl.config import ConfigError
-from ser_cl.data.folds import make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.experiment import Variant
 from ser_cl.train.run import run_variant
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from ser_cl.cli import app
 from ser_cl.config import ConfigError, stage_from_dict
-from ser_cl.data.fold_files import write_folds
-from ser_cl.data.folds import FoldFileNote, make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.fold_files import write_folds
+from ser_cl.data.splits.folds import FoldFileNote, make_folds
+from ser_cl.data.stores.store import FeatureStore
 
 # a store on this machine: 4 speakers (2 sessions), 3 utterances each
 ROWS = [{"utt_id": f"{spk}_u{i}", "path": f"/data/corpus/{spk[:5]}/{spk}_u{i}.wav", "speaker": spk,

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.folds import FOLD_PROTOCOLS, auto_protocol, make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import FOLD_PROTOCOLS, auto_protocol, make_folds
+from ser_cl.data.stores.store import FeatureStore
 
 
 def _iemocap_rows(n_sessions=5, per_speaker=3):

@@ -32,7 +32,7 @@ def egemaps_store(tiny_emodb_raw, tmp_path_factory) -> Path:
 
 
 def test_the_store_holds_each_files_functionals_as_opensmile_computes_them(egemaps_store):
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.stores.store import FeatureStore
 
     store = FeatureStore(egemaps_store)
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
@@ -47,8 +47,8 @@ def test_the_store_holds_each_files_functionals_as_opensmile_computes_them(egema
 
 
 def test_speaker_statistics_are_each_speakers_mean_and_std_over_its_utterances(egemaps_store):
-    from ser_cl.data.normalize import speaker_normalised
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.stores.normalize import speaker_normalised
+    from ser_cl.data.stores.store import FeatureStore
 
     store = FeatureStore(egemaps_store)
     X = np.asarray(store.features, dtype=np.float64)
@@ -61,7 +61,7 @@ def test_speaker_statistics_are_each_speakers_mean_and_std_over_its_utterances(e
 
 
 def test_values_beyond_float16_survive_the_cache_and_the_loader(tmp_path):
-    from ser_cl.data.feature_cache import cache_entry
+    from ser_cl.data.stores.feature_cache import cache_entry
 
     big = np.array([[1.0e12, -3.5e9, 0.25]], dtype=np.float32)  # float16 would make these inf
     index, n, reason = cache_entry(0, str(tmp_path / "k"), 16000, big, np.dtype(np.float32))
@@ -72,8 +72,8 @@ def test_values_beyond_float16_survive_the_cache_and_the_loader(tmp_path):
 
 
 def test_the_loader_gives_the_stores_float32_values(egemaps_store):
-    from ser_cl.data.loader import BatchLoader, BatchPlan
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.batches.loader import BatchLoader, BatchPlan
+    from ser_cl.data.stores.store import FeatureStore
 
     store = FeatureStore(egemaps_store)
     rows = np.array([3, 0, 7])
@@ -83,7 +83,7 @@ def test_the_loader_gives_the_stores_float32_values(egemaps_store):
 
 
 def test_feature_params_of_the_functionals_front_end_refuse_other_flags():
-    from ser_cl.data.features import feature_params, frames_for
+    from ser_cl.data.frontends.features import feature_params, frames_for
 
     params = feature_params("functionals")
     assert params["feature_set"] == "ComParE_2016" and params["n_freq"] == 6373 and params["dtype"] == "float32"

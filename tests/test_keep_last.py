@@ -12,8 +12,8 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from ser_cl.config import ConfigError
-from ser_cl.data.folds import make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.train import loop
 from ser_cl.train.checkpoint import load_checkpoint
 

@@ -90,9 +90,9 @@ def test_grid_tasks_lists_what_is_left(synth_mel_dir, plain, tmp_path):
 def test_grid_tasks_names_each_stages_folds_by_its_own_protocol(synth_mel_dir, tmp_path):
     """Two stages of one store, the second on a fold file numbered 3 and 4: fold task 1 runs the
     first stage's fold-01 and the second's fold-03 (it named fold-01 for both)."""
-    from ser_cl.data.fold_files import write_folds
-    from ser_cl.data.folds import make_folds
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.splits.fold_files import write_folds
+    from ser_cl.data.splits.folds import make_folds
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.launch import Task, grid_tasks
     from ser_cl.pipeline import plan_experiment
 

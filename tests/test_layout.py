@@ -209,3 +209,127 @@ def test_circles_are_found_through_lazy_and_relative_imports(tmp_path, monkeypat
         ["ser_cl.data.a", "ser_cl.data.b", "ser_cl.data.c", "ser_cl.data.a"],
         ["ser_cl.eval.report", "ser_cl.eval.plots", "ser_cl.eval.report"],  # reached through eval/__init__
     ]
+
+
+# -- the data package's rooms (written by the data-rooms restructure) -----------------------------
+
+# room of ser_cl.data -> the rooms it may import; each room's __init__ says the same ("May import:")
+DATA_ROOMS = {
+    "frontends": (),
+    "corpora": ("frontends",),
+    "splits": (),
+    "stores": ("frontends", "corpora", "splits"),
+    "batches": ("frontends", "corpora", "splits", "stores"),
+}
+# old import paths the documentation named (module at data's top -> its room): thin modules that
+# hand back the moved module; nothing in the package imports them
+DATA_OLD_PATHS = {"store": "stores", "features": "frontends", "normalize": "stores", "folds": "splits", "fold_files": "splits"}
+
+
+def _data_imports(path: Path):
+    """(absolute module, line) for every import of ``ser_cl.data`` in ``path``, relative ones
+    resolved, lazy ones included; ``from ser_cl.data import stores`` counts as ``ser_cl.data.stores``."""
+    _, package = _module_name(path)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = _resolve(node, package)
+            if module in ("ser_cl", "ser_cl.data"):
+                yield from ((f"{module}.{alias.name}", node.lineno) for alias in node.names)
+            else:
+                yield module, node.lineno
+        elif isinstance(node, ast.Import):
+            yield from ((alias.name, node.lineno) for alias in node.names)
+
+
+def _data_layout_problems() -> list:
+    """One line per import that breaks the rooms' rule: a room importing a room it may not (up or
+    sideways), anything in the package importing an old path, a module outside every room."""
+    data = PACKAGE / "data"
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        in_data = rel.parts[0] == "data"
+        room = rel.parts[1] if in_data and len(rel.parts) > 2 else None
+        old_path = in_data and len(rel.parts) == 2 and rel.stem in DATA_OLD_PATHS
+        if in_data and room is None and not old_path and rel.name != "__init__.py":
+            wrong.append(f"ser_cl/{rel}: a module of ser_cl.data outside every room")
+        if in_data and room is not None and room not in DATA_ROOMS:
+            wrong.append(f"ser_cl/{rel}: in {room}/, which is not a room of DATA_ROOMS")
+            continue
+        for module, line in _data_imports(path):
+            parts = module.split(".")
+            if parts[:2] != ["ser_cl", "data"] or len(parts) < 3:
+                continue
+            target = parts[2]
+            if target in DATA_OLD_PATHS and not (data / target).is_dir():
+                if not old_path:
+                    wrong.append(f"ser_cl/{rel}:{line} imports the old path {module} "
+                                 f"(ser_cl.data.{DATA_OLD_PATHS[target]}.{target})")
+            elif room is not None and target != room and target not in DATA_ROOMS[room]:
+                wrong.append(f"ser_cl/{rel}:{line} ({room}) imports {module} ({target})")
+    return wrong
+
+
+def test_data_rooms_import_only_the_rooms_they_may():
+    wrong = _data_layout_problems()
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_rooms_order_has_no_circle():
+    seen = []
+    for room, may in DATA_ROOMS.items():  # listed in import order: a room may import earlier rooms only
+        assert set(may) <= set(seen), (room, may)
+        seen.append(room)
+
+
+def test_each_room_says_its_job_and_what_it_may_import():
+    for room, may in DATA_ROOMS.items():
+        doc = ast.get_docstring(ast.parse((PACKAGE / "data" / room / "__init__.py").read_text(encoding="utf-8")))
+        assert doc and len(doc.split("May import:")[0].strip()) > 40, f"data/{room}/__init__.py: say the room's job"
+        said = re.search(r"May import: ([^.(]*)", doc)
+        assert said, f"data/{room}/__init__.py: no 'May import:' line"
+        named = {n.strip() for n in said.group(1).split(",")} if not said.group(1).startswith("nothing") else set()
+        assert named == set(may), (room, named, may)
+
+
+def test_the_old_paths_are_the_moved_modules():
+    import importlib
+
+    for name, room in DATA_OLD_PATHS.items():
+        assert importlib.import_module(f"ser_cl.data.{name}") is importlib.import_module(f"ser_cl.data.{room}.{name}")
+
+
+def test_the_developers_map_names_every_data_module():
+    text = (PACKAGE.parent / "docs" / "developers.md").read_text(encoding="utf-8")
+    block = text[text.index("ser_cl/data/"):text.index("ser_cl/models/")]
+    missing = [str(p.relative_to(PACKAGE)) for p in sorted((PACKAGE / "data").rglob("*.py"))
+               if p.name != "__init__.py" and p.parent.name != "corpora" and p.name not in block]
+    readers = [p.stem for p in sorted((PACKAGE / "data" / "corpora").glob("*.py"))
+               if p.name != "__init__.py" and p.stem not in block]
+    assert not missing and not readers, (missing, readers)
+
+
+def test_a_planted_sideways_import_is_caught(tmp_path, monkeypatch):
+    """A copy of the package passes; four imports planted in it are each caught: sideways between
+    sibling rooms, up (relative and lazy), an old path, a module dropped outside every room."""
+    import shutil
+
+    copy = tmp_path / "ser_cl"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", copy)
+    assert _data_layout_problems() == []
+    planted = {
+        "data/corpora/planted.py": "from ser_cl.data.splits.folds import Fold\n",  # sibling: sideways
+        "data/frontends/planted.py": "def f():\n    from ..stores import store\n",  # up, relative, lazy
+        "train/planted.py": "from ser_cl.data import store\n",  # an old path
+        "data/planted.py": "",  # outside every room
+    }
+    for name, text in planted.items():
+        (copy / name).write_text(text)
+    assert _data_layout_problems() == [
+        "ser_cl/data/corpora/planted.py:1 (corpora) imports ser_cl.data.splits.folds (splits)",
+        "ser_cl/data/frontends/planted.py:2 (frontends) imports ser_cl.data.stores (stores)",
+        "ser_cl/data/planted.py: a module of ser_cl.data outside every room",
+        "ser_cl/train/planted.py:1 imports the old path ser_cl.data.store (ser_cl.data.stores.store)",
+    ]
+# -- end of the data package's rooms --

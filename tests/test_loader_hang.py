@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser_cl.data.loader import BatchLoader, plan_epoch
+from ser_cl.data.batches.loader import BatchLoader, plan_epoch
 
 N_BATCHES, PREFETCH, LIMIT_S = 6, 2, 5.0
 WORKER = "ser-cl-batches"

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.audio import load_audio
-from ser_cl.data.features import (
+from ser_cl.data.frontends.audio import load_audio
+from ser_cl.data.frontends.features import (
     FEATURE_PARAMS,
     canonical_params,
     compute_features,
@@ -25,7 +25,7 @@ from ser_cl.data.features import (
     mel_centers,
     mel_filterbank,
 )
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.stores.store import FeatureStore
 
 
 def _reference_log_mel(x: np.ndarray, n_mels: int, f_min: float, f_max: float) -> np.ndarray:

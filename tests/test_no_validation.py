@@ -19,8 +19,8 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from ser_cl.config import ConfigError
-from ser_cl.data.folds import make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.eval.report import collect_runs
 from ser_cl.eval.run_probe import probe_run
 from ser_cl.eval.summary import summarize_variant

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from ser_cl.data.folds import make_folds
-from ser_cl.data.normalize import band_stats
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.normalize import band_stats
+from ser_cl.data.stores.store import FeatureStore
 
 
 def _numpy_stats(store, indices):

@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.audio import write_wav
+from ser_cl.data.frontends.audio import write_wav
 from ser_cl.data.corpora import CORPORA, GENERIC_CORPORA, CorpusError, read_corpus
-from ser_cl.data.pattern_reader import compile_pattern, parse_label_map, read_pattern
-from ser_cl.data.prepare import prepare
+from ser_cl.data.corpora.pattern import compile_pattern, parse_label_map, read_pattern
+from ser_cl.data.stores.prepare import prepare
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 EMODB, EMOVO = SHARED / "emodb", SHARED / "emovo"

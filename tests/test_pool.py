@@ -1,4 +1,4 @@
-"""Unlabeled stores and pretraining pools (ser_cl.data.pool): what a pool trains on, and that a
+"""Unlabeled stores and pretraining pools (ser_cl.data.batches.pool): what a pool trains on, and that a
 fold's validation and test speakers never reach it.
 
 References are independent of the code under test: which utterances must be left out is worked
@@ -19,10 +19,10 @@ from conftest import TINY, tiny_stage
 from ser_cl.cli import app
 from ser_cl.config import ConfigError
 from ser_cl.experiment import Variant
-from ser_cl.data.folds import Fold, epoch_train_indices, make_folds
-from ser_cl.data.pool import KEYS_FILE, SEEN_FILE, check_not_seen, pool_units, utterance_keys
-from ser_cl.data.prepare import prepare
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import Fold, epoch_train_indices, make_folds
+from ser_cl.data.batches.pool import KEYS_FILE, SEEN_FILE, check_not_seen, pool_units, utterance_keys
+from ser_cl.data.stores.prepare import prepare
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.train.run import run_variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ MEL40 = {"kind": "mel", "n_mels": 40}
 
 
 def mel40():
-    from ser_cl.data.features import feature_params
+    from ser_cl.data.frontends.features import feature_params
 
     return feature_params("mel", n_mels=40)
 
@@ -222,7 +222,7 @@ def test_beyond_the_thesis_experiments_dry_run_with_the_cpu_preset(name, synth_m
 
 
 def test_a_pool_of_two_front_ends_is_refused(synth_corpus_dir, synth_mel_dir, tmp_path):
-    from ser_cl.data.features import feature_params
+    from ser_cl.data.frontends.features import feature_params
 
     prepare(synth_corpus_dir, tmp_path / "mel32", corpus="unlabeled", jobs=1, progress=False,
             features=feature_params("mel", n_mels=32))

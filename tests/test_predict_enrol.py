@@ -15,11 +15,11 @@ import torch
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.audio import load_audio
-from ser_cl.data.features import SAMPLE_RATE, compute_features
-from ser_cl.data.folds import make_folds
-from ser_cl.data.normalize import speaker_stats
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.frontends.audio import load_audio
+from ser_cl.data.frontends.features import SAMPLE_RATE, compute_features
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.normalize import speaker_stats
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.predict import FALLBACK_WARNING, predict_files
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.loop import train_fold

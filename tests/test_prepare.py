@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 import ser_cl
 from ser_cl.cli import app
-from ser_cl.data import prepare as prepare_module
+from ser_cl.data.stores import prepare as prepare_module
 from ser_cl.data.corpora import CorpusError
-from ser_cl.data.features import log_spectrogram
-from ser_cl.data.prepare import prepare
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.frontends.features import log_spectrogram
+from ser_cl.data.stores.prepare import prepare
+from ser_cl.data.stores.store import FeatureStore
 
 
 def _pcm16(path, x, rate, channels=1):
@@ -65,7 +65,7 @@ def _reference_features(path, rate, params=None):
     if rate != 16000:
         x = resample_poly(x, 320, 441)
     if params is not None:
-        from ser_cl.data.features import compute_features
+        from ser_cl.data.frontends.features import compute_features
 
         return compute_features(x.astype(np.float32), params).astype(np.float16)
     return log_spectrogram(x.astype(np.float32)).astype(np.float16)
@@ -76,7 +76,7 @@ def test_prepare_store_and_skips(csv_corpus, tmp_path):
     result = prepare(csv_corpus, out, jobs=2, progress=False)
     assert result.n_utterances == 6 and result.n_computed == 10 and result.n_cached == 0
     # the summary counts what was stored: 6 rows, all computed now (not the 10 files read, 4 of them skipped)
-    from ser_cl.data.summary import prepare_lines
+    from ser_cl.data.stores.summary import prepare_lines
 
     assert prepare_lines(result)[0].endswith("(6 computed, 0 from cache)"), prepare_lines(result)[0]
     info = json.loads((out / "prepare.json").read_text())
@@ -179,7 +179,7 @@ def test_cli_prepare_reports_and_fails_in_one_line(csv_corpus, tmp_path):
 def test_front_ends_never_share_cache(csv_corpus, tmp_path):
     """Two front-ends prepared in turn into ONE DATA_DIR: neither reuses the other's cache entries,
     each finds its own again, and the store always holds the front-end of the last run."""
-    from ser_cl.data.features import feature_params
+    from ser_cl.data.frontends.features import feature_params
 
     out = tmp_path / "data"
     spec = prepare(csv_corpus, out, jobs=1, progress=False)

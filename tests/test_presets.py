@@ -210,8 +210,8 @@ def test_the_epoch_line_shows_a_small_learning_rate_in_scientific_notation(synth
     import torch
 
     from conftest import tiny_stage
-    from ser_cl.data.folds import make_folds
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.splits.folds import make_folds
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.train.loop import train_fold
 
     store = FeatureStore(synth_mel_dir)
@@ -226,7 +226,7 @@ def test_a_store_of_upstream_features_is_not_called_log_mel(synth_mel_dir, tmp_p
     """The mismatch line names what an ssl store holds (it said "N-band log-mel features")."""
     import shutil
 
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.pipeline import front_end_mismatch
 
     data = tmp_path / "ssl-store"
@@ -234,7 +234,7 @@ def test_a_store_of_upstream_features_is_not_called_log_mel(synth_mel_dir, tmp_p
     info = json.loads((data / "prepare.json").read_text())
     info["features"] = {"name": "ssl", "n_freq": 40}  # what matters here: the kind and the width
     (data / "prepare.json").write_text(json.dumps(info))
-    monkeypatch.setattr("ser_cl.data.features.canonical_params", lambda params: dict(params))
+    monkeypatch.setattr("ser_cl.data.frontends.features.canonical_params", lambda params: dict(params))
     assert FeatureStore(data).n_freq == 40
     line = front_end_mismatch("cpu", {"features": "mel", "n_mels": 64}, data)
     assert "40-dimensional self-supervised upstream features" in line and "log-mel features" not in line.split(" holds ")[1]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ser_cl.config import ConfigError, LossConfig
-from ser_cl.data.folds import make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.losses import SupConLoss, TripletLoss, build_loss
 from ser_cl.models import SERModel
 from ser_cl.train import loop
@@ -251,8 +251,8 @@ def test_refit_head_replaces_the_trained_head_by_the_probe_of_its_own_embeddings
     keeps the trained head's scores; without the key nothing changes."""
     from conftest import tiny_stage
 
-    from ser_cl.data.folds import make_folds
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.splits.folds import make_folds
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.models.embed import embed_utterances
     from ser_cl.metrics import classification_report
     from ser_cl.train.checkpoint import load_checkpoint, load_model

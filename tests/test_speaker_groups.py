@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ser_cl.cli import app
 from ser_cl.config import ConfigError, stage_from_dict
-from ser_cl.data.folds import make_folds, speaker_groups_of
+from ser_cl.data.splits.folds import make_folds, speaker_groups_of
 
 # EmoDB's speakers: (name, utterances in the 7-class store, gender)
 EMODB = [("03", 49, "M"), ("08", 58, "F"), ("09", 43, "F"), ("10", 38, "M"), ("11", 55, "M"), ("12", 35, "M"),

@@ -1,5 +1,5 @@
 """``model.input_norm = "speaker"``: each utterance standardised with its own speaker's per-band
-statistics (``ser_cl.data.normalize.speaker_normalised``), checked against numpy on each
+statistics (``ser_cl.data.stores.normalize.speaker_normalised``), checked against numpy on each
 speaker's concatenated frames; training, probing, cross-testing and predict read exactly those
 inputs (a run on the in-memory copy equals a run on the same frames written to disk)."""
 
@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import torch
 
-from ser_cl.data.folds import make_folds
-from ser_cl.data.normalize import model_inputs, speaker_normalised
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.normalize import model_inputs, speaker_normalised
+from ser_cl.data.stores.store import FeatureStore
 
 from conftest import tiny_stage
 
@@ -113,8 +113,8 @@ def test_training_probing_and_cross_testing_read_the_speaker_normalised_frames(s
 
 
 def test_predict_same_speaker_standardises_the_files_of_one_call_together(synth_corpus_dir, synth_mel_dir, tmp_path):
-    from ser_cl.data.audio import load_audio
-    from ser_cl.data.features import SAMPLE_RATE, compute_features
+    from ser_cl.data.frontends.audio import load_audio
+    from ser_cl.data.frontends.features import SAMPLE_RATE, compute_features
     from ser_cl.predict import predict_files
     from ser_cl.train.checkpoint import load_model
     from ser_cl.train.loop import train_fold

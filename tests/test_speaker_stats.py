@@ -14,11 +14,11 @@ import csv
 import numpy as np
 import pytest
 
-from ser_cl.data.audio import load_audio, write_wav
-from ser_cl.data.features import compute_features, feature_params
-from ser_cl.data.normalize import speaker_normalised
-from ser_cl.data.prepare import prepare
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.frontends.audio import load_audio, write_wav
+from ser_cl.data.frontends.features import compute_features, feature_params
+from ser_cl.data.stores.normalize import speaker_normalised
+from ser_cl.data.stores.prepare import prepare
+from ser_cl.data.stores.store import FeatureStore
 
 PARAMS = feature_params("mel", n_mels=16)
 

@@ -13,9 +13,9 @@ import torch
 
 from host_sync import count_host_reads
 from ser_cl.config import stage_from_dict
-from ser_cl.data.folds import make_folds
-from ser_cl.data.loader import BatchLoader, plan_epoch
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.batches.loader import BatchLoader, plan_epoch
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.models import SERModel
 from ser_cl.train.build import model_config_for
 from ser_cl.train.loop import TrainStep, make_optimizer, phases_of, set_trainable, train_step

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ser_cl.cli import app
-from ser_cl.data.audio import write_wav
+from ser_cl.data.frontends.audio import write_wav
 from ser_cl.data.corpora import CorpusError, read_corpus
-from ser_cl.data.prepare import prepare, select_utterances
+from ser_cl.data.stores.prepare import prepare, select_utterances
 
 FOUR_CLASSES = {"neu": "neutral", "hap": "happy", "exc": "happy", "sad": "sad", "ang": "angry"}
 

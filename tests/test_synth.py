@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from ser_cl.cli import app
 from ser_cl.data.corpora import read_corpus
-from ser_cl.data.store import FeatureStore
-from ser_cl.data.synth import synthesize_corpus
+from ser_cl.data.stores.store import FeatureStore
+from ser_cl.data.corpora.synth import synthesize_corpus
 
 
 def _digest(root):

@@ -14,8 +14,8 @@ pytest.importorskip("torch.utils.tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from ser_cl.config import ConfigError  # noqa: E402
-from ser_cl.data.folds import make_folds  # noqa: E402
-from ser_cl.data.store import FeatureStore  # noqa: E402
+from ser_cl.data.splits.folds import make_folds  # noqa: E402
+from ser_cl.data.stores.store import FeatureStore  # noqa: E402
 from ser_cl.train import tensorboard_log  # noqa: E402
 from ser_cl.train.loop import train_fold  # noqa: E402
 from ser_cl.train.run import config_fingerprint  # noqa: E402

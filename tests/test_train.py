@@ -9,8 +9,8 @@ import pytest
 import torch
 
 
-from ser_cl.data.folds import make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import make_folds
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.train.checkpoint import load_checkpoint
 from ser_cl.train.loop import TrainingDiverged, train_fold
 
@@ -25,9 +25,9 @@ def store(synth_mel_dir):
 @pytest.fixture(scope="module")
 def learn_store(tmp_path_factory):
     """A larger synthetic corpus (8 utterances per speaker and class, 40 log-mel bands) for the learning test."""
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare
-    from ser_cl.data.synth import synthesize_corpus
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.stores.prepare import prepare
+    from ser_cl.data.corpora.synth import synthesize_corpus
 
     raw = tmp_path_factory.mktemp("learn-raw")
     synthesize_corpus(raw, per_speaker=8, seed=1, duration=(0.6, 1.0), n_dropped=0)

@@ -17,13 +17,13 @@ from conftest import tiny_stage
 from scipy.signal import resample_poly
 
 from ser_cl.config import ConfigError
-from ser_cl.data.audio import change_speed, load_audio
-from ser_cl.data.copies import copy_dirs, load_copies, with_copies
-from ser_cl.data.features import compute_features, feature_params
-from ser_cl.data.folds import make_folds_for
-from ser_cl.data.normalize import model_inputs
-from ser_cl.data.prepare import prepare
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.frontends.audio import change_speed, load_audio
+from ser_cl.data.batches.copies import copy_dirs, load_copies, with_copies
+from ser_cl.data.frontends.features import compute_features, feature_params
+from ser_cl.data.splits.folds import make_folds_for
+from ser_cl.data.stores.normalize import model_inputs
+from ser_cl.data.stores.prepare import prepare
+from ser_cl.data.stores.store import FeatureStore
 
 MEL = feature_params("mel", n_mels=40)
 

@@ -21,12 +21,12 @@ transformers = pytest.importorskip("transformers")
 from typer.testing import CliRunner  # noqa: E402
 
 from ser_cl.cli import app  # noqa: E402
-from ser_cl.data import upstream as up  # noqa: E402
-from ser_cl.data.audio import load_audio  # noqa: E402
-from ser_cl.data.features import compute_features, feature_params, frames_for  # noqa: E402
-from ser_cl.data.folds import make_folds  # noqa: E402
-from ser_cl.data.prepare import prepare  # noqa: E402
-from ser_cl.data.store import FeatureStore  # noqa: E402
+from ser_cl.data.frontends import upstream as up  # noqa: E402
+from ser_cl.data.frontends.audio import load_audio  # noqa: E402
+from ser_cl.data.frontends.features import compute_features, feature_params, frames_for  # noqa: E402
+from ser_cl.data.splits.folds import make_folds  # noqa: E402
+from ser_cl.data.stores.prepare import prepare  # noqa: E402
+from ser_cl.data.stores.store import FeatureStore  # noqa: E402
 from ser_cl.models import ModelConfig, SERModel  # noqa: E402
 from ser_cl.predict import predict_files  # noqa: E402
 from ser_cl.train.loop import train_fold  # noqa: E402

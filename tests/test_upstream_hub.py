@@ -17,8 +17,8 @@ pytest.importorskip("huggingface_hub")
 from typer.testing import CliRunner  # noqa: E402
 
 from ser_cl.cli import app  # noqa: E402
-from ser_cl.data import upstream as up  # noqa: E402
-from ser_cl.data.features import feature_params  # noqa: E402
+from ser_cl.data.frontends import upstream as up  # noqa: E402
+from ser_cl.data.frontends.features import feature_params  # noqa: E402
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REAL_WHISPER = Path(__file__).resolve().parents[2] / "shared" / "upstreams" / "whisper-base"

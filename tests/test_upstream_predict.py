@@ -11,11 +11,11 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from ser_cl.data import upstream as up  # noqa: E402
-from ser_cl.data.audio import load_audio  # noqa: E402
-from ser_cl.data.features import feature_params  # noqa: E402
-from ser_cl.data.prepare import prepare  # noqa: E402
-from ser_cl.data.store import FeatureStore  # noqa: E402
+from ser_cl.data.frontends import upstream as up  # noqa: E402
+from ser_cl.data.frontends.audio import load_audio  # noqa: E402
+from ser_cl.data.frontends.features import feature_params  # noqa: E402
+from ser_cl.data.stores.prepare import prepare  # noqa: E402
+from ser_cl.data.stores.store import FeatureStore  # noqa: E402
 from ser_cl.predict import model_input  # noqa: E402
 
 

@@ -47,7 +47,7 @@ def sine(seconds: float, rate: int = 16000) -> np.ndarray:
 
 
 def test_predict_gives_a_too_short_clip_its_reason_and_predicts_the_others(tmp_path):
-    from ser_cl.data.audio import write_wav
+    from ser_cl.data.frontends.audio import write_wav
 
     ckpt = tiny_checkpoint(tmp_path / "best.pt")
     short, good = tmp_path / "short.wav", tmp_path / "good.wav"
@@ -82,7 +82,7 @@ def test_predict_refuses_a_short_clip_whatever_the_front_end(tmp_path, monkeypat
     the same one-line error from a log-mel, an openSMILE or an upstream model (the front-end is
     never asked about it), and the other files are still predicted."""
     import ser_cl.predict as predict
-    from ser_cl.data.audio import write_wav
+    from ser_cl.data.frontends.audio import write_wav
 
     torch.manual_seed(0)
     ckpt = tiny_checkpoint(tmp_path / "best.pt")
@@ -356,8 +356,8 @@ def test_run_variant_prints_no_carriage_returns_and_records_protocol_and_corpus(
 def test_quickstart_says_each_step_and_that_plots_were_skipped_without_matplotlib(tmp_path, monkeypatch):
     import sys
 
-    import ser_cl.data.prepare as prepare_mod
-    import ser_cl.data.synth as synth_mod
+    import ser_cl.data.stores.prepare as prepare_mod
+    import ser_cl.data.corpora.synth as synth_mod
     import ser_cl.pipeline as pipeline
     from ser_cl.eval.report import PLOTS_HINT
 
@@ -382,10 +382,10 @@ def test_predict_recomputes_the_front_end_the_model_was_trained_on(synth_corpus_
     """A model trained on a 40-band log-mel store predicts from WAVs (its checkpoint names the front-end)."""
     from conftest import tiny_stage
 
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.folds import make_folds
-    from ser_cl.data.prepare import prepare
-    from ser_cl.data.store import FeatureStore
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.splits.folds import make_folds
+    from ser_cl.data.stores.prepare import prepare
+    from ser_cl.data.stores.store import FeatureStore
     from ser_cl.predict import predict_files
     from ser_cl.train.loop import train_fold
 

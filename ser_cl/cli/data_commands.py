@@ -131,9 +131,9 @@ def prepare(
       ser-cl prepare /data/emodb -o data/emodb-p --pattern '{speaker:2}{*:3}{label:1}{*}.wav' --label-map 'W=angry,F=happy'
     """
     from ser_cl.data.corpora import CorpusError
-    from ser_cl.data.features import feature_params
-    from ser_cl.data.prepare import prepare as run_prepare
-    from ser_cl.data.summary import prepare_lines
+    from ser_cl.data.frontends.features import feature_params
+    from ser_cl.data.stores.prepare import prepare as run_prepare
+    from ser_cl.data.stores.summary import prepare_lines
 
     try:
         if layers is not None and layers != "all":
@@ -170,8 +170,8 @@ def synth(
 
       ser-cl synth data/synth-raw && ser-cl prepare data/synth-raw --out data/synth
     """
-    from ser_cl.data.summary import synth_lines
-    from ser_cl.data.synth import synthesize_corpus
+    from ser_cl.data.stores.summary import synth_lines
+    from ser_cl.data.corpora.synth import synthesize_corpus
 
     echo_lines(synth_lines(synthesize_corpus(out_dir, per_speaker=per_speaker, seed=seed), out_dir))
 
@@ -221,7 +221,7 @@ def folds(
 
       ser-cl folds data/iemocap --folds-file EmoBox/data/iemocap
     """
-    from ser_cl.data.fold_listing import list_folds
+    from ser_cl.data.stores.fold_listing import list_folds
 
     try:
         listing = list_folds(data_dir, protocol, folds_file, n_folds, val_speakers, export)

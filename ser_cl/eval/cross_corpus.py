@@ -33,9 +33,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ser_cl.data.features import front_end_differences
-from ser_cl.data.normalize import model_inputs
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.frontends.features import front_end_differences
+from ser_cl.data.stores.normalize import model_inputs
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.metrics import classification_report
 from ser_cl.eval.run_results import store_label
 

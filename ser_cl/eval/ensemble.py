@@ -27,9 +27,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from ser_cl.data.normalize import model_inputs
-from ser_cl.data.pool import serves_every_fold
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.stores.normalize import model_inputs
+from ser_cl.data.batches.pool import serves_every_fold
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.io import write_json
 from ser_cl.metrics import classification_report
 from ser_cl.models.embed import class_probabilities

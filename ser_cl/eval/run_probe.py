@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ser_cl.data.pool import serves_every_fold
-from ser_cl.data.normalize import model_inputs
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.batches.pool import serves_every_fold
+from ser_cl.data.stores.normalize import model_inputs
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.models.embed import embed_utterances
 from ser_cl.eval.probe import probe_embeddings
 from ser_cl.io import save_npy, write_json, write_text

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ser_cl.data.pool import serves_every_fold
+from ser_cl.data.batches.pool import serves_every_fold
 from ser_cl.eval.variant_result import (METHOD_BASELINE, METHOD_ENSEMBLE, METHOD_HEAD, METHOD_SVM, FoldResult, VariantResult,
                                         _Corrupt, _read_json, clear_data_caches, data_info, mean_std,
                                         number_or_none, store_label)

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ser_cl.data.pool import serves_every_fold
+from ser_cl.data.batches.pool import serves_every_fold
 
 METHOD_HEAD = "ce head"
 METHOD_BASELINE = "opensmile svm"  # a stage = "baseline" run: openSMILE functionals + linear SVM
@@ -256,8 +256,8 @@ def _resolve_auto(data_dir: Any) -> Optional[str]:
     if not isinstance(data_dir, str) or not data_dir:
         return None
     if data_dir not in _AUTO:
-        from ser_cl.data.folds import auto_protocol
-        from ser_cl.data.store import FeatureStore
+        from ser_cl.data.splits.folds import auto_protocol
+        from ser_cl.data.stores.store import FeatureStore
 
         try:
             _AUTO[data_dir] = auto_protocol(FeatureStore(data_dir))

@@ -11,8 +11,8 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import torch
 
-from ser_cl.data.batching import collate
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.batches.batching import collate
+from ser_cl.data.stores.store import FeatureStore
 
 
 def _forward_in_length_order(model, store: FeatureStore, indices: np.ndarray, device: torch.device,

@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ser_cl.data.transfer import host_to_device
+from ser_cl.data.batches.transfer import host_to_device
 from ser_cl.models.layers import (
     GRU_IMPLS,
     POOLINGS,
@@ -108,7 +108,7 @@ class ModelConfig:
     ``input_norm`` = "utterance" standardises each utterance's input per frequency bin (mean 0,
     variance 1 over its valid frames) before the first conv; "global" standardises with fixed
     per-bin statistics held in the model (the training speakers'); "speaker": the input arrives
-    standardised with its speaker's own statistics (``ser_cl.data.normalize.speaker_normalised``,
+    standardised with its speaker's own statistics (``ser_cl.data.stores.normalize.speaker_normalised``,
     applied by whoever feeds the model) and the model adds nothing; the thesis uses no feature
     normalisation ("none", the default). ``pooling``: "mean" (thesis), "attention" or "stats"
     (mean and std, doubling the embedding). ``gru_impl``: "auto" (padded on CUDA, packed on

@@ -210,7 +210,7 @@ def run_bigru(gru: nn.GRU, y: torch.Tensor, lengths_host: np.ndarray, lengths_de
     ``lengths_host``: numpy int64 [B]; ``lengths_dev``: the same on y's device.
 
     * "packed": one cuDNN call on a ``PackedSequence``. A batch sorted longest first (what
-      ``ser_cl.data.loader`` gives) packs without any permutation; otherwise PyTorch sorts it
+      ``ser_cl.data.batches.loader`` gives) packs without any permutation; otherwise PyTorch sorts it
       (an index copied to the device each step).
     * "padded": per layer, the forward direction runs on the padded batch (padding comes after
       the valid frames, so it cannot reach them) and the backward direction on each utterance

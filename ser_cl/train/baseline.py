@@ -1,7 +1,7 @@
 """The classical baseline as a fold run: a linear SVM on one vector per utterance (``stage = "baseline"``).
 
 The vectors (``baseline.feature_set``): openSMILE functionals (``eGeMAPSv02``, ``ComParE_2016``;
-``ser_cl.data.functionals``, computed from the audio the store's manifest lists and cached, or
+``ser_cl.data.stores.functionals``, computed from the audio the store's manifest lists and cached, or
 read from the store itself when it holds those functionals), or ``store``: the store's own frames
 pooled per utterance, mean and standard deviation over frames side by side (a store of one frame
 per utterance, functionals, is taken as it is): the linear probe of any front-end, e.g. an
@@ -25,7 +25,7 @@ Normalisations, the same three as the models' ``model.input_norm``:
 * ``global``: each dimension standardised with the mean and standard deviation of the training
   rows (the usual baseline; in the inner folds, of the inner training rows);
 * ``speaker``: each speaker's vectors standardised with that speaker's own statistics
-  (``ser_cl.data.normalize.speaker_stats``, the models' helper): over every readable recording
+  (``ser_cl.data.stores.normalize.speaker_stats``, the models' helper): over every readable recording
   of the speaker, before class selection (the files ``prepare`` took ``speaker_stats.npz`` over),
   labels never used; an utterance without a speaker alone; then standardised as ``global``. For
   ``store`` the frames are standardised so before pooling, with ``speaker_stats.npz`` itself,
@@ -44,9 +44,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ser_cl.config import ConfigError, StageConfig
-from ser_cl.data.folds import Fold
-from ser_cl.data.normalize import VectorRows, grouped_stats, speaker_stats
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import Fold
+from ser_cl.data.stores.normalize import VectorRows, grouped_stats, speaker_stats
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.io import write_json
 from ser_cl.linear_svm import fit_linear_svm_loso
 from ser_cl.metrics import classification_report
@@ -66,7 +66,7 @@ def pooled_vectors(store, stats: Optional[Dict[str, Any]] = None) -> np.ndarray:
     """[n, D] float64: each utterance's frames (standardised with its speaker's ``stats`` first,
     when given: ``speaker_stats``), pooled as mean and std over frames side by side ([n, 2F]);
     a store of one frame per utterance gives its frames as they are ([n, F])."""
-    from ser_cl.data.normalize import speaker_keys
+    from ser_cl.data.stores.normalize import speaker_keys
 
     n = len(store)
     keys = speaker_keys(store.speakers)
@@ -86,7 +86,7 @@ def _audio_speaker_stats(store: FeatureStore, feature_set: str, progress: bool) 
     statistics were taken over (``store.speaker_audio``: every readable recording, dropped
     classes included); None for a store prepared before prepare recorded those files (the
     statistics then come from the speaker's utterances in the store, as the models' do)."""
-    from ser_cl.data.functionals import functionals_of
+    from ser_cl.data.stores.functionals import functionals_of
 
     audio = store.speaker_audio
     if audio is None:
@@ -109,7 +109,7 @@ def baseline_vectors(cfg: StageConfig, store, progress: bool = False) -> np.ndar
     feature_set, by_speaker = cfg.baseline.feature_set, cfg.baseline.norm == "speaker"
     if feature_set == "store" or holds_functionals(store, feature_set):
         return pooled_vectors(store, speaker_stats(store) if by_speaker else None)
-    from ser_cl.data.functionals import store_functionals
+    from ser_cl.data.stores.functionals import store_functionals
 
     X = np.asarray(store_functionals(store, feature_set, progress=progress), dtype=np.float64)
     if not by_speaker:
@@ -120,7 +120,7 @@ def baseline_vectors(cfg: StageConfig, store, progress: bool = False) -> np.ndar
 
 def _with_copies(cfg: StageConfig, store: FeatureStore, fold: Fold, copies: Sequence[FeatureStore]):
     """(combined store, fold over it) with the copies of the fold's training rows (``with_copies``)."""
-    from ser_cl.data.copies import with_copies
+    from ser_cl.data.batches.copies import with_copies
 
     if cfg.baseline.feature_set != "store" and not holds_functionals(store, cfg.baseline.feature_set):
         raise ConfigError(f"data.train_copies: the copies hold {store.feature_params.get('name')} frames, not "

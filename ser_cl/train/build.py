@@ -10,8 +10,8 @@ from typing import Any, Dict, Optional
 import torch
 
 from ser_cl.config import StageConfig
-from ser_cl.data.folds import Fold
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.folds import Fold
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.models import PRESETS, ModelConfig, SERModel
 from ser_cl.train.checkpoint import load_checkpoint, model_config_from_dict
 
@@ -90,7 +90,7 @@ def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkp
         model_cfg = model_config_for(cfg, store.n_freq)
         model = SERModel(model_cfg, len(store.classes))
         if model_cfg.input_norm == "global":  # the training speakers' statistics, nobody else's
-            from ser_cl.data.normalize import band_stats
+            from ser_cl.data.stores.normalize import band_stats
 
             model.set_input_stats(*band_stats(store, fold.train))
         return model, model_cfg

@@ -7,7 +7,7 @@ One concern, kept whole on purpose (~470 lines): splitting the loop would hide i
         fresh Adam + ReduceLROnPlateau, so no phase inherits another's decayed lr
         for each epoch of the phase:
             train: batches planned from the seed, gathered ahead of the step
-                   (ser_cl.data.loader) -> SpecAugment / 2 views on the device
+                   (ser_cl.data.batches.loader) -> SpecAugment / 2 views on the device
                    -> loss (ser_cl.train.objective) -> Adam step
             (optim.ema_decay: after each step, the moving average of the weights moves; it is
              what validation, best.pt and the final evaluation see: ser_cl.train.averaging)
@@ -39,12 +39,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ser_cl.config import StageConfig, to_toml
-from ser_cl.data.augment import mixup, spec_augment, time_stretch, two_views
-from ser_cl.data.folds import Fold, epoch_train_indices
-from ser_cl.data.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
-from ser_cl.data.normalize import model_inputs, typical_speaker_stats
-from ser_cl.data.store import FeatureStore
-from ser_cl.data.transfer import host_to_device
+from ser_cl.data.batches.augment import mixup, spec_augment, time_stretch, two_views
+from ser_cl.data.splits.folds import Fold, epoch_train_indices
+from ser_cl.data.batches.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
+from ser_cl.data.stores.normalize import model_inputs, typical_speaker_stats
+from ser_cl.data.stores.store import FeatureStore
+from ser_cl.data.batches.transfer import host_to_device
 from ser_cl.models.embed import embed_utterances
 from ser_cl.metrics import classification_report
 from ser_cl.io import write_json, write_text

@@ -16,12 +16,12 @@ import numpy as np
 
 from ser_cl.config import SELF_SUPERVISED_LOSSES, ConfigError, StageConfig
 from ser_cl.experiment import Variant, expand, load_experiment
-from ser_cl.data.coverage import fold_gap_warnings
-from ser_cl.data.copies import copy_dirs, load_copies, with_copies
-from ser_cl.data.folds import Fold, auto_protocol, make_folds_for
-from ser_cl.data.pool import (KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, check_source_fold, pool_units,
+from ser_cl.data.splits.coverage import fold_gap_warnings
+from ser_cl.data.batches.copies import copy_dirs, load_copies, with_copies
+from ser_cl.data.splits.folds import Fold, auto_protocol, make_folds_for
+from ser_cl.data.batches.pool import (KEYS_FILE, POOL_FOLD, SEEN_FILE, check_not_seen, check_source_fold, pool_units,
                               serves_every_fold)
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.stores.store import FeatureStore
 from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
@@ -182,7 +182,7 @@ def _run_pool(variant: Variant, target: FeatureStore, folds: Optional[Sequence[i
               progress: bool, restart: bool, pools: str = ALL_RUNS) -> Optional[Path]:
     """Self-supervised pretraining on ``data.pool`` (or on an unlabeled ``data.dir``): once for
     every fold (run folder ``pool``), or per fold when the pool holds the target corpus, whose
-    folds' validation and test speakers are then left out (``ser_cl.data.pool``).
+    folds' validation and test speakers are then left out (``ser_cl.data.batches.pool``).
 
     ``pools`` (``--devices``): SHARED_POOLS_ONLY runs only a pool for every fold (None for a
     per-fold one); SHARED_POOLS_TRAINED requires a pool for every fold to be complete already

@@ -26,6 +26,12 @@ helpers), one module per reader (``iemocap``, ``emodb``, ``ravdess``, ``cremad``
 ``emovo``, ``csv_manifest``, ``unlabeled``, ``pattern``), ``registry`` (``CORPORA``),
 ``detect`` (``detect_corpus``, ``read_corpus``) and ``classes`` (``parse_classes``, ``ClassMap``).
 Import from the package: every name is re-exported here.
+
+Beside the readers, this room holds what is done to a listing before any audio is read:
+``selection`` (``--subset``, ``--include-speakers``, ``--exclude-speakers``), and the
+synthetic corpus ``synth`` (import both from their modules).
+
+May import: frontends (the audio suffixes the readers accept; writing WAV).
 """
 
 from __future__ import annotations

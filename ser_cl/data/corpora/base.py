@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ser_cl.data.audio import AUDIO_SUFFIXES
+from ser_cl.data.frontends.audio import AUDIO_SUFFIXES
 
 
 class CorpusError(ValueError):

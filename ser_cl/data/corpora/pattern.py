@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
-from ser_cl.data.audio import AUDIO_SUFFIXES
+from ser_cl.data.frontends.audio import AUDIO_SUFFIXES
 from ser_cl.data.corpora.base import CorpusError, CorpusListing, Utterance, _abs, _finish, _normalise_gender, _wav_files
 
 PLACEHOLDERS = ("speaker", "label", "session", "gender", "*")

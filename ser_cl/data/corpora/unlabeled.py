@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ser_cl.data.audio import AUDIO_SUFFIXES
+from ser_cl.data.frontends.audio import AUDIO_SUFFIXES
 from ser_cl.data.corpora.base import CorpusError, CorpusListing, Utterance, _abs, _finish, _wav_files
 
 

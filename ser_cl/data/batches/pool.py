@@ -36,9 +36,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .corpora import GENERIC_CORPORA
-from .folds import Fold
-from .store import FeatureStore
+from ..corpora import GENERIC_CORPORA
+from ..splits.folds import Fold
+from ..stores.store import FeatureStore
 
 __all__ = ["PooledStore", "PoolUnit", "utterance_keys", "pool_units", "check_not_seen", "check_source_fold", "SEEN_FILE", "KEYS_FILE"]
 
@@ -70,7 +70,7 @@ class PooledStore:
     ``parts``: (store, row indices) pairs, in order. Ids are ``<store name>:<id>`` and speakers
     ``<store name>:<speaker>`` so that they stay unique (a part named "" keeps its own). Labels
     are all -1 (a pretraining pool only serves self-supervised losses) unless ``labels`` gives
-    each row's class index (``ser_cl.data.copies``).
+    each row's class index (``ser_cl.data.batches.copies``).
     """
 
     def __init__(self, parts: Sequence[Tuple[FeatureStore, np.ndarray]], names: Sequence[str],
@@ -131,7 +131,7 @@ def store_names(stores: Sequence[FeatureStore]) -> List[str]:
 
 def check_front_ends(stores: Sequence[FeatureStore], target: Optional[FeatureStore]) -> None:
     """Every pool store (and the target) must hold the same front-end's frames."""
-    from .features import front_end_differences  # here: the report reads this module and needs no scipy
+    from ..frontends.features import front_end_differences  # here: the report reads this module and needs no scipy
 
     everyone = list(stores) + ([target] if target is not None else [])
     first = everyone[0]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_cl.data.audio import write_wav
+from ser_cl.data.frontends.audio import write_wav
 
 SAMPLE_RATE = 16000
 TARGET_LABELS = ("neu", "hap", "sad", "ang")  # per-class counts; "hap" alternates with "exc"

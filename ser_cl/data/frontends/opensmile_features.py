@@ -1,5 +1,5 @@
 """openSMILE functionals of one waveform: the computation behind the classical baseline
-(``ser_cl.data.functionals``) and the ``functionals`` front-end of ``ser-cl prepare``.
+(``ser_cl.data.stores.functionals``) and the ``functionals`` front-end of ``ser-cl prepare``.
 
 ``eGeMAPSv02`` gives 88 values per utterance, ``ComParE_2016`` 6,373, computed by audEERING's
 ``opensmile`` package (the optional extra ``pip install "ser-cl[baseline]"``): the toolkit these

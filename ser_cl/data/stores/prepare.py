@@ -16,13 +16,13 @@ assemble the store. Robustness rules:
   removed first and the new one is written LAST, so a DATA_DIR is complete iff prepare.json
   exists (``FeatureStore`` refuses one without it).
 
-Selection (``select_utterances``, in ``ser_cl.data.selection``): ``--subset improvised|scripted``
+Selection (``select_utterances``, in ``ser_cl.data.corpora.selection``): ``--subset improvised|scripted``
 (IEMOCAP) and ``--include-speakers`` / ``--exclude-speakers`` (any corpus) leave utterances out
 before anything is computed: they are not in the store, not in the speaker statistics, and not
 in ``skipped`` (prepare.json's ``selection`` records the options and how many were left out).
-What the command prints about a run: ``ser_cl.data.summary``.
+What the command prints about a run: ``ser_cl.data.stores.summary``.
 
-The per-file feature cache and the workers that fill it: ``ser_cl.data.feature_cache``.
+The per-file feature cache and the workers that fill it: ``ser_cl.data.stores.feature_cache``.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from ser_cl import __version__
-from ser_cl.data.coverage import pattern_lines, thin_class_warnings
+from ser_cl.data.splits.coverage import pattern_lines, thin_class_warnings
 from ser_cl.data.corpora import CORPORA, CorpusError, Utterance, parse_classes, parse_label_map, read_corpus
-from ser_cl.data.feature_cache import cache_key, params_key, run_ssl_tasks, run_tasks, scan_cache, store_dtype
-from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, canonical_params, feature_kind, feature_params, frames_for
-from ser_cl.data.selection import select_utterances
+from ser_cl.data.stores.feature_cache import cache_key, params_key, run_ssl_tasks, run_tasks, scan_cache, store_dtype
+from ser_cl.data.frontends.features import FEATURE_PARAMS, SAMPLE_RATE, canonical_params, feature_kind, feature_params, frames_for
+from ser_cl.data.corpora.selection import select_utterances
 from ser_cl.io import atomic_path, save_npy, write_json, write_text
 
 MANIFEST_COLUMNS = ("utt_id", "path", "speaker", "session", "gender", "label", "n_frames", "duration_s", "corpus_label")
@@ -125,7 +125,7 @@ def write_speaker_stats(path: Path, readable: Sequence[tuple[str, str, str]]) ->
     other features of the same audio, the classical baseline's, are taken over the same files).
     Utterances without a speaker are left out (speaker normalisation gives each of them its own
     statistics). Returns the prepare.json entry."""
-    from ser_cl.data.normalize import band_stats
+    from ser_cl.data.stores.normalize import band_stats
 
     by_speaker: dict[str, list[str]] = {}
     audio: list[tuple[str, str]] = []
@@ -187,7 +187,7 @@ def prepare(
     ``pattern`` / ``label_map``: read any layout (``corpora.pattern``; implies ``corpus="pattern"``).
     ``subset``, ``include_speakers``, ``exclude_speakers``: ``select_utterances``. Raises ``CorpusError``
     (one-line message) for an unreadable corpus or a class spec that selects nothing, and
-    ``ValueError`` for invalid feature parameters. The ssl front-end (``ser_cl.data.upstream``):
+    ``ValueError`` for invalid feature parameters. The ssl front-end (``ser_cl.data.frontends.upstream``):
     the store's estimated size goes to ``notify`` (a line), and a store above ``max_store_gb``
     (decimal GB) is refused (``ValueError``) before anything is computed or removed. Also to
     ``notify``: with ``pattern``, a few parsed examples and a warning when the speaker count looks
@@ -196,9 +196,9 @@ def prepare(
     ``speed``: compute the features of every file played this many times as fast
     (``audio.change_speed``; e.g. 0.9 or 1.1): a store of perturbed copies with the corpus' utterance
     ids and speakers, which a training stage adds to its folds' training utterances
-    (``data.train_copies``, ``ser_cl.data.copies``); prepare.json records it.
+    (``data.train_copies``, ``ser_cl.data.batches.copies``); prepare.json records it.
     """
-    from ser_cl.data.folds import auto_protocol, fold_summary, make_folds
+    from ser_cl.data.splits.folds import auto_protocol, fold_summary, make_folds
 
     started = time.perf_counter()
     if not (isinstance(speed, (int, float)) and 0.5 <= float(speed) <= 2.0):
@@ -214,7 +214,7 @@ def prepare(
     dtype = store_dtype(params)
     cache_text = params_key(params)
     if feature_kind(params) == "functionals":  # a new openSMILE may compute other values
-        from ser_cl.data.opensmile_features import opensmile_version
+        from ser_cl.data.frontends.opensmile_features import opensmile_version
 
         cache_text += f"|opensmile {opensmile_version()}"
     if speed != 1:

@@ -1,5 +1,5 @@
 """``ser-cl folds``: the folds of a prepared store under a protocol, as a table, optionally
-exported to a folds file (``ser_cl.data.fold_files``)."""
+exported to a folds file (``ser_cl.data.splits.fold_files``)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from ser_cl.data.coverage import fold_gap_warnings, thin_class_warnings
-from ser_cl.data.fold_files import write_folds
-from ser_cl.data.folds import Fold, auto_protocol, make_folds
-from ser_cl.data.store import FeatureStore
+from ser_cl.data.splits.coverage import fold_gap_warnings, thin_class_warnings
+from ser_cl.data.splits.fold_files import write_folds
+from ser_cl.data.splits.folds import Fold, auto_protocol, make_folds
+from ser_cl.data.stores.store import FeatureStore
 
 
 @dataclass
 class FoldListing:
     """The folds ``list_folds`` made, the line that introduces them, the notes making them gave
     (``FoldFileNote`` and other warnings, one line each), where they were exported (or None) and
-    the class-coverage warnings (``ser_cl.data.coverage``: a class with fewer than 2 speakers, a
+    the class-coverage warnings (``ser_cl.data.splits.coverage``: a class with fewer than 2 speakers, a
     fold whose training speakers lack a class its test speakers have), one line each."""
 
     folds: List[Fold]

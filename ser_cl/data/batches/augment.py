@@ -28,7 +28,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import torch
 
-from ser_cl.data.transfer import host_to_device
+from ser_cl.data.batches.transfer import host_to_device
 
 __all__ = ["spec_augment", "two_views", "view_crops", "time_stretch", "mixup"]
 

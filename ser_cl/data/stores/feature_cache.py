@@ -5,7 +5,7 @@ Each audio file's features are one cache entry, ``<key>_<n_samples>.npy``, named
 parameters, so two front-ends never share one), or ``<key>.err`` holding the reason a file
 cannot be used when that is the file's fault. Every entry is written atomically. ``run_tasks``
 computes entries in ``--jobs`` processes (forked on Linux); ``run_ssl_tasks`` runs one upstream
-model in this process over groups of files. ``ser_cl.data.prepare`` assembles a store from the
+model in this process over groups of files. ``ser_cl.data.stores.prepare`` assembles a store from the
 entries.
 """
 
@@ -22,8 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from ser_cl.data.audio import AudioError, AudioReadError, change_speed, load_audio, read_audio
-from ser_cl.data.features import FEATURE_PARAMS, SAMPLE_RATE, compute_features
+from ser_cl.data.frontends.audio import AudioError, AudioReadError, change_speed, load_audio, read_audio
+from ser_cl.data.frontends.features import FEATURE_PARAMS, SAMPLE_RATE, compute_features
 from ser_cl.io import save_npy, write_text
 
 #: one file's work: (index, audio path, cache entry stem, front-end parameters, speed)
@@ -174,7 +174,7 @@ def run_ssl_tasks(tasks: list[Task], jobs: int, progress: bool) -> list[tuple[in
     shows the real-time factor (compute seconds per audio second)."""
     import torch
 
-    from ser_cl.data.upstream import get_upstream
+    from ser_cl.data.frontends.upstream import get_upstream
     from ser_cl.progress import progress_bar
 
     results: list[tuple[int, Optional[int], Optional[str]]] = []

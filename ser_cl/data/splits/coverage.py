@@ -39,7 +39,7 @@ def thin_class_warnings(labels: Sequence[str], speakers: Sequence[str], classes:
 
 
 def fold_gap_warnings(labels: np.ndarray, classes: Sequence[str], folds) -> List[str]:
-    """One warning line per fold (``ser_cl.data.folds.Fold``) whose training rows lack a class
+    """One warning line per fold (``ser_cl.data.splits.folds.Fold``) whose training rows lack a class
     that its test rows have: the fold cannot predict it, and its UA still averages over it."""
     lines = []
     for fold in folds:

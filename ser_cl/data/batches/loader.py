@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .batching import batch_indices, batch_length
-from .store import FeatureStore
+from ..stores.store import FeatureStore
 from .transfer import host_to_device
 
 __all__ = ["Batch", "BatchPlan", "BatchLoader", "plan_epoch"]

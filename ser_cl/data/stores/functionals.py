@@ -19,9 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ser_cl.data.audio import AudioError, load_audio
-from ser_cl.data.opensmile_features import check_feature_set, functionals_vector, opensmile_version
-from ser_cl.data.feature_cache import cache_key
+from ser_cl.data.frontends.audio import AudioError, load_audio
+from ser_cl.data.frontends.opensmile_features import check_feature_set, functionals_vector, opensmile_version
+from ser_cl.data.stores.feature_cache import cache_key
 from ser_cl.io import save_npy
 
 def store_functionals(store, feature_set: str, progress: bool = True) -> np.ndarray:

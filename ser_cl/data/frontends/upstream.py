@@ -47,7 +47,7 @@ Features are stored as float16 (up to |x| = 65504; a non-finite value is refused
 other front-ends).
 
 This module is the loaded model (``Upstream``); the parameter dict and the frame / chunk
-arithmetic are ``ser_cl.data.upstream_params`` (re-exported here).
+arithmetic are ``ser_cl.data.frontends.upstream_params`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from ser_cl.data.upstream_params import (DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, FAMILIES, SAMPLE_RATE, SSL_VERSION,
+from ser_cl.data.frontends.upstream_params import (DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, FAMILIES, SAMPLE_RATE, SSL_VERSION,
                                          WEIGHT_FILES, WHISPER_MAX_S, WHISPER_WINDOWS, _INSTALL_HINT, _check_dir,
                                          _chunk_samples, chunk_bounds, config_hash, default_layer, describe_upstream,
                                          frame_count, ssl_params, stitch, validate_ssl_params, whisper_window)
 
-# the parameter API is re-exported here: ``from ser_cl.data.upstream import ssl_params`` keeps working
+# the parameter API is re-exported here: ``from ser_cl.data.frontends.upstream import ssl_params`` keeps working
 __all__ = ["BATCH_SECONDS", "DEFAULT_CHUNK_S", "DEFAULT_OVERLAP_S", "FAMILIES", "SAMPLE_RATE", "SSL_VERSION",
            "Upstream", "WEIGHT_FILES", "WHISPER_MAX_S", "WHISPER_WINDOWS", "chunk_bounds", "compute_ssl", "config_hash",
            "default_layer", "describe_upstream", "frame_count", "get_upstream", "ssl_params", "stitch",

@@ -17,9 +17,9 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from .folds import Fold
+from ..splits.folds import Fold
 from .pool import PooledStore, check_front_ends, store_names
-from .store import FeatureStore
+from ..stores.store import FeatureStore
 
 __all__ = ["copy_dirs", "load_copies", "with_copies", "DATA_DIR_FIELD"]
 

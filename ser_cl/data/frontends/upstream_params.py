@@ -1,6 +1,6 @@
 """The ssl front-end's parameter dict (prepare.json "features") and its frame / chunk arithmetic:
 which checkpoint directory, which layers, how long files are cut, how many frames N samples give.
-Reads configs only (no weights, no torch); the model itself is ``ser_cl.data.upstream``, whose
+Reads configs only (no weights, no torch); the model itself is ``ser_cl.data.frontends.upstream``, whose
 docstring describes the front-end.
 """
 
