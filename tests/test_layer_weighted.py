@@ -111,3 +111,13 @@ def test_cpu_upstream_preset_trains_ce_supcon_for_an_epoch(layer_store, tmp_path
 
     with pytest.raises(ValueError, match="pooled_speaker"):
         predict_files(tmp_path / "best.pt", [])
+
+
+def test_cpu_upstream_declares_an_upstream_store_and_names_the_prepare_command(layer_store, synth_mel_dir):
+    from ser_cl.pipeline import front_end_mismatch, preset_front_end
+
+    declared = preset_front_end("cpu-upstream")
+    assert declared == {"features": "ssl"}
+    assert front_end_mismatch("cpu-upstream", declared, layer_store) is None
+    line = front_end_mismatch("cpu-upstream", declared, synth_mel_dir)
+    assert "log-mel" in line and "--features ssl --upstream DIR --layers all" in line and "--force" in line
