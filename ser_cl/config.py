@@ -53,7 +53,7 @@ class DataConfig:
 
 @dataclass
 class ModelSection:
-    preset: str = "thesis"  # thesis | small | upstream | functionals; the fields below override the preset when set
+    preset: str = "thesis"  # thesis | small | upstream | functionals | layer_weighted; the fields below override the preset when set
     conv_channels: Optional[int] = None
     gru_hidden: Optional[int] = None
     gru_layers: Optional[int] = None
@@ -64,7 +64,7 @@ class ModelSection:
     transformer_dropout: Optional[float] = None
     normalize: Optional[bool] = None  # None: True for contrastive pretraining, False otherwise
     proj_dim: Optional[int] = None
-    input_norm: Optional[str] = None  # none (thesis) | utterance | global (the fold's training speakers' stats) | speaker (each speaker's own)
+    input_norm: Optional[str] = None  # none (thesis) | utterance | global (the fold's training speakers' stats) | speaker (each speaker's own) | pooled_speaker
     pooling: Optional[str] = None  # mean (thesis) | attention | stats
     gru_impl: Optional[str] = None  # auto (padded on CUDA, packed on CPU) | packed | padded: exact, speed only
     conv1_kernel: Optional[List[int]] = None  # [freq, time]; thesis [41, 21]

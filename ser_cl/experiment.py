@@ -151,7 +151,7 @@ def resolve_preset(name: str) -> Path:
 # A preset's [front_end] table names the feature store its values were chosen on, with the flags
 # of `ser-cl prepare` (``ser_cl.pipeline.check_front_end`` compares it with each store).
 FRONT_END_KEYS = ("features", "n_mels", "f_min", "f_max", "feature_set")
-FRONT_END_KINDS = ("spectrogram", "mel", "functionals")  # what `ser-cl prepare --features` makes from audio alone
+FRONT_END_KINDS = ("spectrogram", "mel", "functionals", "ssl")  # ssl: any upstream (prepare --features ssl --upstream DIR)
 
 
 def front_end_table(table: Any, preset: str) -> Optional[Dict[str, Any]]:
@@ -168,7 +168,7 @@ def front_end_table(table: Any, preset: str) -> Optional[Dict[str, Any]]:
             extra = f" (did you mean 'front_end.{hint[0]}'?)" if hint else ""
             raise ConfigError(f"{where}: unknown key 'front_end.{key}'{extra}; keys: {', '.join(FRONT_END_KEYS)}")
     if "features" not in table:
-        raise ConfigError(f"{where}: [front_end] needs front_end.features = \"mel\", \"spectrogram\" or \"functionals\"")
+        raise ConfigError(f"{where}: [front_end] needs front_end.features = \"mel\", \"spectrogram\", \"functionals\" or \"ssl\"")
     if table["features"] not in FRONT_END_KINDS:
         raise ConfigError(f"{where}: [front_end]: unknown feature kind {table['features']!r}; "
                           f"expected one of {', '.join(FRONT_END_KINDS)}")

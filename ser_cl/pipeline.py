@@ -241,6 +241,8 @@ def _front_end(table: Any, preset: str) -> Optional[Dict[str, Any]]:
     table = front_end_table(table, preset)
     if table is None:
         return None
+    if table["features"] == "ssl":  # any upstream: no parameters of prepare's own to check
+        return table
     try:
         feature_params(table["features"], **{k: table.get(k) for k in FRONT_END_KEYS[1:]})
     except (ValueError, TypeError) as err:
@@ -283,6 +285,15 @@ def front_end_mismatch(preset: str, declared: Dict[str, Any], data_dir: str | Pa
     except (OSError, ValueError):
         return None
     kind = declared["features"]
+    if kind == "ssl":  # a store of any upstream's hidden states
+        if have_kind == "ssl":
+            return None
+        out = str(data_dir).rstrip("/\\") + "-ssl"
+        command = f"ser-cl prepare {shlex.quote(str(store.info.get('source') or 'CORPUS'))} --out {shlex.quote(out)} " \
+                  "--features ssl --upstream DIR --layers all"
+        return (f"preset '{preset}' was chosen for self-supervised upstream features, but {data_dir} holds "
+                f"{_describe_front_end(have_kind, store.n_freq)}: prepare the corpus for it with `{command}` and "
+                f"--set data.dir={shlex.quote(out)}, or pass --force to train on {data_dir} anyway")
     # the declared front-end with prepare's defaults filled in (n_freq, a functionals feature set)
     wanted = feature_params(kind, **{k: declared.get(k) for k in FRONT_END_KEYS[1:]})
     n_freq, feature_set = int(wanted["n_freq"]), wanted.get("feature_set")

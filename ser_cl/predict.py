@@ -181,6 +181,10 @@ def predict_files(model_path: str | Path, audio_paths: Sequence[str | Path], dev
         if not ckpt.get("has_head", True):
             raise ValueError(f"{ckpt_path}: trained without a classifier head (a pretrain stage); "
                              "fine-tune it first (`ser-cl finetune EXP.toml --from RUN_DIR`) or use `ser-cl probe`")
+        if model.cfg.input_norm == "pooled_speaker":
+            raise ValueError(f"{ckpt_path}: trained on pooled, speaker-standardised vectors (model.input_norm = "
+                             "\"pooled_speaker\", --preset cpu-upstream), which predict does not compute yet; "
+                             "its folds were scored on the prepared store by `ser-cl run`")
         if classes is not None and list(ckpt["classes"]) != classes:
             raise ValueError(f"{ckpt_path}: its classes differ from the other folds'")
         classes = list(ckpt["classes"])

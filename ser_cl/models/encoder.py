@@ -41,6 +41,10 @@ context a BiGRU would add)::
 
 No conv and no GRU (their fields are ignored); the frame lengths are unchanged.
 
+Preset "layer_weighted" (``frontend = "layer_weighted"``, ``input_norm = "pooled_speaker"``): an
+MLP on a learned softmax-weighted sum of a ``--layers all`` store's layers, read as each
+utterance's mean + std pooled, speaker-standardised vector (``ser_cl.models.layer_weighted``).
+
 Options beyond the thesis (defaults = the thesis): ``input_norm`` ("utterance": per-utterance
 standardisation; "global": a fixed per-band mean/std, set from a fold's training speakers with
 :meth:`SERModel.set_input_stats` and saved in the checkpoint; "speaker": inputs standardised per
@@ -69,6 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ser_cl.data.batches.transfer import host_to_device
+from ser_cl.models.layer_weighted import LayerWeighted
 from ser_cl.models.layers import (
     GRU_IMPLS,
     POOLINGS,
@@ -92,9 +97,9 @@ __all__ = [
 
 
 #: Choices of ``ModelConfig.input_norm``.
-INPUT_NORMS = ("none", "utterance", "global", "speaker")
+INPUT_NORMS = ("none", "utterance", "global", "speaker", "pooled_speaker")
 #: Choices of ``ModelConfig.frontend``: the thesis' conv + BiGRU, or a per-frame projection.
-FRONTENDS = ("conv", "projection")
+FRONTENDS = ("conv", "projection", "layer_weighted")
 
 
 @dataclass
@@ -139,6 +144,7 @@ class ModelConfig:
     gru_impl: str = "auto"
     frontend: str = "conv"
     input_dropout: float = 0.0
+    n_layers: int = 0  # layer_weighted: the store's layers (0: read from the store when the model is built)
 
     def __post_init__(self) -> None:
         # TOML / JSON give lists; keep tuples so configs compare and hash consistently.
@@ -160,6 +166,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.gru_impl must be one of {GRU_IMPLS}, got {self.gru_impl!r}")
         if not 0.0 <= float(self.input_dropout) < 1.0:
             raise ValueError(f"ModelConfig.input_dropout must lie in [0, 1), got {self.input_dropout}")
+        if self.frontend == "layer_weighted" and (self.input_norm != "pooled_speaker" or self.n_layers < 0):
+            raise ValueError("ModelConfig: frontend 'layer_weighted' reads pooled vectors (input_norm 'pooled_speaker')")
         if self.transformer_layers < 0 or self.proj_dim < 0:
             raise ValueError("ModelConfig.transformer_layers and proj_dim must be >= 0")
         if self.d_model % self.n_heads != 0:
@@ -240,6 +248,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "functionals": dataclasses.asdict(ModelConfig(frontend="projection", gru_hidden=128, transformer_layers=0,
                                                   transformer_dropout=0.5, input_norm="speaker",
                                                   input_dropout=0.2)),
+    # for a store of all an upstream's layers (prepare --features ssl --layers all): the same MLP
+    # on a learned softmax-weighted sum of the layers' mean + std pooled vectors, standardised per
+    # speaker (benchmarks/upstream_probe.py's "wsum" head, chosen on EmoDB)
+    "layer_weighted": dataclasses.asdict(ModelConfig(frontend="layer_weighted", gru_hidden=128, transformer_layers=0,
+                                                     transformer_dropout=0.5, input_norm="pooled_speaker",
+                                                     input_dropout=0.2)),
 }
 
 
@@ -266,6 +280,9 @@ class SERModel(nn.Module):
         if cfg.frontend == "projection":
             self.project_in: nn.Module | None = nn.Sequential(
                 nn.Linear(cfg.n_freq, d_model), nn.LayerNorm(d_model), nn.GELU(), nn.Dropout(cfg.transformer_dropout))
+            self.conv1 = self.conv2 = self.gru = None
+        elif cfg.frontend == "layer_weighted":  # n_freq: the pooled width, 2 x layers x hidden
+            self.project_in = LayerWeighted(cfg.n_freq, cfg.n_layers, d_model, cfg.input_dropout, cfg.transformer_dropout)
             self.conv1 = self.conv2 = self.gru = None
         else:
             self.project_in = None
@@ -355,7 +372,7 @@ class SERModel(nn.Module):
             x = utterance_standardize(x, valid, lengths_dev)
         elif self.cfg.input_norm == "global":
             x = ((x - self.input_mean) / self.input_std).masked_fill(~valid[:, :, None], 0.0)
-        if self.cfg.input_dropout > 0:
+        if self.cfg.input_dropout > 0 and self.cfg.frontend != "layer_weighted":  # it drops after the sum
             x = F.dropout(x, self.cfg.input_dropout, self.training)
         if self.project_in is not None:
             return self._transform(self.project_in(x), lengths_dev)

@@ -4,6 +4,7 @@ one whose encoder (and architecture) come from a pretrained fold's checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -37,7 +38,7 @@ def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
         value = getattr(cfg.model, key)
         if value is None:
             continue
-        if fields["frontend"] != "projection" or fields["transformer_layers"] != 0:
+        if fields["frontend"] not in ("projection", "layer_weighted") or fields["transformer_layers"] != 0:
             raise ValueError(f"model.{key} is the functionals MLP's (model.preset = \"functionals\"), not "
                              f"model.preset = \"{cfg.model.preset}\"'s; use model.gru_hidden / transformer_dropout there")
         if getattr(cfg.model, field) is not None:
@@ -52,8 +53,14 @@ def model_config_for(cfg: StageConfig, n_freq: int) -> ModelConfig:
         for key in ("conv1_kernel", "conv2_kernel"):
             k_f, k_t = fields[key]
             fields[key] = (max(1, round(k_f * n_freq / 257)), k_t)
-    fields["n_freq"] = n_freq
+    # pooled inputs (ser_cl.data.stores.normalize.pooled): each value's mean and std, twice as many
+    fields["n_freq"] = 2 * n_freq if fields["input_norm"] == "pooled_speaker" else n_freq
     return model_config_from_dict(fields)
+
+
+def stored_layers(store: FeatureStore) -> int:
+    """How many layers side by side a store's frames hold (``prepare --layers``; 1 otherwise)."""
+    return max(1, len(store.feature_params.get("layers") or [0]))
 
 
 # [model] keys of the functionals MLP -> (the ModelConfig field that holds it, its value there):
@@ -88,6 +95,8 @@ def build_model(cfg: StageConfig, store: FeatureStore, fold: Fold, source_checkp
     """A fresh model, or one whose encoder (and architecture) come from a pretrained fold."""
     if source_checkpoint is None:
         model_cfg = model_config_for(cfg, store.n_freq)
+        if model_cfg.frontend == "layer_weighted" and model_cfg.n_layers == 0:
+            model_cfg = dataclasses.replace(model_cfg, n_layers=stored_layers(store))
         model = SERModel(model_cfg, len(store.classes))
         if model_cfg.input_norm == "global":  # the training speakers' statistics, nobody else's
             from ser_cl.data.stores.normalize import band_stats

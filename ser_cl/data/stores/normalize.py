@@ -180,7 +180,35 @@ def speaker_normalised(store):
     return out
 
 
+def pooled(store):
+    """A copy of ``store`` with one frame per utterance: the mean over the utterance's frames of
+    each band, then their standard deviations (population), ``[1, 2F]`` float32. Its speakers'
+    statistics are taken over these vectors (not prepare's, which are over frames). Cached."""
+    cached = getattr(store, "_pooled", None)
+    if cached is not None:
+        return cached
+    n_freq = store.features.shape[1]
+    features = np.empty((len(store.offsets) - 1, 2 * n_freq), dtype=np.float32)
+    for i in range(len(features)):
+        frames = np.asarray(store.features[int(store.offsets[i]):int(store.offsets[i + 1])], dtype=np.float32)
+        features[i, :n_freq], features[i, n_freq:] = frames.mean(axis=0), frames.std(axis=0)
+    out = copy.copy(store)
+    out.features, out.offsets = features, np.arange(len(features) + 1, dtype=np.int64)
+    out.lengths = np.ones(len(features), dtype=np.int64)
+    out.n_freq = 2 * n_freq
+    out._speaker_band_stats = None  # frame statistics do not describe pooled vectors
+    if "speaker_band_stats" in vars(out):  # a store of several (ser_cl.data.batches.pool) holds them as is
+        out.speaker_band_stats = None
+    for name in ("_speaker_normalised", "_pooled"):
+        out.__dict__.pop(name, None)
+    store._pooled = out
+    return out
+
+
 def model_inputs(store, input_norm: str):
     """The store a model with ``ModelConfig.input_norm`` = ``input_norm`` reads: the
-    speaker-normalised copy for "speaker", else ``store`` itself (the model normalises)."""
+    speaker-normalised copy for "speaker", its pooled vectors speaker-normalised for
+    "pooled_speaker", else ``store`` itself (the model normalises)."""
+    if input_norm == "pooled_speaker":
+        return speaker_normalised(pooled(store))
     return speaker_normalised(store) if input_norm == "speaker" else store
