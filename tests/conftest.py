@@ -124,3 +124,32 @@ def one_at_a_time_probabilities(checkpoint, store, rows):
             x = torch.tensor(frames)[None]
             out.append(torch.softmax(model.classify(model.embed(x, torch.tensor([x.shape[1]]))).double(), 1)[0].numpy())
     return np.array(out)
+
+
+def save_tiny_whisper(path: Path) -> Path:
+    """A randomly initialised 2-layer Whisper (d_model 32) with its feature extractor, saved in
+    Hugging Face layout at ``path``: an upstream checkpoint for tests (needs transformers)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.WhisperConfig(
+        d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
+        max_target_positions=16, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=3)
+    transformers.WhisperModel(cfg).save_pretrained(path)
+    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
+    return path
+
+
+def plant_fold_lock(fold_dir: Path, pid: int) -> None:
+    """Write ``fold_dir``'s lock as held by the live process ``pid`` on this host."""
+    import json
+    import socket
+
+    from ser_cl.train.fold_lock import LOCK_FILE, Holder, process_start
+
+    Path(fold_dir).mkdir(parents=True, exist_ok=True)
+    holder = Holder(pid, socket.gethostname(), "2026-01-02 03:04:05", process_start(pid), token="t")
+    (Path(fold_dir) / LOCK_FILE).write_text(json.dumps(holder.__dict__))

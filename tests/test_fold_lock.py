@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import plant_fold_lock
 
 from ser_cl.train.fold_lock import LOCK_FILE, Holder, fold_lock, is_live, process_start, read_holder, try_acquire
 
@@ -176,9 +177,7 @@ def test_a_second_run_skips_the_folds_a_live_process_holds(synth_mel_dir, tmp_pa
     other = subprocess.Popen(["sleep", "120"])
     try:
         held = runs / "quickstart" / "pretrain" / "fold-01"
-        held.mkdir(parents=True)
-        lock = Holder(other.pid, socket.gethostname(), "2026-01-02 03:04:05", process_start(other.pid), token="t")
-        (held / LOCK_FILE).write_text(json.dumps(lock.__dict__))
+        plant_fold_lock(held, other.pid)
         tiny = ["model.preset=small", "model.conv_channels=4", "model.gru_hidden=16", "model.n_heads=2",
                 "model.freq_kernels=scaled", "model.d_ff=32", "optim.epochs=1", "optim.batch_size=32", "device=cpu",
                 f"data.dir={json.dumps(str(synth_mel_dir))}", f"runs_dir={json.dumps(str(runs))}"]

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import plant_fold_lock
 import torch
 from typer.testing import CliRunner
 
@@ -158,7 +159,6 @@ def test_a_fold_queued_or_running_is_not_submitted_again(synth_mel_dir, tmp_path
     import ser_cl.launch as launcher
     from ser_cl.launch import LaunchOptions, TaskSpec, job_active, launch
     from ser_cl.pipeline import plan_experiment
-    from ser_cl.train.fold_lock import LOCK_FILE, Holder, process_start
 
     submitted = []
 
@@ -187,9 +187,7 @@ def test_a_fold_queued_or_running_is_not_submitted_again(synth_mel_dir, tmp_path
     other = subprocess.Popen(["sleep", "120"])
     try:
         held = runs / "quickstart" / "pretrain" / "fold-04"
-        held.mkdir(parents=True)
-        holder = Holder(other.pid, socket.gethostname(), "2026-01-02 03:04:05", process_start(other.pid), token="t")
-        (held / LOCK_FILE).write_text(json.dumps(holder.__dict__))
+        plant_fold_lock(held, other.pid)
         lines = again()
         assert submitted == [(1, "1000"), (2, "1001"), (3, "1002")]
         assert any(line.startswith(f"fold-04: not submitted, {held} is held by pid {other.pid}") for line in lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_whisper  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("huggingface_hub")
@@ -48,15 +48,7 @@ def hf_home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = transformers.WhisperConfig(
-        d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
-        max_target_positions=16, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=3)
-    path = tmp_path_factory.mktemp("tiny-whisper")
-    transformers.WhisperModel(cfg).save_pretrained(path)
-    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
+    path = save_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
     return path
 
 

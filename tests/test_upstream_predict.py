@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_whisper  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
@@ -21,15 +21,7 @@ from ser_cl.predict import model_input  # noqa: E402
 
 @pytest.fixture(scope="module")
 def whisper_store(synth_corpus_dir, tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = transformers.WhisperConfig(
-        d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
-        max_target_positions=16, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=3)
-    path = tmp_path_factory.mktemp("tiny-whisper")
-    transformers.WhisperModel(cfg).save_pretrained(path)
-    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
+    path = save_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
     data = tmp_path_factory.mktemp("whisper-store")
     params = feature_params("ssl", upstream=str(path), layers="all", whisper_window="clip")
     prepare(synth_corpus_dir, data, jobs=1, progress=False, features=params)
