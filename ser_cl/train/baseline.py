@@ -51,9 +51,8 @@ from ser_cl.io import write_json
 from ser_cl.linear_svm import fit_linear_svm_loso
 from ser_cl.metrics import classification_report
 from ser_cl.progress import progress_bar
-from ser_cl.train.fingerprint import check_fold_config, config_fingerprint, fold_is_complete
+from ser_cl.train.fingerprint import begin_fold, check_fold_config, complete_metrics, config_fingerprint, fold_is_complete
 from ser_cl.train.fold_lock import claim_fold
-from ser_cl.train.loop import begin_fold, complete_metrics
 
 
 def holds_functionals(store, feature_set: str) -> bool:

@@ -1,6 +1,6 @@
-"""Which config a fold was trained with: ``fingerprint.json`` (the resolved config, flat), the
-check that refuses to resume or reuse a fold trained under another config, and the fold's
-completion marker (metrics.json, status "complete")."""
+"""A fold folder's records: which config it was trained with (``fingerprint.json``, the resolved
+config, flat; ``config.toml``), the check that refuses to resume or reuse a fold trained under
+another config, its ``split.json``, and its completion marker (metrics.json, status "complete")."""
 
 from __future__ import annotations
 
@@ -8,18 +8,49 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
-from ser_cl.config import ConfigError, StageConfig, as_table
+from ser_cl.config import ConfigError, StageConfig, as_table, to_toml
+from ser_cl.data.splits.folds import Fold
+from ser_cl.io import write_json, write_text
 from ser_cl.train.fold_lock import LOCK_FILE
+
+
+def complete_metrics(fold_dir: Path) -> Optional[Dict[str, Any]]:
+    """The fold's metrics.json if it says the fold is complete, else None (also when unreadable)."""
+    try:
+        done = json.loads((Path(fold_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return done if done.get("status") == "complete" else None
 
 
 def fold_is_complete(fold_dir: Path) -> bool:
     """Whether training wrote the fold's completion marker (metrics.json, status "complete")."""
-    try:
-        return json.loads((Path(fold_dir) / "metrics.json").read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
+    return complete_metrics(fold_dir) is not None
+
+
+def write_split(fold_dir: Path, store, fold: Fold) -> None:
+    """``split.json``: the fold's speakers (``train_speakers``: of data.dir's training utterances)
+    and the utterance ids of its three parts (ids of data.dir's store); training copies (``data.train_copies``) as ``<copy store>:<id>`` under
+    ``train_copies``."""
+    n_target = getattr(store, "n_target", len(store))
+    speakers = getattr(store, "speakers", None)
+    split = {"fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
+             **({"train_speakers": sorted({speakers[i] for i in fold.train if i < n_target})} if speakers else {}),
+             **{part: [store.utt_ids[i] for i in getattr(fold, part) if i < n_target] for part in ("train", "val", "test")}}
+    if n_target < len(store):
+        split["train_copies"] = [store.utt_ids[i] for i in fold.train if i >= n_target]
+    write_json(fold_dir / "split.json", split)
+
+
+def begin_fold(cfg: StageConfig, store, fold: Fold, fold_dir: Path) -> None:
+    """Create the fold folder with its resolved ``config.toml`` and ``split.json``."""
+    Path(fold_dir).mkdir(parents=True, exist_ok=True)
+    write_text(Path(fold_dir) / "config.toml", to_toml(cfg))
+    write_split(Path(fold_dir), store, fold)
+
+
 
 
 # Keys that do not change what a fold learns: where it is written, on which device, how it is

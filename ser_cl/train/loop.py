@@ -1,6 +1,7 @@
 """The training loop: one fold of one stage, readable top to bottom (nanoGPT style).
 
-One concern, kept whole on purpose (~470 lines): splitting the loop would hide its order.
+One concern, kept whole on purpose: splitting the loop would hide its order (what trains in which
+phase, and each phase's optimiser and schedule, are ser_cl.train.phases).
 
     build model (fresh, or the encoder of a pretrained fold) -> (resume from last.pt) ->
     for each phase (one; or, fine-tuning: encoder frozen, then everything):
@@ -25,12 +26,10 @@ re-running the same command continues after the last finished epoch (with the sa
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ser_cl.config import StageConfig, to_toml
+from ser_cl.config import StageConfig
 from ser_cl.data.batches.augment import mixup, spec_augment, time_stretch, two_views
 from ser_cl.data.splits.folds import Fold, epoch_train_indices
 from ser_cl.data.batches.loader import Batch, BatchLoader, plan_epoch, store_fits_on_device
@@ -55,6 +54,8 @@ from ser_cl.train.averaging import WeightAverage
 from ser_cl.train.build import build_model
 from ser_cl.train.checkpoint import load_checkpoint, save_checkpoint
 from ser_cl.train.objective import Objective, validation_objective
+from ser_cl.train.fingerprint import begin_fold, complete_metrics
+from ser_cl.train.phases import epochs_of, make_optimizer, phases_of, set_trainable
 from ser_cl.train.tensorboard_log import FoldLog
 
 
@@ -149,84 +150,6 @@ def _set_rng_state(state: Dict[str, Any], np_rng: np.random.Generator, aug_gen: 
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# -- phases: what trains, at which learning rate ------------------------------------------------
-@dataclass
-class Phase:
-    """Epochs [start, end) with their own optimiser and scheduler."""
-
-    name: str  # "train", or "frozen" / "all" when fine-tuning
-    start: int
-    end: int
-    encoder_trains: bool
-
-
-def epochs_of(cfg: StageConfig, steps_per_epoch: int) -> int:
-    """``optim.epochs``, capped by the step budget ``optim.max_steps`` (when set)."""
-    n = cfg.optim.epochs
-    if cfg.optim.max_steps:
-        n = min(n, max(1, math.ceil(cfg.optim.max_steps / max(steps_per_epoch, 1))))
-    return n
-
-
-def phases_of(cfg: StageConfig, steps_per_epoch: int) -> List[Phase]:
-    """One phase; fine-tuning: the encoder frozen for ``freeze_epochs`` (at least
-    ``freeze_min_steps`` optimiser steps on a small corpus), then everything. The epochs are
-    ``epochs_of`` (the step budget may cap them)."""
-    n = epochs_of(cfg, steps_per_epoch)
-    if cfg.kind != "finetune":
-        return [Phase("train", 0, n, True)]
-    frozen = cfg.finetune.freeze_epochs
-    if cfg.finetune.freeze_min_steps and frozen > 0:
-        frozen = max(frozen, math.ceil(cfg.finetune.freeze_min_steps / max(steps_per_epoch, 1)))
-    frozen = min(frozen, n)
-    return [p for p in (Phase("frozen", 0, frozen, False), Phase("all", frozen, n, True)) if p.end > p.start]
-
-
-def set_trainable(model: SERModel, cfg: StageConfig, phase: Phase, objective: Objective) -> None:
-    """requires_grad for this phase: the frozen encoder keeps its weights, and heads the loss
-    does not use stay out of the optimiser (and of DDP's gradient bookkeeping)."""
-    for p in model.encoder_parameters():
-        p.requires_grad_(phase.encoder_trains)
-    for p in model.classifier.parameters():
-        p.requires_grad_(cfg.has_head)
-    if model.projection is not None:
-        for p in model.projection.parameters():
-            p.requires_grad_(objective.needs_z)
-
-
-def lr_multiplier(cfg: StageConfig, epoch: int, n_epochs: int) -> float:
-    """The lr of epoch ``epoch`` (0-based, within a phase of ``n_epochs``) over ``optim.lr``, for
-    the schedules set by epoch alone: step (x ``lr_factor`` every ``step_epochs``) and cosine."""
-    if cfg.optim.schedule == "step":
-        return cfg.optim.lr_factor ** (epoch // cfg.optim.step_epochs)
-    return 0.5 * (1.0 + math.cos(math.pi * epoch / max(n_epochs, 1)))
-
-
-def make_optimizer(model: SERModel, cfg: StageConfig, device: torch.device, n_epochs: int = 1):
-    """Adam over the trainable parameters (the head at ``finetune.head_lr`` when fine-tuning)
-    and a fresh scheduler for a phase of ``n_epochs``, stepped once per epoch: ReduceLROnPlateau
-    (lr x ``lr_factor`` after ``patience`` bad epochs; ``optim.schedule = "plateau"``) or the
-    phase's epochs mapped to an lr (``lr_multiplier``: step, cosine)."""
-    head_lr = cfg.finetune.head_lr if cfg.kind == "finetune" and cfg.finetune.head_lr else cfg.optim.lr
-    heads = {id(p) for p in model.head_parameters()}
-    groups = [{"name": "encoder", "lr": cfg.optim.lr,
-               "params": [p for p in model.parameters() if p.requires_grad and id(p) not in heads]},
-              {"name": "head", "lr": head_lr, "params": [p for p in model.head_parameters() if p.requires_grad]}]
-    groups = [g for g in groups if g["params"]]
-    # fused: one kernel per step, and its step counters stay on the device (no .item() per step)
-    try:
-        optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True)
-    except RuntimeError:  # PyTorch < 2.4 fuses Adam on CUDA only
-        optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    if cfg.optim.schedule != "plateau":
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(
-            optimizer, functools.partial(lr_multiplier, cfg, n_epochs=n_epochs))
-    mode = "max" if cfg.monitor == "val_ua" else "min"
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.optim.lr_factor,
-                                                           patience=cfg.optim.patience)
-    return optimizer, scheduler
-
-
 class TrainStep(torch.nn.Module):
     """model + objective as one module, so DistributedDataParallel sees the whole step."""
 
@@ -270,37 +193,6 @@ def init_head(model: SERModel, store: FeatureStore, fold: Fold, cfg: StageConfig
     with torch.no_grad():
         model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(bias)
-
-
-def write_split(fold_dir: Path, store, fold: Fold) -> None:
-    """``split.json``: the fold's speakers (``train_speakers``: of data.dir's training utterances)
-    and the utterance ids of its three parts (ids of data.dir's store); training copies (``data.train_copies``) as ``<copy store>:<id>`` under
-    ``train_copies``."""
-    n_target = getattr(store, "n_target", len(store))
-    speakers = getattr(store, "speakers", None)
-    split = {"fold": fold.name, "val_speakers": fold.val_speakers, "test_speakers": fold.test_speakers,
-             **({"train_speakers": sorted({speakers[i] for i in fold.train if i < n_target})} if speakers else {}),
-             **{part: [store.utt_ids[i] for i in getattr(fold, part) if i < n_target] for part in ("train", "val", "test")}}
-    if n_target < len(store):
-        split["train_copies"] = [store.utt_ids[i] for i in fold.train if i >= n_target]
-    write_json(fold_dir / "split.json", split)
-
-
-def complete_metrics(fold_dir: Path) -> Optional[Dict[str, Any]]:
-    """The fold's metrics.json if it says the fold is complete, else None."""
-    metrics_path = Path(fold_dir) / "metrics.json"
-    if metrics_path.exists():
-        done = json.loads(metrics_path.read_text())
-        if done.get("status") == "complete":
-            return done
-    return None
-
-
-def begin_fold(cfg: StageConfig, store, fold: Fold, fold_dir: Path) -> None:
-    """Create the fold folder with its resolved ``config.toml`` and ``split.json``."""
-    Path(fold_dir).mkdir(parents=True, exist_ok=True)
-    write_text(Path(fold_dir) / "config.toml", to_toml(cfg))
-    write_split(Path(fold_dir), store, fold)
 
 
 def train_fold(

@@ -27,9 +27,9 @@ from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.build import resolve_device
 from ser_cl.train.fingerprint import (FINGERPRINT_IGNORES, OMITTED_AT_DEFAULT, check_fold_config,  # noqa: F401
-                                     config_fingerprint, fold_is_complete)
+                                     config_fingerprint, fold_is_complete, write_split)
 from ser_cl.train.fold_lock import LOCK_FILE, claim_fold, is_live, read_holder
-from ser_cl.train.loop import train_fold, write_split
+from ser_cl.train.loop import train_fold
 
 
 def _say(line: str) -> None:
