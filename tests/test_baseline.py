@@ -181,6 +181,8 @@ def test_the_store_probe_pools_the_stores_own_frames(tiny_emodb, tmp_path):
     _check_run(tmp_path, tiny_emodb, norms, ("fold-02",), lambda norm: _pooled_reference(tiny_emodb, norm))
     metrics = json.loads((tmp_path / "runs/svm/baseline_norm=global/fold-02/metrics.json").read_text())
     assert metrics["baseline"]["dims"] == 2 * 257  # mean + std of the spectrogram's 257 bins
+    report = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--no-plots"])
+    assert report.output.count("store svm") >= 3 and "opensmile svm |" not in report.output  # 2 rows + legend
 
 
 def test_the_shipped_experiment_plans_four_baseline_variants(synth_data_dir):

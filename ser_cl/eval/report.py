@@ -146,7 +146,8 @@ def _render_md(rows: List[Dict[str, Any]]) -> str:
         "NMI = k-means clustering, test split. method: `ce head` = the trained classifier head,",
         "`svm` = linear SVM fitted on the train embeddings; svm test UA = that SVM's UA for a",
         "`ce head` variant (only when all its averaged folds have probe.json). `opensmile svm` =",
-        "the classical baseline (openSMILE functionals + linear SVM, `stage = \"baseline\"`).",
+        "the classical baseline (openSMILE functionals + linear SVM, `stage = \"baseline\"`); `store svm` =",
+        "the same SVM on the store's own frames, mean + std pooled (`baseline.feature_set = \"store\"`).",
         "`ensemble` = the mean class probabilities of several runs' heads (`ser-cl ensemble`).",
     ]
     legend_best = legend_incomplete = legend_seeds = False

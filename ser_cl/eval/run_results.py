@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ser_cl.data.batches.pool import serves_every_fold
-from ser_cl.eval.variant_result import (METHOD_BASELINE, METHOD_ENSEMBLE, METHOD_HEAD, METHOD_SVM, FoldResult, VariantResult,
+from ser_cl.eval.variant_result import (METHOD_BASELINE, METHOD_ENSEMBLE, METHOD_HEAD, METHOD_STORE_PROBE, METHOD_SVM,
+                                        FoldResult, VariantResult,
                                         _Corrupt, _read_json, clear_data_caches, data_info, mean_std,
                                         number_or_none, store_label)
 
 # names other modules import from here
-__all__ = ["METHOD_BASELINE", "METHOD_ENSEMBLE", "METHOD_HEAD", "METHOD_SVM", "FoldResult", "VariantResult", "collect_runs",
+__all__ = ["METHOD_BASELINE", "METHOD_ENSEMBLE", "METHOD_HEAD", "METHOD_STORE_PROBE", "METHOD_SVM", "FoldResult",
+           "VariantResult", "collect_runs",
            "data_info", "mean_std", "number_or_none", "store_label"]
 
 _SPLITS = ("val", "test")
@@ -173,13 +175,17 @@ def _read_variant(path: Path) -> VariantResult:
 
     if head is None:  # method from the folds: the head's if any fold had head scores
         head = any(_split_scores(fold.metrics) is not None for fold in folds)
+    method = _STAGE_METHODS.get(run.get("stage"), METHOD_HEAD) if head else METHOD_SVM
+    if method == METHOD_BASELINE and any(((fold.metrics or {}).get("baseline") or {}).get("feature_set") == "store"
+                                         for fold in folds):  # the linear probe on the store's own frames
+        method = METHOD_STORE_PROBE
     return VariantResult(
         experiment=experiment,
         variant=variant,
         path=path,
         run=run,
         head=head,
-        method=_STAGE_METHODS.get(run.get("stage"), METHOD_HEAD) if head else METHOD_SVM,
+        method=method,
         expected_folds=expected,
         folds=folds,
         problems=problems,

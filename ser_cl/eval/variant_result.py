@@ -18,6 +18,7 @@ from ser_cl.data.batches.pool import serves_every_fold
 
 METHOD_HEAD = "ce head"
 METHOD_BASELINE = "opensmile svm"  # a stage = "baseline" run: openSMILE functionals + linear SVM
+METHOD_STORE_PROBE = "store svm"  # the same with baseline.feature_set = "store": the store's pooled frames
 METHOD_ENSEMBLE = "ensemble"  # a stage = "ensemble" run: mean probabilities of several heads (ser-cl ensemble)
 METHOD_SVM = "svm"
 
