@@ -140,7 +140,7 @@ def dry_run_plan(planned: List[PlannedStage], folds: Optional[Sequence[int]] = N
     from ser_cl.data.stores.store import FeatureStore
     from ser_cl.train.run import _select_folds, variant_dir
 
-    from ser_cl.train.run import fold_is_complete
+    from ser_cl.train.fingerprint import fold_is_complete
 
     stores = {d: FeatureStore(d) for d in planned_stores(planned)}
     lines = []

@@ -32,7 +32,7 @@ from ser_cl.data.stores.normalize import band_stats
 from ser_cl.data.stores.prepare import DEFAULT_MIN_DURATION
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.build import resolve_device
-from ser_cl.train.run import fold_is_complete
+from ser_cl.train.fingerprint import fold_is_complete
 
 
 # The shortest recording predict accepts, for every front-end: the one `ser-cl prepare` keeps by

@@ -114,7 +114,7 @@ def test_an_interrupted_averaged_run_resumes_to_the_same_result(store, tmp_path)
 
 
 def test_the_fingerprint_leaves_out_the_average_while_it_is_off():
-    from ser_cl.train.run import config_fingerprint
+    from ser_cl.train.fingerprint import config_fingerprint
 
     assert "optim.ema_decay" not in config_fingerprint(stage())
     assert config_fingerprint(stage(optim={"ema_decay": 0.9}))["optim.ema_decay"] == 0.9

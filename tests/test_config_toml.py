@@ -11,7 +11,7 @@ import pytest
 
 from ser_cl.config import SECTIONS, StageConfig, as_table, stage_from_dict, to_toml
 from ser_cl.experiment import tomllib
-from ser_cl.train.run import config_fingerprint
+from ser_cl.train.fingerprint import config_fingerprint
 
 NASTY = ('line one\nline "two" with \\backslash\\ and a tab\there, '
          '\u00e9\u00fc\u00df \u65e5\u672c\u8a9e \U0001F600 \x01\x7f')

@@ -175,7 +175,7 @@ def test_the_mlp_has_honest_names_for_its_width_and_dropout():
     from ser_cl.config import stage_from_dict
     from ser_cl.models import SERModel
     from ser_cl.train.build import model_config_for
-    from ser_cl.train.run import config_fingerprint
+    from ser_cl.train.fingerprint import config_fingerprint
 
     def tiny_stage(model=None):  # [model] as given, nothing else set
         return stage_from_dict({"stage": "train", **({"model": model} if model else {})}, "test")

@@ -21,7 +21,7 @@ from ser_cl.train.checkpoint import load_checkpoint
 from ser_cl.train.build import model_config_for
 from ser_cl.train.loop import evaluate, train_fold
 from ser_cl.train.objective import Objective, validation_objective
-from ser_cl.train.run import check_fold_config, config_fingerprint
+from ser_cl.train.fingerprint import check_fold_config, config_fingerprint
 
 from conftest import tiny_stage as stage  # the tests folder is on sys.path
 

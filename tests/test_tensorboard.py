@@ -18,7 +18,7 @@ from ser_cl.data.splits.folds import make_folds  # noqa: E402
 from ser_cl.data.stores.store import FeatureStore  # noqa: E402
 from ser_cl.train import tensorboard_log  # noqa: E402
 from ser_cl.train.loop import train_fold  # noqa: E402
-from ser_cl.train.run import config_fingerprint  # noqa: E402
+from ser_cl.train.fingerprint import config_fingerprint  # noqa: E402
 from ser_cl.train.tensorboard_log import FoldLog, scalar_tag  # noqa: E402
 
 from conftest import tiny_stage as stage  # noqa: E402  (the tests folder is on sys.path)

@@ -37,7 +37,7 @@ from ser_cl.eval.run_probe import row_index, split_rows
 from ser_cl.progress import progress_bar
 from ser_cl.train.build import resolve_device
 from ser_cl.train.checkpoint import load_model
-from ser_cl.train.run import fold_is_complete
+from ser_cl.train.fingerprint import fold_is_complete
 
 SPLITS = ("val", "test")
 

@@ -23,7 +23,7 @@ from ser_cl.io import save_npy, write_json, write_text
 from ser_cl.progress import progress_bar
 from ser_cl.train.checkpoint import load_model
 from ser_cl.train.build import resolve_device
-from ser_cl.train.run import fold_is_complete
+from ser_cl.train.fingerprint import fold_is_complete
 
 PARTS = ("train", "val", "test")
 

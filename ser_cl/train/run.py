@@ -26,8 +26,7 @@ from ser_cl.io import save_npy, write_json
 from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.build import resolve_device
-from ser_cl.train.fingerprint import (FINGERPRINT_IGNORES, OMITTED_AT_DEFAULT, check_fold_config,  # noqa: F401
-                                     config_fingerprint, fold_is_complete, write_split)
+from ser_cl.train.fingerprint import check_fold_config, config_fingerprint, fold_is_complete, write_split
 from ser_cl.train.fold_lock import LOCK_FILE, claim_fold, is_live, read_holder
 from ser_cl.train.loop import train_fold
 
