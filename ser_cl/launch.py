@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ser_cl.pipeline import fold_count, front_end_warnings, plan_experiment, run_experiment
 from ser_cl.io import write_json
 from ser_cl.progress import progress_bar
-from ser_cl.train.fold_lock import LOCK_FILE, is_live, pid_alive, read_holder
+from ser_cl.train.fold_lock import LOCK_FILE, live_holder, pid_alive
 from ser_cl.train.run import (SHARED_POOLS_ENV, SHARED_POOLS_ONLY, SHARED_POOLS_TRAINED, PlannedStage,
                               fold_is_complete, variant_dir)
 
@@ -236,8 +236,8 @@ def busy_tasks(exp_dir: Path, tasks: List[Task],
                            f"{record_path} if it is gone")
             continue
         for run in t.runs:
-            holder = read_holder(exp_dir / run / LOCK_FILE)
-            if holder is not None and is_live(holder):
+            holder = live_holder(exp_dir / run / LOCK_FILE)
+            if holder is not None:
                 busy[t.key] = f"{t.key}: not submitted, {exp_dir / run} is held by {holder.describe()}"
                 break
     return busy

@@ -45,7 +45,7 @@ import numpy as np
 
 from ser_cl.config import ConfigError, StageConfig
 from ser_cl.data.splits.folds import Fold
-from ser_cl.data.stores.normalize import VectorRows, grouped_stats, speaker_stats
+from ser_cl.data.stores.normalize import VectorRows, grouped_stats, mean_std, speaker_keys, speaker_stats
 from ser_cl.data.stores.store import FeatureStore
 from ser_cl.io import write_json
 from ser_cl.linear_svm import fit_linear_svm_loso
@@ -65,8 +65,6 @@ def pooled_vectors(store, stats: Optional[Dict[str, Any]] = None) -> np.ndarray:
     """[n, D] float64: each utterance's frames (standardised with its speaker's ``stats`` first,
     when given: ``speaker_stats``), pooled as mean and std over frames side by side ([n, 2F]);
     a store of one frame per utterance gives its frames as they are ([n, F])."""
-    from ser_cl.data.stores.normalize import speaker_keys
-
     n = len(store)
     keys = speaker_keys(store.speakers)
     one_frame = all(len(store[i]) == 1 for i in range(n))
@@ -76,7 +74,7 @@ def pooled_vectors(store, stats: Optional[Dict[str, Any]] = None) -> np.ndarray:
         if stats is not None:
             mean, std = stats[keys[i]]
             x = (x - mean) / std
-        out.append(x[0] if one_frame else np.concatenate([x.mean(axis=0), x.std(axis=0)]))
+        out.append(x[0] if one_frame else mean_std(x))
     return np.stack(out)
 
 

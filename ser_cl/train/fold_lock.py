@@ -85,6 +85,12 @@ def is_live(holder: Holder) -> bool:
     return not (holder.proc_start and now and now != holder.proc_start)
 
 
+def live_holder(path: Path) -> Optional[Holder]:
+    """The holder of the lock at ``path`` if that process still runs (``is_live``), else None."""
+    holder = read_holder(path)
+    return holder if holder is not None and is_live(holder) else None
+
+
 def me(job: str = "") -> Holder:
     pid = os.getpid()
     return Holder(pid=pid, host=socket.gethostname(), since=time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -27,7 +27,7 @@ from ser_cl.progress import progress_bar
 from ser_cl.train import distributed
 from ser_cl.train.build import resolve_device
 from ser_cl.train.fingerprint import check_fold_config, config_fingerprint, fold_is_complete, write_split
-from ser_cl.train.fold_lock import LOCK_FILE, claim_fold, is_live, read_holder
+from ser_cl.train.fold_lock import LOCK_FILE, claim_fold, live_holder
 from ser_cl.train.loop import train_fold
 
 
@@ -149,8 +149,8 @@ def run_variant(variant: Variant, folds: Optional[Sequence[int]] = None, device_
     for fold in progress_bar(selected, desc=f"{cfg.experiment}/{variant.name}", unit="fold", disable=not progress):
         src_ckpt = source / (POOL_FOLD if one_source else fold.name) / "best.pt" if source is not None else None
         if src_ckpt is not None and not src_ckpt.is_file():
-            held = read_holder(src_ckpt.parent / LOCK_FILE)
-            if held is not None and is_live(held):  # another run is pretraining it now
+            held = live_holder(src_ckpt.parent / LOCK_FILE)
+            if held is not None:  # another run is pretraining it now
                 _say(f"{out / fold.name}: skipped, its pretraining {src_ckpt.parent} is held by {held.describe()}")
                 continue
             raise ConfigError(f"{src_ckpt}: missing; pretrain {source} (fold {fold.name}) before fine-tuning it")

@@ -132,16 +132,6 @@ class _Subset:
         return self.store[self.rows[k]]
 
 
-def speaker_standardized(store, stats: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """The frames of ``store`` (``[sum T_i, F]``, float64), each utterance's standardised with its
-    speaker's (mean, std) from ``stats`` (``speaker_stats``)."""
-    parts = []
-    for i, key in enumerate(_speaker_keys(store)):
-        mean, std = stats[key]
-        parts.append((np.asarray(store[i], dtype=np.float64) - mean) / std)
-    return np.concatenate(parts) if parts else np.zeros((0, 0))
-
-
 def typical_speaker_stats(store, rows: Iterable[int]) -> Tuple[np.ndarray, np.ndarray]:
     """The statistics of a typical speaker among the speakers of utterances ``rows`` (a fold's
     training rows): the mean of their per-band means and the root mean of their per-band
@@ -180,6 +170,12 @@ def speaker_normalised(store):
     return out
 
 
+def mean_std(frames: np.ndarray) -> np.ndarray:
+    """``[T, F]`` frames -> ``[2F]``: each band's mean over the frames, then its (population)
+    standard deviation: the mean + std pooling of ``pooled`` and of the baseline's store probe."""
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
+
+
 def pooled(store):
     """A copy of ``store`` with one frame per utterance: the mean over the utterance's frames of
     each band, then their standard deviations (population), ``[1, 2F]`` float32. Its speakers'
@@ -190,8 +186,8 @@ def pooled(store):
     n_freq = store.features.shape[1]
     features = np.empty((len(store.offsets) - 1, 2 * n_freq), dtype=np.float32)
     for i in range(len(features)):
-        frames = np.asarray(store.features[int(store.offsets[i]):int(store.offsets[i + 1])], dtype=np.float32)
-        features[i, :n_freq], features[i, n_freq:] = frames.mean(axis=0), frames.std(axis=0)
+        features[i] = mean_std(np.asarray(store.features[int(store.offsets[i]):int(store.offsets[i + 1])],
+                                          dtype=np.float32))
     out = copy.copy(store)
     out.features, out.offsets = features, np.arange(len(features) + 1, dtype=np.int64)
     out.lengths = np.ones(len(features), dtype=np.int64)
